@@ -1,0 +1,27 @@
+//! The pure decision core of `autoscaler`.
+//!
+//! # Layout
+//!
+//! - [`time`]: [`Millis`], the only notion of time here; callers pass it in.
+//! - [`limits`]: [`Limits`] (CPUQuota, MemoryMax, TasksMax), [`Host`] capacity and the
+//!   effective [`Bounds`] a limit must lie in.
+//! - [`config`]: the spec's configuration row ([`Config`]), [`Mode`], [`Policy`] bundles and
+//!   field-by-field validation.
+//! - [`sample`]: cumulative cgroup [`Counters`] and the [`Usage`] derived from two of them.
+//! - [`decide`]: the threshold controller: streaks, cooldown, steps, bounds, reasons.
+//!
+//! Architecture invariant: nothing in this crate does I/O, reads a clock, knows JSON, or can
+//! panic on input. The daemon and the simulator both drive [`decide::Controller`], so a
+//! replayed day takes exactly the decisions the daemon would have taken.
+
+pub mod config;
+pub mod decide;
+pub mod limits;
+pub mod sample;
+pub mod time;
+
+pub use config::{Config, ConfigError, FieldValue, Mode, Policy};
+pub use decide::{Action, Controller, Decision, Evaluation};
+pub use limits::{Bounds, BoundsError, Host, Limits, Resource, GIB, MIB};
+pub use sample::{Counters, InvalidSample, Signals, Usage};
+pub use time::Millis;
