@@ -9,6 +9,7 @@
 //!   field-by-field validation.
 //! - [`sample`]: cumulative cgroup [`Counters`] and the [`Usage`] derived from two of them.
 //! - [`decide`]: the threshold controller: streaks, cooldown, steps, bounds, reasons.
+//! - [`unit`]: [`UnitName`], a unit name that passed systemd's naming rules.
 //!
 //! Architecture invariant: nothing in this crate does I/O, reads a clock, knows JSON, or can
 //! panic on input. The daemon and the simulator both drive [`decide::Controller`], so a
@@ -19,9 +20,11 @@ pub mod decide;
 pub mod limits;
 pub mod sample;
 pub mod time;
+pub mod unit;
 
 pub use config::{Config, ConfigError, FieldValue, Mode, Policy};
-pub use decide::{Action, Controller, Decision, Evaluation};
+pub use decide::{Action, Controller, Decision, Evaluation, Inputs};
 pub use limits::{Bounds, BoundsError, Host, Limits, Resource, GIB, MIB};
 pub use sample::{Counters, InvalidSample, Signals, Usage};
 pub use time::Millis;
+pub use unit::{InvalidUnitName, UnitName};
