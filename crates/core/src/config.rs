@@ -104,13 +104,21 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(field: impl Into<String>, message: impl Into<String>, allowed: String) -> Self {
-        ConfigError { field: field.into(), message: message.into(), allowed }
+        ConfigError {
+            field: field.into(),
+            message: message.into(),
+            allowed,
+        }
     }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}; allowed: {}", self.field, self.message, self.allowed)
+        write!(
+            f,
+            "{}: {}; allowed: {}",
+            self.field, self.message, self.allowed
+        )
     }
 }
 
@@ -324,9 +332,24 @@ impl Config {
             check_value(f, (f.get)(self))?;
         }
         let pairs = [
-            ("scale_down_cpu_percent", self.scale_down_cpu_percent, "scale_up_cpu_percent", self.scale_up_cpu_percent),
-            ("scale_down_memory_percent", self.scale_down_memory_percent, "scale_up_memory_percent", self.scale_up_memory_percent),
-            ("scale_down_tasks_percent", self.scale_down_tasks_percent, "scale_up_tasks_percent", self.scale_up_tasks_percent),
+            (
+                "scale_down_cpu_percent",
+                self.scale_down_cpu_percent,
+                "scale_up_cpu_percent",
+                self.scale_up_cpu_percent,
+            ),
+            (
+                "scale_down_memory_percent",
+                self.scale_down_memory_percent,
+                "scale_up_memory_percent",
+                self.scale_up_memory_percent,
+            ),
+            (
+                "scale_down_tasks_percent",
+                self.scale_down_tasks_percent,
+                "scale_up_tasks_percent",
+                self.scale_up_tasks_percent,
+            ),
         ];
         for (low, lv, high, hv) in pairs {
             if lv >= hv {
@@ -338,9 +361,24 @@ impl Config {
             }
         }
         let ranges = [
-            ("min_cpu_quota", self.min_cpu_quota, "max_cpu_quota", self.max_cpu_quota),
-            ("min_memory_max", self.min_memory_max, "max_memory_max", self.max_memory_max),
-            ("min_tasks_max", self.min_tasks_max, "max_tasks_max", self.max_tasks_max),
+            (
+                "min_cpu_quota",
+                self.min_cpu_quota,
+                "max_cpu_quota",
+                self.max_cpu_quota,
+            ),
+            (
+                "min_memory_max",
+                self.min_memory_max,
+                "max_memory_max",
+                self.max_memory_max,
+            ),
+            (
+                "min_tasks_max",
+                self.min_tasks_max,
+                "max_tasks_max",
+                self.max_tasks_max,
+            ),
         ];
         for (low, lv, high, hv) in ranges {
             if lv > hv {
@@ -360,10 +398,18 @@ fn check_value(f: &Field, v: f64) -> Result<(), ConfigError> {
         return Err(ConfigError::new(f.name, "not a finite number", f.allowed()));
     }
     if f.integer && v.fract() != 0.0 {
-        return Err(ConfigError::new(f.name, format!("{v} is not a whole number"), f.allowed()));
+        return Err(ConfigError::new(
+            f.name,
+            format!("{v} is not a whole number"),
+            f.allowed(),
+        ));
     }
     if v < f.min || v > f.max {
-        return Err(ConfigError::new(f.name, format!("{v} is out of range"), f.allowed()));
+        return Err(ConfigError::new(
+            f.name,
+            format!("{v} is out of range"),
+            f.allowed(),
+        ));
     }
     Ok(())
 }
@@ -401,23 +447,74 @@ mod tests {
     #[test]
     fn apply_table() {
         let text = |k: &str, v: &str| (k.to_string(), FieldValue::Text(v.to_string()));
-        check(&[n("scale_up_cpu_percent", 75.0), n("consecutive_scale_up_checks", 2.0), n("scale_cooldown_seconds", 120.0)],
-            Ok(&[("scale_up_cpu_percent", 75.0), ("consecutive_scale_up_checks", 2.0), ("scale_cooldown_seconds", 120.0)]));
-        check(&[text("policy", "aggressive")], Ok(&[("scale_up_cpu_percent", 75.0), ("scale_up_factor", 2.0), ("scale_cooldown_seconds", 120.0)]));
-        check(&[text("policy", "conservative"), n("scale_up_factor", 1.1)], Ok(&[("scale_up_cpu_percent", 90.0), ("scale_up_factor", 1.1), ("consecutive_scale_up_checks", 5.0)]));
-        check(&[n("scale_up_cpu_percent", 150.0)], Err("scale_up_cpu_percent"));
-        check(&[n("scale_up_cpu_percent", 0.0)], Err("scale_up_cpu_percent"));
-        check(&[n("scale_up_cpu_percent", 85.5)], Err("scale_up_cpu_percent"));
+        check(
+            &[
+                n("scale_up_cpu_percent", 75.0),
+                n("consecutive_scale_up_checks", 2.0),
+                n("scale_cooldown_seconds", 120.0),
+            ],
+            Ok(&[
+                ("scale_up_cpu_percent", 75.0),
+                ("consecutive_scale_up_checks", 2.0),
+                ("scale_cooldown_seconds", 120.0),
+            ]),
+        );
+        check(
+            &[text("policy", "aggressive")],
+            Ok(&[
+                ("scale_up_cpu_percent", 75.0),
+                ("scale_up_factor", 2.0),
+                ("scale_cooldown_seconds", 120.0),
+            ]),
+        );
+        check(
+            &[text("policy", "conservative"), n("scale_up_factor", 1.1)],
+            Ok(&[
+                ("scale_up_cpu_percent", 90.0),
+                ("scale_up_factor", 1.1),
+                ("consecutive_scale_up_checks", 5.0),
+            ]),
+        );
+        check(
+            &[n("scale_up_cpu_percent", 150.0)],
+            Err("scale_up_cpu_percent"),
+        );
+        check(
+            &[n("scale_up_cpu_percent", 0.0)],
+            Err("scale_up_cpu_percent"),
+        );
+        check(
+            &[n("scale_up_cpu_percent", 85.5)],
+            Err("scale_up_cpu_percent"),
+        );
         check(&[n("scale_up_factor", f64::NAN)], Err("scale_up_factor"));
-        check(&[n("scale_up_factor", f64::INFINITY)], Err("scale_up_factor"));
-        check(&[n("scale_cooldown_seconds", -1.0)], Err("scale_cooldown_seconds"));
-        check(&[n("check_interval_seconds", 1e300)], Err("check_interval_seconds"));
+        check(
+            &[n("scale_up_factor", f64::INFINITY)],
+            Err("scale_up_factor"),
+        );
+        check(
+            &[n("scale_cooldown_seconds", -1.0)],
+            Err("scale_cooldown_seconds"),
+        );
+        check(
+            &[n("check_interval_seconds", 1e300)],
+            Err("check_interval_seconds"),
+        );
         check(&[n("no_such_field", 1.0)], Err("no_such_field"));
-        check(&[text("scale_up_cpu_percent", "85")], Err("scale_up_cpu_percent"));
+        check(
+            &[text("scale_up_cpu_percent", "85")],
+            Err("scale_up_cpu_percent"),
+        );
         check(&[text("policy", "yolo")], Err("policy"));
         check(&[text("mode", "on")], Err("mode"));
-        check(&[n("scale_down_cpu_percent", 85.0)], Err("scale_down_cpu_percent"));
-        check(&[n("scale_up_memory_percent", 50.0)], Err("scale_down_memory_percent"));
+        check(
+            &[n("scale_down_cpu_percent", 85.0)],
+            Err("scale_down_cpu_percent"),
+        );
+        check(
+            &[n("scale_up_memory_percent", 50.0)],
+            Err("scale_down_memory_percent"),
+        );
         check(&[n("min_cpu_quota", 900.0)], Err("min_cpu_quota"));
         check(&[n("max_tasks_max", 50.0)], Err("min_tasks_max"));
     }
@@ -426,14 +523,48 @@ mod tests {
     fn defaults_are_the_spec_defaults_and_valid() {
         let c = Config::default();
         assert_eq!(c.validate(), Ok(()));
-        assert_eq!((c.scale_up_cpu_percent, c.scale_up_memory_percent, c.scale_up_tasks_percent), (85, 80, 85));
-        assert_eq!((c.scale_down_cpu_percent, c.scale_down_memory_percent, c.scale_down_tasks_percent), (40, 50, 30));
-        assert_eq!((c.check_interval_seconds, c.scale_cooldown_seconds), (30, 300));
-        assert_eq!((c.consecutive_scale_up_checks, c.consecutive_scale_down_checks), (3, 10));
+        assert_eq!(
+            (
+                c.scale_up_cpu_percent,
+                c.scale_up_memory_percent,
+                c.scale_up_tasks_percent
+            ),
+            (85, 80, 85)
+        );
+        assert_eq!(
+            (
+                c.scale_down_cpu_percent,
+                c.scale_down_memory_percent,
+                c.scale_down_tasks_percent
+            ),
+            (40, 50, 30)
+        );
+        assert_eq!(
+            (c.check_interval_seconds, c.scale_cooldown_seconds),
+            (30, 300)
+        );
+        assert_eq!(
+            (
+                c.consecutive_scale_up_checks,
+                c.consecutive_scale_down_checks
+            ),
+            (3, 10)
+        );
         assert_eq!((c.scale_up_factor, c.scale_down_factor), (1.5, 0.6));
-        assert_eq!((c.min_cpu_quota, c.max_cpu_quota, c.min_memory_max, c.max_memory_max), (100, 800, 8, 192));
+        assert_eq!(
+            (
+                c.min_cpu_quota,
+                c.max_cpu_quota,
+                c.min_memory_max,
+                c.max_memory_max
+            ),
+            (100, 800, 8, 192)
+        );
         assert_eq!((c.min_tasks_max, c.max_tasks_max), (100, 1500));
-        assert_eq!((c.system_cpu_cores, c.system_memory_gb, c.system_processes), (1, 8, 50));
+        assert_eq!(
+            (c.system_cpu_cores, c.system_memory_gb, c.system_processes),
+            (1, 8, 50)
+        );
         assert_eq!(c, c.with_policy(Policy::Balanced));
     }
 

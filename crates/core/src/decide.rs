@@ -13,7 +13,7 @@
 use std::fmt::Write;
 
 use crate::config::{Config, Mode};
-use crate::limits::{fmt_gib, Bounds, Host, Limits, Resource, GIB, MIB};
+use crate::limits::{Bounds, GIB, Host, Limits, MIB, Resource, fmt_gib};
 use crate::sample::Usage;
 use crate::time::Millis;
 
@@ -81,7 +81,10 @@ pub struct Inputs<'a> {
 impl Controller {
     /// A controller that remembers when the unit was last resized (after a daemon restart).
     pub fn resume(last_action: Option<Millis>) -> Controller {
-        Controller { last_action, ..Controller::default() }
+        Controller {
+            last_action,
+            ..Controller::default()
+        }
     }
 
     pub fn last_action(&self) -> Option<Millis> {
@@ -101,19 +104,36 @@ impl Controller {
     /// that could not be applied is not recorded, and its streak goes on.
     pub fn observe(&mut self, i: Inputs<'_>) -> Decision {
         let mut ev = evaluate(i);
-        self.up_streak = if ev.breached.is_empty() { 0 } else { self.up_streak.saturating_add(1) };
-        self.down_streak = if ev.idle_and_under { self.down_streak.saturating_add(1) } else { 0 };
+        self.up_streak = if ev.breached.is_empty() {
+            0
+        } else {
+            self.up_streak.saturating_add(1)
+        };
+        self.down_streak = if ev.idle_and_under {
+            self.down_streak.saturating_add(1)
+        } else {
+            0
+        };
         ev.up_streak = self.up_streak;
         ev.down_streak = self.down_streak;
         let cfg = i.config;
-        let hold = |reason: String, ev: Evaluation| Decision { change: None, reason, evaluation: ev };
+        let hold = |reason: String, ev: Evaluation| Decision {
+            change: None,
+            reason,
+            evaluation: ev,
+        };
 
         if cfg.mode != Mode::Enabled {
-            return hold(format!("mode is {}: no automatic action", cfg.mode.as_str()), ev);
+            return hold(
+                format!("mode is {}: no automatic action", cfg.mode.as_str()),
+                ev,
+            );
         }
         // An OOM kill is damage already done: bump memory now, streak and cooldown aside.
-        if i.usage.new_oom_kills > 0 {
-            if let Some(cur) = i.current.memory_max {
+        if i.usage.new_oom_kills > 0
+            && let Some(cur) = i.current.memory_max
+        {
+            {
                 let bumped = ((cur as f64 * cfg.oom_bump_factor) as u64).max(cur + 256 * MIB);
                 let new = i.bounds.clamp(Resource::Memory, round_up_gib(bumped));
                 if new > cur {
@@ -125,14 +145,21 @@ impl Controller {
                         fmt_gib(new as f64 / GIB as f64)
                     );
                     let new_limits = i.current.with(Resource::Memory, new);
-                    return Decision { change: Some((Action::ScaleUp, new_limits, "oom")), reason, evaluation: ev };
+                    return Decision {
+                        change: Some((Action::ScaleUp, new_limits, "oom")),
+                        reason,
+                        evaluation: ev,
+                    };
                 }
             }
         }
         if let Some(last) = self.last_action {
             let left = f64::from(cfg.scale_cooldown_seconds) - i.now.secs_since(last);
             if left > 0.0 {
-                return hold(format!("cooldown: {left:.0}s left after the last action"), ev);
+                return hold(
+                    format!("cooldown: {left:.0}s left after the last action"),
+                    ev,
+                );
             }
         }
         if self.up_streak >= cfg.consecutive_scale_up_checks {
@@ -140,7 +167,9 @@ impl Controller {
             let mut new = *i.current;
             let mut changes = String::new();
             for r in breached {
-                let Some(cur) = i.current.get(r) else { continue };
+                let Some(cur) = i.current.get(r) else {
+                    continue;
+                };
                 let target = grow(cfg, r, cur);
                 let target = target.min(i.bounds.range(r).1);
                 if target > cur {
@@ -148,31 +177,54 @@ impl Controller {
                     let _ = write!(changes, ", {}", describe_change(r, cur, target));
                 }
             }
-            let why = ev.breached.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join(", ");
+            let why = ev
+                .breached
+                .iter()
+                .map(|(_, s)| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
             if changes.is_empty() {
-                return hold(format!("Thresholds breached ({why}) but the limits are at their maximum"), ev);
+                return hold(
+                    format!("Thresholds breached ({why}) but the limits are at their maximum"),
+                    ev,
+                );
             }
-            let trigger = if why.contains("throttled") || why.contains("pressure") { "pressure" } else { "threshold" };
+            let trigger = if why.contains("throttled") || why.contains("pressure") {
+                "pressure"
+            } else {
+                "threshold"
+            };
             let reason = format!(
                 "Thresholds breached: {why} ({} consecutive checks);{}",
                 self.up_streak,
                 &changes[1..]
             );
-            return Decision { change: Some((Action::ScaleUp, new, trigger)), reason, evaluation: ev };
+            return Decision {
+                change: Some((Action::ScaleUp, new, trigger)),
+                reason,
+                evaluation: ev,
+            };
         }
         if self.down_streak >= cfg.consecutive_scale_down_checks {
             let mut new = *i.current;
             let mut changes = String::new();
             for r in Resource::ALL {
-                let Some(cur) = i.current.get(r) else { continue };
-                let target = shrink(cfg, r, cur).max(floor_for_usage(cfg, r, i.usage)).max(i.bounds.range(r).0);
+                let Some(cur) = i.current.get(r) else {
+                    continue;
+                };
+                let target = shrink(cfg, r, cur)
+                    .max(floor_for_usage(cfg, r, i.usage))
+                    .max(i.bounds.range(r).0);
                 if target < cur {
                     new = new.with(r, target);
                     let _ = write!(changes, ", {}", describe_change(r, cur, target));
                 }
             }
             if changes.is_empty() {
-                return hold("Idle and under thresholds but the limits are at their minimum".to_string(), ev);
+                return hold(
+                    "Idle and under thresholds but the limits are at their minimum".to_string(),
+                    ev,
+                );
             }
             let reason = format!(
                 "Idle and under thresholds: {} ({} consecutive checks);{}",
@@ -180,7 +232,11 @@ impl Controller {
                 self.down_streak,
                 &changes[1..]
             );
-            return Decision { change: Some((Action::ScaleDown, new, "threshold")), reason, evaluation: ev };
+            return Decision {
+                change: Some((Action::ScaleDown, new, "threshold")),
+                reason,
+                evaluation: ev,
+            };
         }
         let reason = if ev.breached.is_empty() {
             format!(
@@ -190,8 +246,16 @@ impl Controller {
                 cfg.consecutive_scale_down_checks
             )
         } else {
-            let why = ev.breached.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join(", ");
-            format!("breached: {why}; streak {}/{}", self.up_streak, cfg.consecutive_scale_up_checks)
+            let why = ev
+                .breached
+                .iter()
+                .map(|(_, s)| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "breached: {why}; streak {}/{}",
+                self.up_streak, cfg.consecutive_scale_up_checks
+            )
         };
         hold(reason, ev)
     }
@@ -204,23 +268,36 @@ pub fn evaluate(i: Inputs<'_>) -> Evaluation {
         Some(q) if q > 0 => cores * 100.0 / (f64::from(q) / 100.0),
         _ => cores * 100.0 / f64::from(i.host.cores.max(1)),
     });
-    let memory_percent = i.current.memory_max.filter(|m| *m > 0).map(|m| u.memory_bytes as f64 * 100.0 / m as f64);
-    let tasks_percent = i.current.tasks_max.filter(|t| *t > 0).map(|t| u.tasks as f64 * 100.0 / t as f64);
+    let memory_percent = i
+        .current
+        .memory_max
+        .filter(|m| *m > 0)
+        .map(|m| u.memory_bytes as f64 * 100.0 / m as f64);
+    let tasks_percent = i
+        .current
+        .tasks_max
+        .filter(|t| *t > 0)
+        .map(|t| u.tasks as f64 * 100.0 / t as f64);
 
     let mut breached = Vec::new();
     let mut cpu_why = Vec::new();
     if let Some(p) = cpu_percent.filter(|p| *p > f64::from(cfg.scale_up_cpu_percent)) {
         cpu_why.push(format!("CPU={p:.1}% (>{}%)", cfg.scale_up_cpu_percent));
     }
-    if let Some(t) = u.throttled_ratio.map(|t| t * 100.0) {
-        if cfg.scale_up_throttled_percent > 0 && t > f64::from(cfg.scale_up_throttled_percent) {
-            cpu_why.push(format!("CPU throttled in {t:.0}% of periods (>{}%)", cfg.scale_up_throttled_percent));
-        }
+    if let Some(t) = over(
+        u.throttled_ratio.map(|t| t * 100.0),
+        cfg.scale_up_throttled_percent,
+    ) {
+        cpu_why.push(format!(
+            "CPU throttled in {t:.0}% of periods (>{}%)",
+            cfg.scale_up_throttled_percent
+        ));
     }
-    if let Some(p) = u.cpu_pressure {
-        if cfg.scale_up_cpu_pressure_percent > 0 && p > f64::from(cfg.scale_up_cpu_pressure_percent) {
-            cpu_why.push(format!("CPU pressure {p:.1}% (>{}%)", cfg.scale_up_cpu_pressure_percent));
-        }
+    if let Some(p) = over(u.cpu_pressure, cfg.scale_up_cpu_pressure_percent) {
+        cpu_why.push(format!(
+            "CPU pressure {p:.1}% (>{}%)",
+            cfg.scale_up_cpu_pressure_percent
+        ));
     }
     if !cpu_why.is_empty() {
         breached.push((Resource::Cpu, cpu_why.join(", ")));
@@ -233,16 +310,23 @@ pub fn evaluate(i: Inputs<'_>) -> Evaluation {
             cfg.scale_up_memory_percent
         ));
     }
-    if let Some(p) = u.memory_pressure {
-        if cfg.scale_up_memory_pressure_percent > 0 && p > f64::from(cfg.scale_up_memory_pressure_percent) {
-            mem_why.push(format!("memory pressure {p:.1}% (>{}%)", cfg.scale_up_memory_pressure_percent));
-        }
+    if let Some(p) = over(u.memory_pressure, cfg.scale_up_memory_pressure_percent) {
+        mem_why.push(format!(
+            "memory pressure {p:.1}% (>{}%)",
+            cfg.scale_up_memory_pressure_percent
+        ));
     }
     if !mem_why.is_empty() {
         breached.push((Resource::Memory, mem_why.join(", ")));
     }
     if let Some(p) = tasks_percent.filter(|p| *p > f64::from(cfg.scale_up_tasks_percent)) {
-        breached.push((Resource::Tasks, format!("Tasks={} ({p:.1}% >{}%)", u.tasks, cfg.scale_up_tasks_percent)));
+        breached.push((
+            Resource::Tasks,
+            format!(
+                "Tasks={} ({p:.1}% >{}%)",
+                u.tasks, cfg.scale_up_tasks_percent
+            ),
+        ));
     }
 
     // Scale-down needs data on every limited resource, and every one of them low.
@@ -251,27 +335,60 @@ pub fn evaluate(i: Inputs<'_>) -> Evaluation {
         None => !limited,
     };
     let idle_and_under = u.cpu_cores.is_some()
-        && under(cpu_percent, i.current.cpu_quota.is_some(), cfg.scale_down_cpu_percent)
-        && under(memory_percent, i.current.memory_max.is_some(), cfg.scale_down_memory_percent)
-        && under(tasks_percent, i.current.tasks_max.is_some(), cfg.scale_down_tasks_percent)
+        && under(
+            cpu_percent,
+            i.current.cpu_quota.is_some(),
+            cfg.scale_down_cpu_percent,
+        )
+        && under(
+            memory_percent,
+            i.current.memory_max.is_some(),
+            cfg.scale_down_memory_percent,
+        )
+        && under(
+            tasks_percent,
+            i.current.tasks_max.is_some(),
+            cfg.scale_down_tasks_percent,
+        )
         && breached.is_empty()
         && u.signals.idle();
 
-    Evaluation { cpu_percent, memory_percent, tasks_percent, breached, idle_and_under, up_streak: 0, down_streak: 0 }
+    Evaluation {
+        cpu_percent,
+        memory_percent,
+        tasks_percent,
+        breached,
+        idle_and_under,
+        up_streak: 0,
+        down_streak: 0,
+    }
+}
+
+/// The value when an optional trigger is on (threshold > 0) and exceeded.
+fn over(value: Option<f64>, threshold: u32) -> Option<f64> {
+    value.filter(|v| threshold > 0 && *v > f64::from(threshold))
 }
 
 /// The next limit up: the factor, at least the minimum step; memory in whole GiB.
 fn grow(cfg: &Config, r: Resource, cur: u64) -> u64 {
     let by_factor = (cur as f64 * cfg.scale_up_factor).ceil() as u64;
     let target = by_factor.max(cur.saturating_add(step(cfg, r)));
-    if r == Resource::Memory { round_up_gib(target) } else { target }
+    if r == Resource::Memory {
+        round_up_gib(target)
+    } else {
+        target
+    }
 }
 
 /// The next limit down: the factor, at least the minimum step; memory in whole GiB.
 fn shrink(cfg: &Config, r: Resource, cur: u64) -> u64 {
     let by_factor = (cur as f64 * cfg.scale_down_factor).floor() as u64;
     let target = by_factor.min(cur.saturating_sub(step(cfg, r)));
-    if r == Resource::Memory { (target / GIB) * GIB } else { target }
+    if r == Resource::Memory {
+        (target / GIB) * GIB
+    } else {
+        target
+    }
 }
 
 fn step(cfg: &Config, r: Resource) -> u64 {
@@ -291,7 +408,11 @@ fn floor_for_usage(cfg: &Config, r: Resource, u: &Usage) -> u64 {
         Resource::Tasks => (u.tasks as f64, cfg.scale_up_tasks_percent),
     };
     let floor = (used * 100.0 / f64::from(thr.max(1))).ceil() as u64;
-    if r == Resource::Memory { round_up_gib(floor) } else { floor }
+    if r == Resource::Memory {
+        round_up_gib(floor)
+    } else {
+        floor
+    }
 }
 
 fn round_up_gib(bytes: u64) -> u64 {

@@ -24,7 +24,7 @@ pub mod unit;
 
 pub use config::{Config, ConfigError, FieldValue, Mode, Policy};
 pub use decide::{Action, Controller, Decision, Evaluation, Inputs};
-pub use limits::{Bounds, BoundsError, Host, Limits, Resource, GIB, MIB};
-pub use sample::{Counters, InvalidSample, Signals, Usage};
+pub use limits::{Bounds, BoundsError, GIB, Host, Limits, MIB, Resource};
+pub use sample::{Counters, InvalidSample, Psi, Signals, Usage};
 pub use time::Millis;
 pub use unit::{InvalidUnitName, UnitName};

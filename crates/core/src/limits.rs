@@ -160,12 +160,23 @@ impl BoundsError {
 impl fmt::Display for BoundsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BoundsError::OutOfRange { field, value, min, max, unit } => write!(
+            BoundsError::OutOfRange {
+                field,
+                value,
+                min,
+                max,
+                unit,
+            } => write!(
                 f,
                 "{field} {value}{unit} is outside the allowed range {min}..={max}{unit} \
                  (hard limits intersected with host capacity minus the system reserve)"
             ),
-            BoundsError::Infeasible { field, min, capacity, unit } => write!(
+            BoundsError::Infeasible {
+                field,
+                min,
+                capacity,
+                unit,
+            } => write!(
                 f,
                 "{field}: the hard minimum {min}{unit} exceeds what the host can give \
                  ({capacity}{unit} after the system reserve); lower the minimum or the reserve"
@@ -199,7 +210,9 @@ impl Bounds {
                 unit: "GB",
             });
         }
-        let tasks_cap = host.max_tasks.saturating_sub(u64::from(cfg.system_processes));
+        let tasks_cap = host
+            .max_tasks
+            .saturating_sub(u64::from(cfg.system_processes));
         let tasks_max = u64::from(cfg.max_tasks_max).min(tasks_cap);
         if tasks_max < u64::from(cfg.min_tasks_max) {
             return Err(BoundsError::Infeasible {

@@ -87,7 +87,11 @@ pub struct InvalidSample {
 
 impl fmt::Display for InvalidSample {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} = {} is not a finite, non-negative number", self.field, self.value)
+        write!(
+            f,
+            "{} = {} is not a finite, non-negative number",
+            self.field, self.value
+        )
     }
 }
 
@@ -118,7 +122,10 @@ impl Usage {
             memory_pressure: cur.memory_pressure.map(|p| p.some_avg10),
             // A counter that went backwards means a new cgroup: its kills are all new.
             new_oom_kills: match prev {
-                Some(p) => cur.oom_kills.checked_sub(p.oom_kills).unwrap_or(cur.oom_kills),
+                Some(p) => cur
+                    .oom_kills
+                    .checked_sub(p.oom_kills)
+                    .unwrap_or(cur.oom_kills),
                 None => 0,
             },
             signals,
@@ -126,7 +133,11 @@ impl Usage {
     }
 
     /// Usage given directly as demand (a replayed trace): cores and bytes.
-    pub fn from_demand(at: Millis, cpu_cores: f64, memory_bytes: f64) -> Result<Usage, InvalidSample> {
+    pub fn from_demand(
+        at: Millis,
+        cpu_cores: f64,
+        memory_bytes: f64,
+    ) -> Result<Usage, InvalidSample> {
         for (field, value) in [("cpu_cores", cpu_cores), ("memory_bytes", memory_bytes)] {
             if !value.is_finite() || value < 0.0 {
                 return Err(InvalidSample { field, value });
@@ -156,9 +167,19 @@ mod tests {
         }
     }
 
-    fn check(prev: Option<Counters>, cur: Counters, cores: Option<f64>, throttled: Option<f64>, ooms: u64) {
+    fn check(
+        prev: Option<Counters>,
+        cur: Counters,
+        cores: Option<f64>,
+        throttled: Option<f64>,
+        ooms: u64,
+    ) {
         let u = Usage::between(prev.as_ref(), &cur, Signals::default());
-        assert_eq!((u.cpu_cores, u.throttled_ratio, u.new_oom_kills), (cores, throttled, ooms), "{prev:?} -> {cur:?}");
+        assert_eq!(
+            (u.cpu_cores, u.throttled_ratio, u.new_oom_kills),
+            (cores, throttled, ooms),
+            "{prev:?} -> {cur:?}"
+        );
     }
 
     #[test]
@@ -166,26 +187,63 @@ mod tests {
         // One reading: no rate yet.
         check(None, counters(1000, 5_000_000, 10, 5, 0), None, None, 0);
         // 1.5 s of CPU in 1 s of wall time: 1.5 cores; 3 of 10 periods throttled.
-        check(Some(counters(0, 0, 0, 0, 0)), counters(1000, 1_500_000, 10, 3, 0), Some(1.5), Some(0.3), 0);
+        check(
+            Some(counters(0, 0, 0, 0, 0)),
+            counters(1000, 1_500_000, 10, 3, 0),
+            Some(1.5),
+            Some(0.3),
+            0,
+        );
         // Counters went backwards (unit restarted): no CPU rate; the new cgroup's kills count.
-        check(Some(counters(0, 9_000_000, 50, 5, 4)), counters(1000, 100, 1, 0, 1), None, None, 1);
+        check(
+            Some(counters(0, 9_000_000, 50, 5, 4)),
+            counters(1000, 100, 1, 0, 1),
+            None,
+            None,
+            1,
+        );
         // Same timestamp twice: no rate, no division by zero.
-        check(Some(counters(1000, 0, 0, 0, 0)), counters(1000, 1000, 0, 0, 0), None, Some(0.0), 0);
+        check(
+            Some(counters(1000, 0, 0, 0, 0)),
+            counters(1000, 1000, 0, 0, 0),
+            None,
+            Some(0.0),
+            0,
+        );
         // Two new OOM kills.
-        check(Some(counters(0, 0, 0, 0, 1)), counters(2000, 1_000_000, 0, 0, 3), Some(0.5), Some(0.0), 2);
+        check(
+            Some(counters(0, 0, 0, 0, 1)),
+            counters(2000, 1_000_000, 0, 0, 3),
+            Some(0.5),
+            Some(0.0),
+            2,
+        );
     }
 
     #[test]
     fn demand_rejects_bad_numbers() {
-        for (cpu, mem) in [(f64::NAN, 1.0), (-0.1, 1.0), (1.0, f64::INFINITY), (1.0, -5.0)] {
-            assert!(Usage::from_demand(Millis(0), cpu, mem).is_err(), "{cpu} {mem}");
+        for (cpu, mem) in [
+            (f64::NAN, 1.0),
+            (-0.1, 1.0),
+            (1.0, f64::INFINITY),
+            (1.0, -5.0),
+        ] {
+            assert!(
+                Usage::from_demand(Millis(0), cpu, mem).is_err(),
+                "{cpu} {mem}"
+            );
         }
         assert!(Usage::from_demand(Millis(0), 0.0, 0.0).is_ok());
     }
 
     #[test]
     fn idle_is_no_agents_or_no_work() {
-        let s = |agents, testing, pending| Signals { agents, testing_agents: testing, features_pending: pending, api_quota_remaining: None };
+        let s = |agents, testing, pending| Signals {
+            agents,
+            testing_agents: testing,
+            features_pending: pending,
+            api_quota_remaining: None,
+        };
         assert!(s(0, 0, 5).idle());
         assert!(s(3, 0, 0).idle());
         assert!(!s(3, 0, 5).idle());

@@ -19,21 +19,39 @@ pub struct InvalidUnitName {
 
 impl fmt::Display for InvalidUnitName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?} is not a valid systemd unit name: {}", self.name, self.why)
+        write!(
+            f,
+            "{:?} is not a valid systemd unit name: {}",
+            self.name, self.why
+        )
     }
 }
 
 impl std::error::Error for InvalidUnitName {}
 
 const SUFFIXES: [&str; 11] = [
-    ".service", ".socket", ".device", ".mount", ".automount", ".swap", ".target", ".path",
-    ".timer", ".slice", ".scope",
+    ".service",
+    ".socket",
+    ".device",
+    ".mount",
+    ".automount",
+    ".swap",
+    ".target",
+    ".path",
+    ".timer",
+    ".slice",
+    ".scope",
 ];
 
 impl UnitName {
     /// Checks `name` against systemd's rules (`systemd.unit(5)`, `unit_name_is_valid`).
     pub fn parse(name: &str) -> Result<UnitName, InvalidUnitName> {
-        let err = |why| Err(InvalidUnitName { name: name.chars().take(300).collect(), why });
+        let err = |why| {
+            Err(InvalidUnitName {
+                name: name.chars().take(300).collect(),
+                why,
+            })
+        };
         if name.is_empty() || name.len() > 255 {
             return err("it must be 1 to 255 characters long");
         }
@@ -44,7 +62,10 @@ impl UnitName {
         if prefix.is_empty() || prefix.starts_with('@') {
             return err("the name before the type suffix is empty");
         }
-        if !prefix.chars().all(|c| c.is_ascii_alphanumeric() || ":-_.\\@".contains(c)) {
+        if !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ":-_.\\@".contains(c))
+        {
             return err("only ASCII letters, digits and \":-_.\\@\" are allowed");
         }
         if prefix.matches('@').count() > 1 {

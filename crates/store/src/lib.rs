@@ -1,1 +1,307 @@
-//! placeholder
+//! The SQLite store of `autoscaler`: the spec's three tables, migrations and retention.
+//!
+//! # Layout
+//!
+//! - [`Store`] (this file): opening, pragmas, migrations, the two connections, error context.
+//! - `schema`: the migrations (SQL text only).
+//! - [`config`]: one [`Config`] per unit, loaded and saved field by field through
+//!   `autoscaler_core::config::FIELDS`, validated on load.
+//! - [`metrics`]: [`MetricRow`] samples, retention, and downsampling in SQL ([`MetricBucket`]).
+//! - [`history`]: the audit log of scaling actions ([`HistoryRow`]); never pruned.
+//!
+//! Architecture invariant: the store holds data, it decides nothing. It knows no JSON, no
+//! HTTP and no clock: every time is a [`Millis`] argument. Methods are synchronous and short
+//! (one statement or one transaction), so an async caller may call them directly or through
+//! `spawn_blocking`, but must never hold a lock of ours across an `.await` (no guard escapes).
+//!
+//! Concurrency: one writer connection and one reader connection, each behind a mutex. The
+//! database runs in WAL mode, so readers never wait for the writer and a second process (or a
+//! second [`Store`]) can open the same file; writers from several processes wait up to
+//! [`BUSY_TIMEOUT`] for each other.
+//!
+//! [`Config`]: autoscaler_core::Config
+
+pub mod config;
+pub mod history;
+pub mod metrics;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use autoscaler_core::{Millis, UnitName};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite_migration::SchemaVersion;
+use time::OffsetDateTime;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+
+pub use history::{HistoryRow, NewHistory};
+pub use metrics::{MetricBucket, MetricRow, Stat};
+
+/// How long a write waits for another process's write before failing with "locked".
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The SQLite database of the daemon. Cheap to clone; all clones share the connections.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    default_unit: UnitName,
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .field("default_unit", &self.inner.default_unit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    ///
+    /// Creates missing parent directories, runs the migrations, and inserts the spec's
+    /// default config row (id = 1) if it is missing. `default_unit` is the unit whose config
+    /// lives in that row (the spec's single-unit table); other units get rows in
+    /// `autoscaler_unit_config`. The row belongs to whichever unit is the default at open:
+    /// changing the default unit between runs hands it the old default's config, and a row
+    /// the new default has in `autoscaler_unit_config` is then not read.
+    ///
+    /// A file written by a newer autoscaler (a higher schema version), a file with the
+    /// prototype's tables but no schema version, or a file that is not SQLite is refused
+    /// with an error saying so, and left unchanged.
+    pub fn open(path: &Path, default_unit: &UnitName) -> anyhow::Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "creating the directory {} for the autoscaler database; check its \
+                     permissions or choose another database path",
+                    dir.display()
+                )
+            })?;
+        }
+        let mut writer = connect(path, OpenFlags::default())?;
+        check_version(&writer, path)?;
+        set_pragmas(&writer, path)?;
+        schema::migrations().to_latest(&mut writer).map_err(|e| {
+            let hint = match &e {
+                rusqlite_migration::Error::RusqliteError { err, .. } => busy_hint(err),
+                _ => "",
+            };
+            anyhow::Error::new(e).context(format!(
+                "migrating {} to schema version {}{hint}",
+                path.display(),
+                schema::VERSION
+            ))
+        })?;
+        writer
+            .execute(
+                "INSERT OR IGNORE INTO autoscaler_config (id) VALUES (1)",
+                [],
+            )
+            .map_err(|e| sql_error(e, path, "inserting the default config row"))?;
+
+        let reader = connect(path, OpenFlags::default())?;
+        // The reader never writes; saying so lets SQLite refuse a write by mistake.
+        reader
+            .pragma_update(None, "query_only", true)
+            .map_err(|e| sql_error(e, path, "setting the reader connection query_only"))?;
+
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                default_unit: default_unit.clone(),
+                writer: Mutex::new(writer),
+                reader: Mutex::new(reader),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The unit whose config is the spec's row id = 1.
+    pub fn default_unit(&self) -> &UnitName {
+        &self.inner.default_unit
+    }
+
+    /// The schema version this build writes.
+    pub fn schema_version() -> usize {
+        schema::VERSION
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable: SQLite rolls back an
+        // unfinished transaction when its guard drops, so poisoning carries no meaning here.
+        self.inner
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        self.inner
+            .reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An error from SQLite while doing `what`, with the file and a hint when it was locked.
+    fn sql_error(&self, e: rusqlite::Error, what: impl fmt::Display) -> anyhow::Error {
+        sql_error(e, &self.inner.path, what)
+    }
+}
+
+fn connect(path: &Path, flags: OpenFlags) -> anyhow::Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags).with_context(|| {
+        format!(
+            "opening the autoscaler database {}; check that the path is writable or choose \
+             another database path",
+            path.display()
+        )
+    })?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| sql_error(e, path, "setting busy_timeout"))?;
+    Ok(conn)
+}
+
+/// Refuses, before anything is written, a file this build must not migrate.
+fn check_version(conn: &Connection, path: &Path) -> anyhow::Result<()> {
+    let version = schema::migrations().current_version(conn).map_err(|e| {
+        let not_db = matches!(
+            &e,
+            rusqlite_migration::Error::RusqliteError { err, .. }
+                if err.sqlite_error_code() == Some(ErrorCode::NotADatabase)
+        );
+        let hint = if not_db {
+            "; the file is not an SQLite database: move it aside or choose another database path"
+        } else {
+            ""
+        };
+        anyhow::Error::new(e).context(format!(
+            "reading the schema version of {}{hint}",
+            path.display()
+        ))
+    })?;
+    match version {
+        SchemaVersion::Outside(v) => bail!(
+            "{} has schema version {v}, but this autoscaler knows versions up to {}: it was \
+             written by a newer autoscaler. Upgrade autoscaler or choose another database \
+             path; the file was not changed",
+            path.display(),
+            schema::VERSION
+        ),
+        SchemaVersion::NoneSet => {
+            let tables: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master \
+                     WHERE type = 'table' AND name LIKE 'autoscaler\\_%' ESCAPE '\\'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| sql_error(e, path, "listing existing tables"))?;
+            if tables > 0 {
+                bail!(
+                    "{} already holds autoscaler tables but no schema version (written by \
+                     the Python AutoCoder autoscaler?); this autoscaler will not guess their \
+                     layout. Move the file aside (it keeps that history) or choose another \
+                     database path; the file was not changed",
+                    path.display()
+                );
+            }
+            Ok(())
+        }
+        SchemaVersion::Inside(_) => Ok(()),
+    }
+}
+
+fn set_pragmas(conn: &Connection, path: &Path) -> anyhow::Result<()> {
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+        .map_err(|e| sql_error(e, path, "switching to WAL journal mode"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        // Some file systems (network mounts) cannot do WAL; the store still works, but
+        // readers then wait for writers.
+        tracing::warn!(path = %path.display(), journal_mode = %mode, "SQLite refused WAL mode");
+    }
+    // NORMAL loses at most the last transactions on power loss, never consistency (WAL).
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(|e| sql_error(e, path, "setting synchronous=NORMAL"))?;
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(|e| sql_error(e, path, "enabling foreign keys"))?;
+    Ok(())
+}
+
+fn busy_hint(e: &rusqlite::Error) -> &'static str {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            "; the database stayed locked for 5 s: is another autoscaler writing to it?"
+        }
+        Some(ErrorCode::ReadOnly) => "; the file is read-only: check its permissions",
+        Some(ErrorCode::DiskFull) => "; the disk is full",
+        _ => "",
+    }
+}
+
+fn sql_error(e: rusqlite::Error, path: &Path, what: impl fmt::Display) -> anyhow::Error {
+    let hint = busy_hint(&e);
+    anyhow::Error::new(e).context(format!("{what} in {}{hint}", path.display()))
+}
+
+const TS_FORMAT: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+
+/// A time as the spec writes it: `YYYY-MM-DDTHH:MM:SS` in UTC, no zone suffix.
+///
+/// Milliseconds are truncated toward the past. Times before year 0 or after year 9999 are
+/// clamped to those years' ends; this never panics.
+pub fn format_ts(at: Millis) -> String {
+    const MIN_SECS: i64 = -62_167_219_200; // 0000-01-01T00:00:00Z
+    const MAX_SECS: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    let secs = at.0.div_euclid(1000).clamp(MIN_SECS, MAX_SECS);
+    OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(TS_FORMAT).ok())
+        .unwrap_or_else(|| format!("@{secs}"))
+}
+
+/// A `u64` as SQLite's signed INTEGER, or an error naming the value.
+fn sql_int(v: u64, what: &str) -> anyhow::Result<i64> {
+    i64::try_from(v)
+        .with_context(|| format!("{what} = {v} does not fit in SQLite's signed 64-bit INTEGER"))
+}
+
+/// A float that SQLite stores as itself (it turns NaN into NULL), or an error naming it.
+fn sql_real(v: f64, what: &str) -> anyhow::Result<f64> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        bail!("{what} = {v} is not a finite number; the store keeps finite numbers only")
+    }
+}
+
+/// Reads an INTEGER column as `u64` (rusqlite reads u64 only with a feature we do not need).
+struct U64(u64);
+
+impl rusqlite::types::FromSql for U64 {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let i = i64::column_result(v)?;
+        u64::try_from(i)
+            .map(U64)
+            .map_err(|_| rusqlite::types::FromSqlError::OutOfRange(i))
+    }
+}

@@ -1,0 +1,479 @@
+//! Reading a located unit's counters and limits from its cgroup files.
+//!
+//! This module owns the choice of source for each value (v2 file first, the v1 controller's
+//! file otherwise) and the small pure parsers for the files' formats. It must not locate
+//! cgroups, decide anything, or write to any cgroup file. Optional values (pressure,
+//! throttling, OOM kills) read as `None`/0 when their file is absent; the essential ones (CPU
+//! time, memory) are an error that names the file and directory that were tried, because a
+//! made-up 0 would look like an idle unit.
+
+use std::io;
+use std::path::Path;
+
+use anyhow::Context;
+use autoscaler_core::sample::Psi;
+use autoscaler_core::{Counters, Limits, Millis};
+
+use crate::locate::{CgroupPaths, ids_in_tree};
+
+/// v1 reports "no memory limit" as the largest page-aligned i64 (9223372036854771712);
+/// anything this large is not a limit anyone set.
+const V1_UNLIMITED_BYTES: u64 = 1 << 62;
+
+/// One reading of the unit's cgroup at time `at` (the caller's clock).
+pub fn read_counters(paths: &CgroupPaths, at: Millis) -> anyhow::Result<Counters> {
+    let unified = paths.unified.as_deref();
+    let v2_cpu_stat = read_in(unified, "cpu.stat")?;
+
+    let cpu_usage_usec = cpu_usage_usec(paths, v2_cpu_stat.as_deref())?;
+    let (nr_periods, nr_throttled, throttled_usec) = throttling(paths, v2_cpu_stat.as_deref());
+
+    let memory_bytes = essential_number(&[
+        (unified, "memory.current"),
+        (paths.memory.as_deref(), "memory.usage_in_bytes"),
+    ])
+    .context("reading the unit's memory use")?;
+
+    let oom_kills = [
+        (unified, "memory.events"),
+        (paths.memory.as_deref(), "memory.oom_control"),
+    ]
+    .into_iter()
+    .find_map(|(dir, file)| optional(dir, file).and_then(|t| keyed(&t, "oom_kill")))
+    .unwrap_or(0);
+
+    let tasks = match [
+        (unified, "pids.current"),
+        (paths.pids.as_deref(), "pids.current"),
+    ]
+    .into_iter()
+    .find_map(|(dir, file)| optional(dir, file).and_then(|t| parse_u64(&t)))
+    {
+        Some(n) => n,
+        // Without the pids controller (a root cgroup, or a v1 unit without TasksMax) the
+        // threads can still be counted one by one.
+        None => count_threads(paths)?,
+    };
+
+    let dir = paths
+        .any_dir()
+        .context("the unit has no cgroup directory to count its processes in")?;
+    let processes = ids_in_tree(dir, "cgroup.procs")
+        .with_context(|| {
+            format!(
+                "counting the unit's processes in {}/cgroup.procs",
+                dir.display()
+            )
+        })?
+        .len() as u64;
+
+    Ok(Counters {
+        at,
+        cpu_usage_usec,
+        nr_periods,
+        nr_throttled,
+        throttled_usec,
+        oom_kills,
+        memory_bytes,
+        tasks,
+        processes,
+        cpu_pressure: optional(unified, "cpu.pressure").and_then(|t| parse_psi(&t)),
+        memory_pressure: optional(unified, "memory.pressure").and_then(|t| parse_psi(&t)),
+    })
+}
+
+/// The limits the unit's cgroup enforces right now, as the kernel sees them. `None` is
+/// unlimited, or unknown when the file is missing or unreadable (logged).
+pub fn read_cgroup_limits(paths: &CgroupPaths) -> Limits {
+    let unified = paths.unified.as_deref();
+    let cpu_quota = match optional(unified, "cpu.max") {
+        Some(text) => parsed(unified, "cpu.max", parse_cpu_max(&text)),
+        None => match (
+            optional(paths.cpu.as_deref(), "cpu.cfs_quota_us"),
+            optional(paths.cpu.as_deref(), "cpu.cfs_period_us"),
+        ) {
+            (Some(q), Some(p)) => parsed(
+                paths.cpu.as_deref(),
+                "cpu.cfs_quota_us",
+                parse_v1_cpu_quota(&q, &p),
+            ),
+            _ => None,
+        },
+    };
+    let memory_max = match optional(unified, "memory.max") {
+        Some(text) => parsed(unified, "memory.max", parse_limit(&text)),
+        None => optional(paths.memory.as_deref(), "memory.limit_in_bytes").and_then(|t| {
+            parsed(
+                paths.memory.as_deref(),
+                "memory.limit_in_bytes",
+                parse_v1_memory_limit(&t),
+            )
+        }),
+    };
+    let tasks_max = [(unified, "pids.max"), (paths.pids.as_deref(), "pids.max")]
+        .into_iter()
+        .find_map(|(dir, file)| optional(dir, file).map(|t| parsed(dir, file, parse_limit(&t))))
+        .flatten();
+    // A quota beyond u32::MAX percent is no limit on any real machine.
+    let cpu_quota = cpu_quota.map(|q| u32::try_from(q).unwrap_or(u32::MAX));
+    Limits {
+        cpu_quota,
+        memory_max,
+        tasks_max,
+    }
+}
+
+/// CPU time: v2 `cpu.stat` (present in every v2 cgroup, also on hybrid hosts), else the v1
+/// `cpuacct.usage` of the unit's own cpuacct directory.
+fn cpu_usage_usec(paths: &CgroupPaths, v2_cpu_stat: Option<&str>) -> anyhow::Result<u64> {
+    let mut tried = Vec::new();
+    match (paths.unified.as_deref(), v2_cpu_stat) {
+        (Some(_), Some(text)) => match keyed(text, "usage_usec") {
+            Some(usec) => return Ok(usec),
+            None => tried.push(format!(
+                "{} has no usage_usec",
+                show(paths.unified.as_deref(), "cpu.stat")
+            )),
+        },
+        (Some(_), None) => tried.push(format!(
+            "{} is missing",
+            show(paths.unified.as_deref(), "cpu.stat")
+        )),
+        (None, _) => {
+            tried.push("the unit has no directory in a unified (v2) hierarchy".to_string())
+        }
+    }
+    // A cpuacct directory named differently from the cpu one belongs to a parent cgroup
+    // (locate leaves those out; this guards hand-built paths). Its usage is other units' too.
+    let own = match (&paths.cpu, &paths.cpuacct) {
+        (Some(cpu), Some(acct)) => cpu.file_name() == acct.file_name(),
+        (_, acct) => acct.is_some(),
+    };
+    if own {
+        if let Some(text) = read_in(paths.cpuacct.as_deref(), "cpuacct.usage")? {
+            let file = show(paths.cpuacct.as_deref(), "cpuacct.usage");
+            let nsec = parse_u64(&text).with_context(|| {
+                format!(
+                    "{file} holds {:?}, not a number of nanoseconds",
+                    text.trim()
+                )
+            })?;
+            return Ok(nsec / 1000);
+        }
+        tried.push(format!(
+            "{} is missing",
+            show(paths.cpuacct.as_deref(), "cpuacct.usage")
+        ));
+    } else {
+        tried.push("the unit has no cpuacct directory of its own (its processes may sit in a parent's, shared with other units)".to_string());
+    }
+    anyhow::bail!("no source of the unit's CPU time: {}", tried.join("; "))
+}
+
+/// CFS throttling: v2 `cpu.stat` when the cpu controller is enabled there, else the v1 cpu
+/// hierarchy's `cpu.stat` (nanoseconds). Absent on both: no throttling known, zeros.
+fn throttling(paths: &CgroupPaths, v2_cpu_stat: Option<&str>) -> (u64, u64, u64) {
+    if let Some(text) = v2_cpu_stat
+        && let Some(periods) = keyed(text, "nr_periods")
+    {
+        return (
+            periods,
+            keyed(text, "nr_throttled").unwrap_or(0),
+            keyed(text, "throttled_usec").unwrap_or(0),
+        );
+    }
+    match optional(paths.cpu.as_deref(), "cpu.stat") {
+        Some(text) => (
+            keyed(&text, "nr_periods").unwrap_or(0),
+            keyed(&text, "nr_throttled").unwrap_or(0),
+            keyed(&text, "throttled_time").unwrap_or(0) / 1000,
+        ),
+        None => (0, 0, 0),
+    }
+}
+
+/// Tasks counted one thread id at a time: v2 `cgroup.threads`, else a v1 `tasks` file.
+fn count_threads(paths: &CgroupPaths) -> anyhow::Result<u64> {
+    let sources = [
+        (paths.unified.as_deref(), "cgroup.threads"),
+        (paths.pids.as_deref(), "tasks"),
+        (paths.memory.as_deref(), "tasks"),
+        (paths.cpu.as_deref(), "tasks"),
+    ];
+    let (dir, file) = sources
+        .into_iter()
+        .find_map(|(d, f)| d.map(|d| (d, f)))
+        .context("no pids.current and no directory to count the unit's threads in")?;
+    let ids = ids_in_tree(dir, file)
+        .with_context(|| format!("counting the unit's threads in {}/{file}", dir.display()))?;
+    Ok(ids.len() as u64)
+}
+
+/// The first of `sources` that exists, as a number; an error naming every file tried.
+fn essential_number(sources: &[(Option<&Path>, &str)]) -> anyhow::Result<u64> {
+    let mut tried = Vec::new();
+    for (dir, file) in sources {
+        let Some(d) = dir else { continue };
+        match read_in(Some(d), file)? {
+            Some(text) => {
+                return parse_u64(&text).with_context(|| {
+                    format!("{} holds {:?}, not a number", show(*dir, file), text.trim())
+                });
+            }
+            None => tried.push(show(*dir, file)),
+        }
+    }
+    if tried.is_empty() {
+        let files: Vec<&str> = sources.iter().map(|(_, f)| *f).collect();
+        anyhow::bail!("the unit has no cgroup directory that could hold any of {files:?}");
+    }
+    anyhow::bail!(
+        "none of these files exists: {}; is the controller enabled for the unit?",
+        tried.join(", ")
+    )
+}
+
+/// `dir/file`, `Ok(None)` when there is no dir or no such file.
+fn read_in(dir: Option<&Path>, file: &str) -> anyhow::Result<Option<String>> {
+    let Some(dir) = dir else { return Ok(None) };
+    let path = dir.join(file);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// An optional file: any problem reading it means "not available" (logged at debug).
+fn optional(dir: Option<&Path>, file: &str) -> Option<String> {
+    read_in(dir, file).unwrap_or_else(|e| {
+        tracing::debug!("{e:#}");
+        None
+    })
+}
+
+/// A parsed optional value; unparseable text is logged and read as unknown.
+fn parsed(dir: Option<&Path>, file: &str, value: Option<Option<u64>>) -> Option<u64> {
+    value.unwrap_or_else(|| {
+        tracing::warn!(
+            "{} holds text we cannot parse; treating the limit as unknown",
+            show(dir, file)
+        );
+        None
+    })
+}
+
+fn show(dir: Option<&Path>, file: &str) -> String {
+    match dir {
+        Some(d) => d.join(file).display().to_string(),
+        None => file.to_string(),
+    }
+}
+
+// ---- Pure parsers. `Option<Option<u64>>`: outer `None` is garbage, inner `None` is "max".
+
+/// A file holding one unsigned number (surrounding whitespace allowed).
+pub fn parse_u64(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
+/// The value of `key` in `key value` lines (`cpu.stat`, `memory.events`, `memory.oom_control`).
+pub fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let (k, v) = line.trim().split_once(char::is_whitespace)?;
+        if k == key {
+            v.trim().parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+/// `max` or a number (`memory.max`, `pids.max`, v1 `pids.max`).
+pub fn parse_limit(text: &str) -> Option<Option<u64>> {
+    match text.trim() {
+        "max" => Some(None),
+        t => t.parse().ok().map(Some),
+    }
+}
+
+/// v2 `cpu.max`: `"$QUOTA $PERIOD"` in microseconds, quota `max` when unlimited; as
+/// CPUQuota percent of one core, rounded to the nearest integer.
+pub fn parse_cpu_max(text: &str) -> Option<Option<u64>> {
+    let mut it = text.split_whitespace();
+    let (quota, period) = (it.next()?, it.next().unwrap_or("100000"));
+    if it.next().is_some() {
+        return None;
+    }
+    let period: u64 = period.parse().ok()?;
+    match quota {
+        "max" => Some(None),
+        q => quota_percent(q.parse().ok()?, period).map(Some),
+    }
+}
+
+/// v1 `cpu.cfs_quota_us` (`-1` is unlimited) and `cpu.cfs_period_us`, as CPUQuota percent.
+pub fn parse_v1_cpu_quota(quota: &str, period: &str) -> Option<Option<u64>> {
+    let quota: i64 = quota.trim().parse().ok()?;
+    let period: u64 = period.trim().parse().ok()?;
+    match u64::try_from(quota) {
+        Ok(q) => quota_percent(q, period).map(Some),
+        Err(_) if quota == -1 => Some(None),
+        Err(_) => None,
+    }
+}
+
+/// v1 `memory.limit_in_bytes`: values of 2^62 and more are the kernel's "no limit".
+pub fn parse_v1_memory_limit(text: &str) -> Option<Option<u64>> {
+    let bytes = parse_u64(text)?;
+    Some((bytes < V1_UNLIMITED_BYTES).then_some(bytes))
+}
+
+fn quota_percent(quota_us: u64, period_us: u64) -> Option<u64> {
+    if period_us == 0 {
+        return None;
+    }
+    let (q, p) = (u128::from(quota_us), u128::from(period_us));
+    u64::try_from((q * 100 + p / 2) / p).ok()
+}
+
+/// `cpu.pressure` / `memory.pressure`: the `some` line's avg10 and total, the `full` line's
+/// avg10 (0 when absent, as in older kernels' cpu.pressure). `None` without a valid `some`.
+pub fn parse_psi(text: &str) -> Option<Psi> {
+    let line = |kind: &str| -> Option<(f64, u64)> {
+        let rest = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(kind)?.strip_prefix(' '))?;
+        let field = |name: &str| {
+            rest.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        };
+        let avg10: f64 = field("avg10")?
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite() && *v >= 0.0)?;
+        let total: u64 = field("total")?.parse().ok()?;
+        Some((avg10, total))
+    };
+    let (some_avg10, some_total_usec) = line("some")?;
+    let full_avg10 = line("full").map_or(0.0, |(avg, _)| avg);
+    Some(Psi {
+        some_avg10,
+        full_avg10,
+        some_total_usec,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyed_table() {
+        let v1 =
+            "nr_periods 47\nnr_throttled 47\nthrottled_time 6902962436\nnr_bursts 0\nburst_time 0";
+        let v2 = "usage_usec 2406924\nuser_usec 2000000\nsystem_usec 406924\nnice_usec 0\n";
+        let oom = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
+        let cases: &[(&str, &str, Option<u64>)] = &[
+            (v1, "nr_periods", Some(47)),
+            (v1, "throttled_time", Some(6_902_962_436)),
+            (v1, "throttled_usec", None),
+            (v2, "usage_usec", Some(2_406_924)),
+            (v2, "usage", None),
+            (v2, "nr_periods", None),
+            (oom, "oom_kill", Some(3)),
+            ("oom_kill x\n", "oom_kill", None),
+            ("", "oom_kill", None),
+            ("oom_kill", "oom_kill", None),
+            (
+                "low 0\nhigh 0\nmax 2\noom 1\noom_kill 1\n",
+                "oom_kill",
+                Some(1),
+            ),
+        ];
+        for (text, key, want) in cases {
+            assert_eq!(keyed(text, key), *want, "{key} in {text:?}");
+        }
+    }
+
+    #[test]
+    fn limit_table() {
+        type Parser = fn(&str) -> Option<Option<u64>>;
+        let cases: &[(Parser, &str, Option<Option<u64>>)] = &[
+            (parse_limit, "max\n", Some(None)),
+            (parse_limit, "4294967296\n", Some(Some(4_294_967_296))),
+            (parse_limit, "-1", None),
+            (parse_limit, "", None),
+            (parse_cpu_max, "max 100000\n", Some(None)),
+            (parse_cpu_max, "50000 100000\n", Some(Some(50))),
+            (parse_cpu_max, "200000 100000", Some(Some(200))),
+            (parse_cpu_max, "33333 100000", Some(Some(33))),
+            (parse_cpu_max, "33500 100000", Some(Some(34))),
+            (parse_cpu_max, "150000", Some(Some(150))),
+            (parse_cpu_max, "50000 0", None),
+            (parse_cpu_max, "lots 100000", None),
+            (parse_cpu_max, "1 2 3", None),
+            (parse_cpu_max, "", None),
+            (parse_v1_memory_limit, "9223372036854771712\n", Some(None)),
+            (parse_v1_memory_limit, "4611686018427387904", Some(None)),
+            (
+                parse_v1_memory_limit,
+                "8589934592",
+                Some(Some(8_589_934_592)),
+            ),
+            (parse_v1_memory_limit, "max", None),
+        ];
+        for (parse, text, want) in cases {
+            assert_eq!(parse(text), *want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn v1_cpu_quota_table() {
+        for (quota, period, want) in [
+            ("-1\n", "100000\n", Some(None)),
+            ("150000", "100000", Some(Some(150))),
+            ("25000", "50000", Some(Some(50))),
+            ("-5", "100000", None),
+            ("x", "100000", None),
+            ("1000", "0", None),
+        ] {
+            assert_eq!(
+                parse_v1_cpu_quota(quota, period),
+                want,
+                "{quota} / {period}"
+            );
+        }
+    }
+
+    #[test]
+    fn psi_table() {
+        let psi = |some_avg10, full_avg10, some_total_usec| {
+            Some(Psi {
+                some_avg10,
+                full_avg10,
+                some_total_usec,
+            })
+        };
+        let cases: &[(&str, Option<Psi>)] = &[
+            (
+                "some avg10=24.23 avg60=4.73 avg300=1.00 total=3477211\nfull avg10=3.50 avg60=1.00 avg300=0.20 total=100\n",
+                psi(24.23, 3.5, 3_477_211),
+            ),
+            (
+                "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+                psi(0.0, 0.0, 0),
+            ),
+            ("full avg10=1.00 avg60=0.00 avg300=0.00 total=5\n", None),
+            ("some avg60=1.00 total=5\n", None),
+            ("some avg10=NaN avg60=0 avg300=0 total=5\n", None),
+            ("some avg10=-1 total=5\n", None),
+            ("some avg10=1.0 total=x\n", None),
+            ("something avg10=1.0 total=5\n", None),
+            ("", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_psi(text), *want, "{text:?}");
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Metric samples (`autoscaler_metrics`): insert, read back, downsample, prune.
+//!
+//! A row holds the spec's columns (`cpu_percent`, `memory_gb`, `process_count`, agents,
+//! quota, features) and ours: the unit, the exact time, raw usage, the limits in force and
+//! the starvation signals. Downsampling runs in SQL over the `(unit, ts_ms)` index, so a
+//! chart of a day of 1 s samples reads 86,400 rows inside SQLite and returns only the
+//! buckets. This module stores what it is given; it must not compute usage or judge it.
+
+use anyhow::{Context, bail};
+use autoscaler_core::{GIB, Limits, Millis, UnitName};
+use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, Row};
+
+use crate::{Store, U64, format_ts, sql_int, sql_real};
+
+/// One sample of one unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricRow {
+    pub unit: UnitName,
+    pub at: Millis,
+    /// Percent of the CPU quota (of the host's cores when unlimited), as in the spec.
+    pub cpu_percent: f64,
+    /// Cores used on average since the previous sample.
+    pub cpu_cores: f64,
+    pub memory_bytes: u64,
+    /// Tasks (threads), what `TasksMax` limits.
+    pub tasks: u64,
+    /// Processes (`cgroup.procs`), the spec's `process_count`.
+    pub process_count: u64,
+    pub agent_count: u32,
+    pub testing_agent_count: u32,
+    /// `None` when unknown (stored as NULL): never a made-up number.
+    pub api_quota_remaining: Option<u64>,
+    pub features_pending: u32,
+    /// The limits in force when the sample was taken; `None` is unlimited.
+    pub cpu_quota: Option<u32>,
+    pub memory_max: Option<u64>,
+    pub tasks_max: Option<u64>,
+    /// Share (0..=1) of CFS periods throttled since the previous sample.
+    pub throttled_ratio: Option<f64>,
+    /// cpu.pressure and memory.pressure "some" avg10, percent.
+    pub cpu_pressure: Option<f64>,
+    pub memory_pressure: Option<f64>,
+    /// OOM kills since the previous sample (not cumulative, so buckets can sum them).
+    pub oom_kills: u64,
+}
+
+/// The average and the maximum of one quantity over a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Stat {
+    pub avg: f64,
+    pub max: f64,
+}
+
+/// The samples of one time bucket `[start, start + step)`, summarised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricBucket {
+    pub start: Millis,
+    /// How many samples fell in the bucket (never 0: empty buckets are not returned).
+    pub samples: u64,
+    pub cpu_cores: Stat,
+    pub cpu_percent: Stat,
+    pub memory_bytes: Stat,
+    pub tasks: Stat,
+    pub process_count: Stat,
+    /// The limits of the bucket's last sample.
+    pub limits: Limits,
+    /// The maxima of the starvation signals; `None` when no sample had a value.
+    pub throttled_ratio_max: Option<f64>,
+    pub cpu_pressure_max: Option<f64>,
+    pub memory_pressure_max: Option<f64>,
+    /// OOM kills in the bucket.
+    pub oom_kills: u64,
+}
+
+const INSERT: &str = "INSERT INTO autoscaler_metrics (
+    timestamp, cpu_percent, memory_gb, process_count, agent_count, testing_agent_count,
+    api_quota_remaining, features_pending, unit, ts_ms, cpu_cores, memory_bytes, tasks,
+    cpu_quota, memory_max_bytes, tasks_max, throttled_ratio, cpu_pressure, memory_pressure,
+    oom_kills
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
+
+/// The columns [`from_row`] reads, in its order.
+const SELECT: &str = "SELECT ts_ms, cpu_percent, cpu_cores, memory_bytes, tasks, process_count,
+    agent_count, testing_agent_count, api_quota_remaining, features_pending, cpu_quota,
+    memory_max_bytes, tasks_max, throttled_ratio, cpu_pressure, memory_pressure, oom_kills
+    FROM autoscaler_metrics";
+
+pub(crate) const DOWNSAMPLE: &str = "
+WITH b AS (
+    SELECT (ts_ms - ?2) / ?4 AS k, count(*) AS n,
+           avg(cpu_cores), max(cpu_cores), avg(cpu_percent), max(cpu_percent),
+           avg(memory_bytes), max(memory_bytes), avg(tasks), max(tasks),
+           avg(process_count), max(process_count),
+           max(throttled_ratio), max(cpu_pressure), max(memory_pressure),
+           total(oom_kills), max(ts_ms) AS last_ts
+    FROM autoscaler_metrics
+    WHERE unit = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
+    GROUP BY k
+)
+SELECT b.*, m.cpu_quota, m.memory_max_bytes, m.tasks_max
+FROM b JOIN autoscaler_metrics AS m ON m.id = (
+    SELECT id FROM autoscaler_metrics
+    WHERE unit = ?1 AND ts_ms = b.last_ts
+    ORDER BY id DESC LIMIT 1
+)
+ORDER BY b.k";
+
+impl Store {
+    /// Appends one sample.
+    pub fn insert_metric(&self, row: &MetricRow) -> anyhow::Result<()> {
+        self.insert_metrics(std::slice::from_ref(row))
+    }
+
+    /// Appends samples in one transaction: all or none.
+    pub fn insert_metrics(&self, rows: &[MetricRow]) -> anyhow::Result<()> {
+        let values = rows
+            .iter()
+            .map(|r| {
+                to_values(r).with_context(|| {
+                    format!(
+                        "storing the {} sample of {} in {}",
+                        format_ts(r.at),
+                        r.unit,
+                        self.path().display()
+                    )
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut conn = self.writer();
+        let what = &format!("inserting {} metric rows", rows.len());
+        let tx = conn.transaction().map_err(|e| self.sql_error(e, what))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(INSERT)
+                .map_err(|e| self.sql_error(e, what))?;
+            for v in values {
+                stmt.execute(rusqlite::params_from_iter(v))
+                    .map_err(|e| self.sql_error(e, what))?;
+            }
+        }
+        tx.commit().map_err(|e| self.sql_error(e, what))
+    }
+
+    /// Deletes the samples of every unit taken before `older_than`; returns how many.
+    pub fn prune_metrics(&self, older_than: Millis) -> anyhow::Result<usize> {
+        self.writer()
+            .prepare_cached("DELETE FROM autoscaler_metrics WHERE ts_ms < ?1")
+            .and_then(|mut stmt| stmt.execute([older_than.0]))
+            .map_err(|e| {
+                self.sql_error(
+                    e,
+                    format_args!("deleting metrics older than {}", format_ts(older_than)),
+                )
+            })
+    }
+
+    /// The samples of `unit` taken in `[since, until)`, oldest first.
+    pub fn metrics_since(
+        &self,
+        unit: &UnitName,
+        since: Millis,
+        until: Millis,
+    ) -> anyhow::Result<Vec<MetricRow>> {
+        let sql =
+            format!("{SELECT} WHERE unit = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 ORDER BY ts_ms, id");
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(&sql)
+            .map_err(|e| self.sql_error(e, "preparing the metrics query"))?;
+        let rows = stmt
+            .query_map(rusqlite::params![unit.as_str(), since.0, until.0], |r| {
+                from_row(unit, r)
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.sql_error(e, format_args!("reading the metrics of {unit}")))?;
+        Ok(rows)
+    }
+
+    /// The newest sample of `unit`, if any.
+    pub fn latest_metric(&self, unit: &UnitName) -> anyhow::Result<Option<MetricRow>> {
+        let sql = format!("{SELECT} WHERE unit = ?1 ORDER BY ts_ms DESC, id DESC LIMIT 1");
+        self.reader()
+            .prepare_cached(&sql)
+            .and_then(|mut stmt| {
+                stmt.query_row([unit.as_str()], |r| from_row(unit, r))
+                    .optional()
+            })
+            .map_err(|e| self.sql_error(e, format_args!("reading the latest metric of {unit}")))
+    }
+
+    /// The samples of `unit` in `[since, until)` grouped into buckets of `step_ms`, oldest
+    /// first; bucket `k` covers `[since + k * step_ms, since + (k + 1) * step_ms)`. Buckets
+    /// without samples are left out.
+    pub fn metrics_downsampled(
+        &self,
+        unit: &UnitName,
+        since: Millis,
+        until: Millis,
+        step_ms: i64,
+    ) -> anyhow::Result<Vec<MetricBucket>> {
+        if step_ms <= 0 {
+            bail!("downsampling step must be a positive number of milliseconds, got {step_ms}");
+        }
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(DOWNSAMPLE)
+            .map_err(|e| self.sql_error(e, "preparing the downsampling query"))?;
+        let params = rusqlite::params![unit.as_str(), since.0, until.0, step_ms];
+        let buckets = stmt
+            .query_map(params, |r| bucket_from_row(since, step_ms, r))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.sql_error(e, format_args!("downsampling the metrics of {unit}")))?;
+        Ok(buckets)
+    }
+}
+
+fn to_values(r: &MetricRow) -> anyhow::Result<Vec<Value>> {
+    let int = |v: u64, what: &str| sql_int(v, what).map(Value::Integer);
+    let opt_int = |v: Option<u64>, what: &str| v.map_or(Ok(Value::Null), |v| int(v, what));
+    let real = |v: f64, what: &str| sql_real(v, what).map(Value::Real);
+    let opt_real = |v: Option<f64>, what: &str| v.map_or(Ok(Value::Null), |v| real(v, what));
+    Ok(vec![
+        Value::Text(format_ts(r.at)),
+        real(r.cpu_percent, "cpu_percent")?,
+        Value::Real(r.memory_bytes as f64 / GIB as f64),
+        int(r.process_count, "process_count")?,
+        Value::Integer(r.agent_count.into()),
+        Value::Integer(r.testing_agent_count.into()),
+        opt_int(r.api_quota_remaining, "api_quota_remaining")?,
+        Value::Integer(r.features_pending.into()),
+        Value::Text(r.unit.as_str().to_string()),
+        Value::Integer(r.at.0),
+        real(r.cpu_cores, "cpu_cores")?,
+        int(r.memory_bytes, "memory_bytes")?,
+        int(r.tasks, "tasks")?,
+        r.cpu_quota
+            .map_or(Value::Null, |v| Value::Integer(v.into())),
+        opt_int(r.memory_max, "memory_max")?,
+        opt_int(r.tasks_max, "tasks_max")?,
+        opt_real(r.throttled_ratio, "throttled_ratio")?,
+        opt_real(r.cpu_pressure, "cpu_pressure")?,
+        opt_real(r.memory_pressure, "memory_pressure")?,
+        int(r.oom_kills, "oom_kills")?,
+    ])
+}
+
+fn from_row(unit: &UnitName, r: &Row<'_>) -> rusqlite::Result<MetricRow> {
+    let opt_u64 = |i: usize| r.get::<_, Option<U64>>(i).map(|v| v.map(|v| v.0));
+    Ok(MetricRow {
+        unit: unit.clone(),
+        at: Millis(r.get(0)?),
+        cpu_percent: r.get(1)?,
+        cpu_cores: r.get(2)?,
+        memory_bytes: r.get::<_, U64>(3)?.0,
+        tasks: r.get::<_, U64>(4)?.0,
+        process_count: r.get::<_, U64>(5)?.0,
+        agent_count: r.get(6)?,
+        testing_agent_count: r.get(7)?,
+        api_quota_remaining: opt_u64(8)?,
+        features_pending: r.get(9)?,
+        cpu_quota: r.get(10)?,
+        memory_max: opt_u64(11)?,
+        tasks_max: opt_u64(12)?,
+        throttled_ratio: r.get(13)?,
+        cpu_pressure: r.get(14)?,
+        memory_pressure: r.get(15)?,
+        oom_kills: r.get::<_, U64>(16)?.0,
+    })
+}
+
+fn bucket_from_row(since: Millis, step_ms: i64, r: &Row<'_>) -> rusqlite::Result<MetricBucket> {
+    let k: i64 = r.get(0)?;
+    let stat = |i: usize| -> rusqlite::Result<Stat> {
+        Ok(Stat {
+            avg: r.get(i)?,
+            max: r.get(i + 1)?,
+        })
+    };
+    let opt_u64 = |i: usize| r.get::<_, Option<U64>>(i).map(|v| v.map(|v| v.0));
+    let oom: f64 = r.get(15)?;
+    Ok(MetricBucket {
+        start: Millis(since.0.saturating_add(k.saturating_mul(step_ms))),
+        samples: r.get::<_, U64>(1)?.0,
+        cpu_cores: stat(2)?,
+        cpu_percent: stat(4)?,
+        memory_bytes: stat(6)?,
+        tasks: stat(8)?,
+        process_count: stat(10)?,
+        throttled_ratio_max: r.get(12)?,
+        cpu_pressure_max: r.get(13)?,
+        memory_pressure_max: r.get(14)?,
+        // total() is a float so it cannot overflow; the counts it sums are small.
+        oom_kills: oom as u64,
+        limits: Limits {
+            cpu_quota: r.get(17)?,
+            memory_max: opt_u64(18)?,
+            tasks_max: opt_u64(19)?,
+        },
+    })
+}

@@ -1,0 +1,134 @@
+//! The database schema: the migrations, in order, and nothing else.
+//!
+//! The spec's three tables are written with the spec's columns literally and first, then our
+//! extra columns; nothing of the spec is renamed or dropped, so a tool written against the
+//! spec can still read the file. This module owns the SQL text only; it must not run queries.
+//!
+//! Architecture invariant: a migration, once released, is never edited. A change to the schema
+//! is a new `M::up` appended in [`migrations`] (`PRAGMA user_version` counts them). A new
+//! numeric field in `autoscaler_core::config::FIELDS` therefore needs a new migration adding
+//! its column to both config tables; the test `every_config_field_has_a_column` fails until
+//! it exists.
+
+use rusqlite_migration::{M, Migrations};
+
+/// The columns of a unit's configuration: the spec's `autoscaler_config` columns (after `id`)
+/// literally, then ours. Shared by `autoscaler_config` (the default unit, id = 1) and
+/// `autoscaler_unit_config` (every other unit), so both tables have the same columns.
+macro_rules! config_columns_v1 {
+    () => {
+        "
+    mode TEXT DEFAULT 'enabled',
+    policy TEXT DEFAULT 'balanced',
+    scale_up_cpu_percent INTEGER DEFAULT 85,
+    scale_up_memory_percent INTEGER DEFAULT 80,
+    scale_up_tasks_percent INTEGER DEFAULT 85,
+    scale_down_cpu_percent INTEGER DEFAULT 40,
+    scale_down_memory_percent INTEGER DEFAULT 50,
+    scale_down_tasks_percent INTEGER DEFAULT 30,
+    check_interval_seconds INTEGER DEFAULT 30,
+    scale_cooldown_seconds INTEGER DEFAULT 300,
+    consecutive_scale_up_checks INTEGER DEFAULT 3,
+    consecutive_scale_down_checks INTEGER DEFAULT 10,
+    scale_up_factor REAL DEFAULT 1.5,
+    scale_down_factor REAL DEFAULT 0.6,
+    min_cpu_quota INTEGER DEFAULT 100,
+    max_cpu_quota INTEGER DEFAULT 800,
+    min_memory_max INTEGER DEFAULT 8,
+    max_memory_max INTEGER DEFAULT 192,
+    min_tasks_max INTEGER DEFAULT 100,
+    max_tasks_max INTEGER DEFAULT 1500,
+    system_cpu_cores INTEGER DEFAULT 1,
+    system_memory_gb INTEGER DEFAULT 8,
+    system_processes INTEGER DEFAULT 50,
+    predictive INTEGER NOT NULL DEFAULT 0,
+    min_step_cpu_quota INTEGER DEFAULT 50,
+    min_step_memory_gb INTEGER DEFAULT 8,
+    min_step_tasks INTEGER DEFAULT 50,
+    scale_up_throttled_percent INTEGER DEFAULT 20,
+    scale_up_cpu_pressure_percent INTEGER DEFAULT 0,
+    scale_up_memory_pressure_percent INTEGER DEFAULT 10,
+    oom_bump_factor REAL DEFAULT 1.2,
+    metrics_retention_hours INTEGER DEFAULT 24,
+    forecast_window_minutes INTEGER DEFAULT 30,
+    api_quota_floor INTEGER DEFAULT 0
+"
+    };
+}
+
+/// Version 1: the spec's tables plus multi-unit, exact-time and pressure columns.
+///
+/// - `timestamp` holds `YYYY-MM-DDTHH:MM:SS` in UTC, for the spec's readers; `ts_ms`
+///   (milliseconds since the epoch) is what we order, select and prune by.
+/// - `api_quota_remaining` is nullable, unlike the spec: NULL is "unknown", never a made-up
+///   number (DESIGN).
+/// - History keeps the spec's INTEGER limit columns (CPU percent, memory GiB, tasks; 0 means
+///   unlimited) and adds the exact MemoryMax in bytes (NULL means unlimited).
+const V1: &str = concat!(
+    "
+CREATE TABLE autoscaler_metrics (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    timestamp DATETIME DEFAULT CURRENT_TIMESTAMP,
+    cpu_percent REAL NOT NULL,
+    memory_gb REAL NOT NULL,
+    process_count INTEGER NOT NULL,
+    agent_count INTEGER NOT NULL,
+    testing_agent_count INTEGER NOT NULL,
+    api_quota_remaining INTEGER,
+    features_pending INTEGER NOT NULL,
+    unit TEXT NOT NULL DEFAULT 'autocoder-ui.service',
+    ts_ms INTEGER NOT NULL,
+    cpu_cores REAL NOT NULL,
+    memory_bytes INTEGER NOT NULL,
+    tasks INTEGER NOT NULL,
+    cpu_quota INTEGER,
+    memory_max_bytes INTEGER,
+    tasks_max INTEGER,
+    throttled_ratio REAL,
+    cpu_pressure REAL,
+    memory_pressure REAL,
+    oom_kills INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX autoscaler_metrics_unit_ts ON autoscaler_metrics (unit, ts_ms);
+CREATE INDEX autoscaler_metrics_ts ON autoscaler_metrics (ts_ms);
+
+CREATE TABLE autoscaler_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    timestamp DATETIME DEFAULT CURRENT_TIMESTAMP,
+    action TEXT NOT NULL,
+    trigger_type TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    old_cpu_quota INTEGER NOT NULL,
+    old_memory_max INTEGER NOT NULL,
+    old_tasks_max INTEGER NOT NULL,
+    new_cpu_quota INTEGER NOT NULL,
+    new_memory_max INTEGER NOT NULL,
+    new_tasks_max INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    error_message TEXT,
+    unit TEXT NOT NULL DEFAULT 'autocoder-ui.service',
+    ts_ms INTEGER NOT NULL,
+    old_memory_max_bytes INTEGER,
+    new_memory_max_bytes INTEGER
+);
+CREATE INDEX autoscaler_history_unit_ts ON autoscaler_history (unit, ts_ms);
+
+CREATE TABLE autoscaler_config (
+    id INTEGER PRIMARY KEY CHECK (id = 1),",
+    config_columns_v1!(),
+    ");
+
+CREATE TABLE autoscaler_unit_config (
+    unit TEXT PRIMARY KEY,",
+    config_columns_v1!(),
+    ");
+"
+);
+
+/// Every migration, oldest first.
+pub(crate) fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(V1)])
+}
+
+/// The schema version this build writes (`PRAGMA user_version` after all migrations).
+pub(crate) const VERSION: usize = 1;

@@ -1,0 +1,876 @@
+//! Tests of the store, on real SQLite files in temporary directories.
+//!
+//! Each test is a table of cases run through one `check` helper; raw `rusqlite` connections
+//! are used only to look at, or to spoil, what the store wrote.
+
+use std::path::{Path, PathBuf};
+
+use autoscaler_core::config::FIELDS;
+use autoscaler_core::{Config, FieldValue, GIB, Limits, MIB, Millis, UnitName};
+use rusqlite::Connection;
+use rusqlite::types::Value;
+
+use crate::history::{STATUS_FAILED, STATUS_SUCCESS};
+use crate::{MetricRow, NewHistory, Store, format_ts};
+
+/// 2026-01-25T10:30:00Z, the spec's example time.
+const T0: i64 = 1_769_337_000_000;
+
+fn unit(name: &str) -> UnitName {
+    UnitName::parse(name).expect("test unit names are valid")
+}
+
+fn default_unit() -> UnitName {
+    unit("autocoder-ui.service")
+}
+
+/// A fresh database path in its own temporary directory (kept alive by the `TempDir`).
+fn temp_db() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("autoscaler.db");
+    (dir, path)
+}
+
+fn open(path: &Path) -> Store {
+    Store::open(path, &default_unit()).expect("store opens")
+}
+
+fn raw(path: &Path) -> Connection {
+    Connection::open(path).expect("raw connection")
+}
+
+fn sample(u: &UnitName, at: i64) -> MetricRow {
+    MetricRow {
+        unit: u.clone(),
+        at: Millis(at),
+        cpu_percent: 45.2,
+        cpu_cores: 0.9,
+        memory_bytes: 12 * GIB + 300 * MIB,
+        tasks: 120,
+        process_count: 87,
+        agent_count: 2,
+        testing_agent_count: 0,
+        api_quota_remaining: Some(1_000_000),
+        features_pending: 15,
+        cpu_quota: Some(200),
+        memory_max: Some(32 * GIB),
+        tasks_max: Some(250),
+        throttled_ratio: Some(0.25),
+        cpu_pressure: Some(3.5),
+        memory_pressure: None,
+        oom_kills: 0,
+    }
+}
+
+fn history_entry(u: &UnitName, at: i64, action: &str, status: &str) -> NewHistory {
+    NewHistory {
+        unit: u.clone(),
+        at: Millis(at),
+        action: action.to_string(),
+        trigger_type: "threshold".to_string(),
+        reason: "Thresholds breached: CPU=90.0%".to_string(),
+        old: Limits::new(200, 32, 250),
+        new: Limits::new(300, 40, 350),
+        status: status.to_string(),
+        error_message: (status == STATUS_FAILED).then(|| "restart failed".to_string()),
+    }
+}
+
+#[test]
+fn store_is_clone_send_sync() {
+    fn check<T: Clone + Send + Sync + 'static>() {}
+    check::<Store>();
+}
+
+#[test]
+fn format_ts_writes_the_spec_format_in_utc() {
+    fn check(ms: i64, want: &str) {
+        assert_eq!(format_ts(Millis(ms)), want, "{ms} ms");
+    }
+    check(0, "1970-01-01T00:00:00");
+    check(999, "1970-01-01T00:00:00");
+    check(-1, "1969-12-31T23:59:59");
+    check(T0, "2026-01-25T10:30:00");
+    check(T0 + 59_999, "2026-01-25T10:30:59");
+    check(i64::MAX, "9999-12-31T23:59:59");
+    check(i64::MIN, "0000-01-01T00:00:00");
+}
+
+/// The spec's columns, in the spec's order, with their declared type and NOT NULL.
+const SPEC_METRICS: &[(&str, &str, bool)] = &[
+    ("id", "INTEGER", false),
+    ("timestamp", "DATETIME", false),
+    ("cpu_percent", "REAL", true),
+    ("memory_gb", "REAL", true),
+    ("process_count", "INTEGER", true),
+    ("agent_count", "INTEGER", true),
+    ("testing_agent_count", "INTEGER", true),
+    // Decided exception: nullable, NULL is "unknown".
+    ("api_quota_remaining", "INTEGER", false),
+    ("features_pending", "INTEGER", true),
+];
+
+const SPEC_HISTORY: &[(&str, &str, bool)] = &[
+    ("id", "INTEGER", false),
+    ("timestamp", "DATETIME", false),
+    ("action", "TEXT", true),
+    ("trigger_type", "TEXT", true),
+    ("reason", "TEXT", true),
+    ("old_cpu_quota", "INTEGER", true),
+    ("old_memory_max", "INTEGER", true),
+    ("old_tasks_max", "INTEGER", true),
+    ("new_cpu_quota", "INTEGER", true),
+    ("new_memory_max", "INTEGER", true),
+    ("new_tasks_max", "INTEGER", true),
+    ("status", "TEXT", true),
+    ("error_message", "TEXT", false),
+];
+
+const SPEC_CONFIG: &[(&str, &str, bool)] = &[
+    ("id", "INTEGER", false),
+    ("mode", "TEXT", false),
+    ("policy", "TEXT", false),
+    ("scale_up_cpu_percent", "INTEGER", false),
+    ("scale_up_memory_percent", "INTEGER", false),
+    ("scale_up_tasks_percent", "INTEGER", false),
+    ("scale_down_cpu_percent", "INTEGER", false),
+    ("scale_down_memory_percent", "INTEGER", false),
+    ("scale_down_tasks_percent", "INTEGER", false),
+    ("check_interval_seconds", "INTEGER", false),
+    ("scale_cooldown_seconds", "INTEGER", false),
+    ("consecutive_scale_up_checks", "INTEGER", false),
+    ("consecutive_scale_down_checks", "INTEGER", false),
+    ("scale_up_factor", "REAL", false),
+    ("scale_down_factor", "REAL", false),
+    ("min_cpu_quota", "INTEGER", false),
+    ("max_cpu_quota", "INTEGER", false),
+    ("min_memory_max", "INTEGER", false),
+    ("max_memory_max", "INTEGER", false),
+    ("min_tasks_max", "INTEGER", false),
+    ("max_tasks_max", "INTEGER", false),
+    ("system_cpu_cores", "INTEGER", false),
+    ("system_memory_gb", "INTEGER", false),
+    ("system_processes", "INTEGER", false),
+];
+
+fn table_info(conn: &Connection, table: &str) -> Vec<(String, String, bool)> {
+    let mut stmt = conn
+        .prepare("SELECT name, type, \"notnull\" FROM pragma_table_info(?1) ORDER BY cid")
+        .expect("prepare");
+    stmt.query_map([table], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .expect("table info")
+}
+
+#[test]
+fn open_creates_the_spec_tables_with_the_spec_columns_first() {
+    let (dir, _) = temp_db();
+    // Parent directories are created, as ~/.autocoder/ would be.
+    let path = dir.path().join("home/.autocoder/autoscaler.db");
+    let store = open(&path);
+    let conn = raw(&path);
+    let check = |table: &str, spec: &[(&str, &str, bool)]| {
+        let have = table_info(&conn, table);
+        assert!(have.len() >= spec.len(), "{table} has only {have:?}");
+        for (h, (name, ty, notnull)) in have.iter().zip(spec) {
+            assert_eq!(
+                (h.0.as_str(), h.1.as_str(), h.2),
+                (*name, *ty, *notnull),
+                "{table}"
+            );
+        }
+    };
+    check("autoscaler_metrics", SPEC_METRICS);
+    check("autoscaler_history", SPEC_HISTORY);
+    check("autoscaler_config", SPEC_CONFIG);
+    // The per-unit table has the same columns as the spec's, keyed by unit.
+    let unit_table = table_info(&conn, "autoscaler_unit_config");
+    assert_eq!(unit_table[0].0, "unit");
+    assert_eq!(unit_table[1..], table_info(&conn, "autoscaler_config")[1..]);
+
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, Store::schema_version() as i64);
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("mode");
+    assert_eq!(mode, "wal");
+    drop(store);
+}
+
+#[test]
+fn every_config_field_has_a_column() {
+    let (_dir, path) = temp_db();
+    let _store = open(&path);
+    let conn = raw(&path);
+    for table in ["autoscaler_config", "autoscaler_unit_config"] {
+        let names: Vec<String> = table_info(&conn, table).into_iter().map(|c| c.0).collect();
+        for name in FIELDS
+            .iter()
+            .map(|f| f.name)
+            .chain(["mode", "policy", "predictive"])
+        {
+            assert!(
+                names.iter().any(|n| n == name),
+                "{table} has no column {name}: add a migration (schema.rs) that adds it"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_new_store_has_the_default_config_for_the_default_unit_only() {
+    let (_dir, path) = temp_db();
+    let store = open(&path);
+    let check = |u: &str, want: Option<Config>| {
+        assert_eq!(store.load_config(&unit(u)).expect("load"), want, "{u}");
+    };
+    // The column defaults in schema.rs must be the core's defaults.
+    check("autocoder-ui.service", Some(Config::default()));
+    check("other.service", None);
+}
+
+#[test]
+fn config_round_trips_through_a_restart() {
+    let (_dir, path) = temp_db();
+    let n = |k: &str, v: f64| (k.to_string(), FieldValue::Number(v));
+    let t = |k: &str, v: &str| (k.to_string(), FieldValue::Text(v.to_string()));
+    let check = |u: &str, changes: &[(String, FieldValue)]| {
+        let want = Config::default()
+            .apply(changes)
+            .expect("test changes are valid");
+        open(&path).save_config(&unit(u), &want).expect("save");
+        // A new Store, as after a daemon restart.
+        let got = open(&path).load_config(&unit(u)).expect("load");
+        assert_eq!(got, Some(want), "{u}: {changes:?}");
+    };
+    check(
+        "autocoder-ui.service",
+        &[
+            n("scale_up_cpu_percent", 75.0),
+            n("consecutive_scale_up_checks", 2.0),
+            n("scale_cooldown_seconds", 120.0),
+        ],
+    );
+    check(
+        "autocoder-ui.service",
+        &[
+            t("policy", "aggressive"),
+            t("mode", "manual"),
+            n("oom_bump_factor", 1.75),
+        ],
+    );
+    check(
+        "autocoder-ui.service",
+        &[
+            ("predictive".to_string(), FieldValue::Bool(true)),
+            n("min_step_memory_gb", 4.0),
+            n("api_quota_floor", 2_000_000_000.0),
+        ],
+    );
+    check(
+        "other.service",
+        &[
+            n("metrics_retention_hours", 48.0),
+            n("scale_down_factor", 0.55),
+        ],
+    );
+    // Saving again replaces the unit's row.
+    check(
+        "other.service",
+        &[t("policy", "conservative"), t("mode", "disabled")],
+    );
+    check("other.service", &[]);
+    // The default unit's row kept its last save.
+    let store = open(&path);
+    let last = Config::default()
+        .apply(&[
+            ("predictive".to_string(), FieldValue::Bool(true)),
+            n("min_step_memory_gb", 4.0),
+            n("api_quota_floor", 2_000_000_000.0),
+        ])
+        .expect("valid");
+    assert_eq!(
+        store.load_config(&default_unit()).expect("load"),
+        Some(last)
+    );
+    let rows: i64 = raw(&path)
+        .query_row("SELECT count(*) FROM autoscaler_unit_config", [], |r| {
+            r.get(0)
+        })
+        .expect("count");
+    assert_eq!(rows, 1);
+    assert_eq!(
+        store.configured_units().expect("units"),
+        vec![unit("other.service")]
+    );
+}
+
+#[test]
+fn an_invalid_stored_config_is_an_error_naming_the_column() {
+    fn check(table: &str, column: &str, value: &str, want: &str) {
+        let (_dir, path) = temp_db();
+        let store = open(&path);
+        let u = if table == "autoscaler_config" {
+            default_unit()
+        } else {
+            unit("other.service")
+        };
+        store.save_config(&u, &Config::default()).expect("save");
+        raw(&path)
+            .execute(&format!("UPDATE {table} SET {column} = {value}"), [])
+            .expect("spoil the row");
+        let err = format!(
+            "{:#}",
+            store.load_config(&u).expect_err("invalid row must fail")
+        );
+        assert!(
+            err.contains(&format!("column {want}")),
+            "{column} = {value}: {err}"
+        );
+        assert!(
+            err.contains(table) && err.contains(&path.display().to_string()),
+            "{err}"
+        );
+    }
+    check(
+        "autoscaler_config",
+        "scale_up_cpu_percent",
+        "150",
+        "scale_up_cpu_percent",
+    );
+    check(
+        "autoscaler_config",
+        "scale_up_cpu_percent",
+        "85.5",
+        "scale_up_cpu_percent",
+    );
+    check(
+        "autoscaler_config",
+        "scale_up_factor",
+        "NULL",
+        "scale_up_factor",
+    );
+    check(
+        "autoscaler_config",
+        "oom_bump_factor",
+        "'abc'",
+        "oom_bump_factor",
+    );
+    check("autoscaler_config", "mode", "'on'", "mode");
+    check("autoscaler_config", "policy", "NULL", "policy");
+    check("autoscaler_config", "predictive", "7", "predictive");
+    // A relation between two columns: the lower one is named.
+    check(
+        "autoscaler_config",
+        "scale_down_cpu_percent",
+        "90",
+        "scale_down_cpu_percent",
+    );
+    check(
+        "autoscaler_unit_config",
+        "metrics_retention_hours",
+        "0",
+        "metrics_retention_hours",
+    );
+}
+
+#[test]
+fn history_limits_round_trip_and_fill_the_spec_columns() {
+    let (_dir, path) = temp_db();
+    let store = open(&path);
+    let u = default_unit();
+    // (limits, the spec's three columns as stored)
+    let check = |limits: Limits, spec: [Value; 3]| {
+        let mut h = history_entry(&u, T0, "scale_up", STATUS_SUCCESS);
+        h.old = limits;
+        let id = store.insert_history(&h).expect("insert");
+        let got = store.history(&u, 1).expect("history");
+        assert_eq!(got[0].id, id);
+        assert_eq!(got[0].old, limits, "{limits:?}");
+        let stored: [Value; 3] = raw(&path)
+            .query_row(
+                "SELECT old_cpu_quota, old_memory_max, old_tasks_max FROM autoscaler_history WHERE id = ?1",
+                [id],
+                |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]),
+            )
+            .expect("spec columns");
+        assert_eq!(stored, spec, "{limits:?}");
+    };
+    check(
+        Limits::new(200, 32, 250),
+        [Value::Integer(200), Value::Integer(32), Value::Integer(250)],
+    );
+    check(
+        Limits {
+            cpu_quota: Some(150),
+            memory_max: Some(GIB + GIB / 2),
+            tasks_max: Some(7),
+        },
+        [Value::Integer(150), Value::Real(1.5), Value::Integer(7)],
+    );
+    // Not a whole number of anything: the bytes column keeps it exact.
+    check(
+        Limits {
+            cpu_quota: Some(1),
+            memory_max: Some(8 * GIB + 1),
+            tasks_max: Some(u64::from(u32::MAX) + 1),
+        },
+        [
+            Value::Integer(1),
+            Value::Real((8 * GIB + 1) as f64 / GIB as f64),
+            Value::Integer(1 << 32),
+        ],
+    );
+    check(
+        Limits::default(),
+        [Value::Integer(0), Value::Integer(0), Value::Integer(0)],
+    );
+    check(
+        Limits {
+            cpu_quota: None,
+            memory_max: Some(512 * MIB),
+            tasks_max: None,
+        },
+        [Value::Integer(0), Value::Real(0.5), Value::Integer(0)],
+    );
+}
+
+#[test]
+fn history_rows_without_byte_columns_read_their_gib() {
+    let (_dir, path) = temp_db();
+    let store = open(&path);
+    raw(&path)
+        .execute(
+            "INSERT INTO autoscaler_history (timestamp, action, trigger_type, reason,
+                old_cpu_quota, old_memory_max, old_tasks_max, new_cpu_quota, new_memory_max,
+                new_tasks_max, status, ts_ms)
+             VALUES ('2026-01-25T10:30:00', 'scale_up', 'threshold', 'r', 200, 32, 250, 300, 40, 350, 'success', ?1)",
+            [T0],
+        )
+        .expect("insert as another tool would");
+    let row = store
+        .last_action(&default_unit())
+        .expect("read")
+        .expect("a row");
+    assert_eq!(
+        (row.old, row.new),
+        (Limits::new(200, 32, 250), Limits::new(300, 40, 350))
+    );
+    assert_eq!(row.error_message, None);
+}
+
+#[test]
+fn a_restart_keeps_history_counts_and_the_last_action() {
+    let (_dir, path) = temp_db();
+    let (a, b) = (default_unit(), unit("other.service"));
+    // (unit, seconds after T0, action, status)
+    let log = [
+        (&a, 0, "scale_up", STATUS_SUCCESS),
+        (&a, 60, "scale_up", STATUS_SUCCESS),
+        (&b, 70, "scale_down", STATUS_SUCCESS),
+        (&a, 120, "scale_down", STATUS_SUCCESS),
+        (&a, 180, "scale_up", STATUS_FAILED),
+        (&a, 240, "manual", STATUS_SUCCESS),
+        (&a, 300, "scale_down", STATUS_FAILED),
+    ];
+    {
+        let store = open(&path);
+        for (u, s, action, status) in log {
+            store
+                .insert_history(&history_entry(u, T0 + s * 1000, action, status))
+                .expect("insert");
+        }
+    }
+    let store = open(&path);
+    let check = |u: &UnitName, counts: (u64, u64), newest: &[i64], last_at: Option<i64>| {
+        assert_eq!(store.history_counts(u).expect("counts"), counts, "{u}");
+        let times: Vec<i64> = store
+            .history(u, 3)
+            .expect("history")
+            .iter()
+            .map(|h| (h.at.0 - T0) / 1000)
+            .collect();
+        assert_eq!(times, newest, "{u}");
+        let last = store.last_action(u).expect("last action");
+        assert_eq!(last.as_ref().map(|h| (h.at.0 - T0) / 1000), last_at, "{u}");
+    };
+    check(&a, (2, 1), &[300, 240, 180], Some(240));
+    check(&b, (0, 1), &[70], Some(70));
+    check(&unit("none.service"), (0, 0), &[], None);
+    let failed = &store.history(&a, 1).expect("history")[0];
+    assert_eq!(
+        (failed.status.as_str(), failed.error_message.as_deref()),
+        ("failed", Some("restart failed"))
+    );
+    let ts: String = raw(&path)
+        .query_row(
+            "SELECT timestamp FROM autoscaler_history ORDER BY id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .expect("timestamp");
+    assert_eq!(ts, "2026-01-25T10:30:00");
+}
+
+#[test]
+fn metrics_round_trip_and_fill_the_spec_columns() {
+    let (_dir, path) = temp_db();
+    let store = open(&path);
+    let u = default_unit();
+    let check = |row: MetricRow| {
+        store.insert_metric(&row).expect("insert");
+        let got = store
+            .metrics_since(&u, row.at, Millis(row.at.0 + 1))
+            .expect("read");
+        assert_eq!(got, vec![row.clone()]);
+        assert_eq!(store.latest_metric(&u).expect("latest"), Some(row.clone()));
+        let (ts, gb, quota): (String, f64, Option<i64>) = raw(&path)
+            .query_row(
+                "SELECT timestamp, memory_gb, api_quota_remaining FROM autoscaler_metrics WHERE ts_ms = ?1",
+                [row.at.0],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("spec columns");
+        assert_eq!(ts, format_ts(row.at));
+        assert_eq!(gb, row.memory_bytes as f64 / GIB as f64);
+        assert_eq!(quota, row.api_quota_remaining.map(|q| q as i64));
+    };
+    check(sample(&u, T0));
+    check(MetricRow {
+        api_quota_remaining: None,
+        cpu_quota: None,
+        memory_max: None,
+        tasks_max: None,
+        throttled_ratio: None,
+        cpu_pressure: None,
+        memory_pressure: Some(12.5),
+        oom_kills: 3,
+        ..sample(&u, T0 + 1000)
+    });
+}
+
+#[test]
+fn metrics_that_cannot_be_stored_are_refused_whole() {
+    let (_dir, path) = temp_db();
+    let store = open(&path);
+    let u = default_unit();
+    let check = |bad: MetricRow, field: &str| {
+        let err = format!(
+            "{:#}",
+            store
+                .insert_metrics(&[sample(&u, T0), bad])
+                .expect_err("refused")
+        );
+        assert!(err.contains(field), "{field}: {err}");
+        assert_eq!(
+            store
+                .metrics_since(&u, Millis(0), Millis(i64::MAX))
+                .expect("read"),
+            vec![]
+        );
+    };
+    check(
+        MetricRow {
+            cpu_percent: f64::NAN,
+            ..sample(&u, T0)
+        },
+        "cpu_percent",
+    );
+    check(
+        MetricRow {
+            cpu_cores: f64::INFINITY,
+            ..sample(&u, T0)
+        },
+        "cpu_cores",
+    );
+    check(
+        MetricRow {
+            cpu_pressure: Some(f64::NAN),
+            ..sample(&u, T0)
+        },
+        "cpu_pressure",
+    );
+    check(
+        MetricRow {
+            memory_max: Some(u64::MAX),
+            ..sample(&u, T0)
+        },
+        "memory_max",
+    );
+}
+
+#[test]
+fn retention_prunes_only_old_rows_of_every_unit() {
+    fn check(older_than_secs: i64, deleted: usize, left: usize) {
+        let (_dir, path) = temp_db();
+        let store = open(&path);
+        let units = [default_unit(), unit("other.service")];
+        let rows: Vec<MetricRow> = (0..10)
+            .flat_map(|s| units.iter().map(move |u| sample(u, T0 + s * 1000)))
+            .collect();
+        store.insert_metrics(&rows).expect("insert");
+        let got = store
+            .prune_metrics(Millis(T0 + older_than_secs * 1000))
+            .expect("prune");
+        assert_eq!(got, deleted, "older than {older_than_secs} s");
+        for u in &units {
+            let rest = store
+                .metrics_since(u, Millis(0), Millis(i64::MAX))
+                .expect("read");
+            assert_eq!(rest.len(), left, "{u}");
+            assert!(rest.iter().all(|r| r.at.0 >= T0 + older_than_secs * 1000));
+        }
+    }
+    check(-1, 0, 10);
+    check(0, 0, 10);
+    check(5, 10, 5);
+    check(9, 18, 1);
+    check(10, 20, 0);
+}
+
+#[test]
+fn metrics_since_is_a_half_open_range_in_time_order() {
+    let (_dir, path) = temp_db();
+    let store = open(&path);
+    let u = default_unit();
+    // Inserted out of order: reads come back by time.
+    let rows: Vec<MetricRow> = [3, 1, 4, 0, 2]
+        .iter()
+        .map(|s| sample(&u, T0 + s * 1000))
+        .collect();
+    store.insert_metrics(&rows).expect("insert");
+    store
+        .insert_metric(&sample(&unit("other.service"), T0 + 2000))
+        .expect("insert");
+    let check = |since: i64, until: i64, want: &[i64]| {
+        let got: Vec<i64> = store
+            .metrics_since(&u, Millis(T0 + since * 1000), Millis(T0 + until * 1000))
+            .expect("read")
+            .iter()
+            .map(|r| (r.at.0 - T0) / 1000)
+            .collect();
+        assert_eq!(got, want, "[{since}, {until})");
+    };
+    check(0, 5, &[0, 1, 2, 3, 4]);
+    check(1, 3, &[1, 2]);
+    check(4, 100, &[4]);
+    check(3, 3, &[]);
+    check(5, 1, &[]);
+}
+
+/// A day of 1 s samples whose values cycle every minute, with known averages per minute.
+fn a_day_of_samples(u: &UnitName) -> Vec<MetricRow> {
+    (0..86_400i64)
+        .map(|i| {
+            let m = (i % 60) as u64;
+            MetricRow {
+                cpu_cores: m as f64 / 10.0,
+                cpu_percent: m as f64,
+                memory_bytes: GIB + m * MIB,
+                tasks: m,
+                process_count: m,
+                // The quota changes in the middle of minute 720.
+                cpu_quota: Some(if i < 720 * 60 + 30 { 200 } else { 300 }),
+                throttled_ratio: (i == 61).then_some(0.5),
+                oom_kills: u64::from(i == 100),
+                ..sample(u, T0 + i * 1000)
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn downsampling_a_day_of_seconds() {
+    let (_dir, path) = temp_db();
+    let store = open(&path);
+    let u = default_unit();
+    store
+        .insert_metrics(&a_day_of_samples(&u))
+        .expect("insert a day");
+    store
+        .insert_metric(&sample(&unit("other.service"), T0))
+        .expect("insert");
+
+    let check = |since_s: i64, until_s: i64, step_s: i64, buckets: usize, samples: u64| {
+        let got = store
+            .metrics_downsampled(
+                &u,
+                Millis(T0 + since_s * 1000),
+                Millis(T0 + until_s * 1000),
+                step_s * 1000,
+            )
+            .expect("downsample");
+        assert_eq!(got.len(), buckets, "[{since_s}, {until_s}) step {step_s}");
+        for (k, b) in got.iter().enumerate() {
+            assert_eq!(b.start, Millis(T0 + (since_s + k as i64 * step_s) * 1000));
+            assert_eq!(b.samples, samples);
+        }
+        got
+    };
+    let minutes = check(0, 86_400, 60, 1440, 60);
+    let m0 = &minutes[0];
+    assert!(
+        (m0.cpu_cores.avg - 2.95).abs() < 1e-9 && (m0.cpu_cores.max - 5.9).abs() < 1e-9,
+        "{m0:?}"
+    );
+    assert_eq!((m0.cpu_percent.avg, m0.cpu_percent.max), (29.5, 59.0));
+    assert_eq!((m0.tasks.avg, m0.tasks.max), (29.5, 59.0));
+    assert_eq!((m0.process_count.avg, m0.process_count.max), (29.5, 59.0));
+    assert_eq!(m0.memory_bytes.avg, GIB as f64 + 29.5 * MIB as f64);
+    assert_eq!(m0.memory_bytes.max, (GIB + 59 * MIB) as f64);
+    assert_eq!((m0.throttled_ratio_max, m0.oom_kills), (None, 0));
+    assert_eq!(
+        (minutes[1].throttled_ratio_max, minutes[1].oom_kills),
+        (Some(0.5), 1)
+    );
+    assert_eq!(
+        (m0.cpu_pressure_max, m0.memory_pressure_max),
+        (Some(3.5), None)
+    );
+    // The last sample's limits: the change half-way through minute 720 shows there.
+    let quota = |k: usize| minutes[k].limits.cpu_quota;
+    assert_eq!(
+        (quota(719), quota(720), quota(721)),
+        (Some(200), Some(300), Some(300))
+    );
+    assert_eq!(minutes[0].limits, Limits::new(200, 32, 250));
+
+    check(0, 86_400, 3600, 24, 3600);
+    check(0, 86_400, 86_400, 1, 86_400);
+    check(0, 86_400, 1, 86_400, 1);
+    // Buckets start at `since`, not at a multiple of the step; the last one is partial.
+    check(30, 150, 60, 2, 60);
+    check(85_800, 86_400, 300, 2, 300);
+    let tail = store
+        .metrics_downsampled(
+            &u,
+            Millis(T0 + 86_000_000),
+            Millis(T0 + 90_000_000),
+            300_000,
+        )
+        .expect("downsample");
+    let counts: Vec<u64> = tail.iter().map(|b| b.samples).collect();
+    assert_eq!(counts, [300, 100], "the data ends inside the second bucket");
+    check(-600, 0, 60, 0, 0);
+    assert!(
+        store
+            .metrics_downsampled(&u, Millis(T0), Millis(T0 + 1), 0)
+            .is_err()
+    );
+}
+
+#[test]
+fn downsampling_reads_through_the_unit_time_index() {
+    let (_dir, path) = temp_db();
+    let store = open(&path);
+    let conn = store.reader();
+    let mut stmt = conn
+        .prepare(&format!(
+            "EXPLAIN QUERY PLAN {}",
+            crate::metrics::DOWNSAMPLE
+        ))
+        .expect("prepare");
+    let plan: Vec<String> = stmt
+        .query_map(
+            rusqlite::params!["autocoder-ui.service", T0, T0 + 86_400_000, 60_000],
+            |r| r.get(3),
+        )
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .expect("plan");
+    let text = plan.join("\n");
+    assert!(
+        text.contains("INDEX autoscaler_metrics_unit_ts (unit=? AND ts_ms>? AND ts_ms<?)"),
+        "{text}"
+    );
+    // No full scan of the metrics table, under its name or its alias.
+    assert!(
+        !plan
+            .iter()
+            .any(|l| l.starts_with("SCAN autoscaler_metrics") || l.starts_with("SCAN m")),
+        "{text}"
+    );
+}
+
+#[test]
+fn two_stores_on_one_file_see_each_other() {
+    let (_dir, path) = temp_db();
+    let (a, b) = (open(&path), open(&path));
+    let u = default_unit();
+    a.insert_metric(&sample(&u, T0)).expect("a writes");
+    assert_eq!(
+        b.metrics_since(&u, Millis(T0), Millis(T0 + 1))
+            .expect("b reads")
+            .len(),
+        1
+    );
+    let id = b
+        .insert_history(&history_entry(&u, T0, "scale_up", STATUS_SUCCESS))
+        .expect("b writes");
+    assert_eq!(a.last_action(&u).expect("a reads").map(|h| h.id), Some(id));
+    let cfg = Config::default().with_policy(autoscaler_core::Policy::Aggressive);
+    a.save_config(&u, &cfg).expect("a saves");
+    assert_eq!(b.load_config(&u).expect("b loads"), Some(cfg));
+    // Clones on other threads share the connections.
+    let threads: Vec<_> = (1..=4)
+        .map(|t| {
+            let s = a.clone();
+            let u = u.clone();
+            std::thread::spawn(move || s.insert_metric(&sample(&u, T0 + t * 1000)))
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("thread").expect("insert");
+    }
+    assert_eq!(
+        b.metrics_since(&u, Millis(0), Millis(i64::MAX))
+            .expect("read")
+            .len(),
+        5
+    );
+}
+
+#[test]
+fn files_this_build_must_not_migrate_are_refused_untouched() {
+    fn check(setup: fn(&Path), want: &str) {
+        let (_dir, path) = temp_db();
+        setup(&path);
+        let before = std::fs::read(&path).expect("read file");
+        let err = format!(
+            "{:#}",
+            Store::open(&path, &default_unit()).expect_err("refused")
+        );
+        assert!(
+            err.contains(want) && err.contains(&path.display().to_string()),
+            "{err}"
+        );
+        assert!(
+            std::fs::read(&path).expect("read file") == before,
+            "{want}: the file changed"
+        );
+    }
+    check(
+        |p| {
+            drop(open(p));
+            raw(p)
+                .pragma_update(None, "user_version", 99)
+                .expect("set version");
+        },
+        "schema version 99",
+    );
+    check(
+        |p| {
+            raw(p)
+                .execute_batch(
+                    "CREATE TABLE autoscaler_history (id INTEGER PRIMARY KEY, action TEXT)",
+                )
+                .expect("prototype table");
+        },
+        "no schema version",
+    );
+    check(
+        |p| std::fs::write(p, "not a database\n".repeat(300)).expect("write"),
+        "not an SQLite database",
+    );
+}
