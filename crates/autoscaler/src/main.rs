@@ -1,1 +1,35 @@
-fn main() {}
+//! `autoscaler`: parse the command line, run it, map errors to exit codes. Nothing else.
+
+use clap::Parser;
+
+use autoscaler::cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("autoscaler: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => autoscaler::serve::run(args).await,
+            Command::Mcp(remote) => autoscaler::mcp::run_stdio(remote).await,
+            Command::Simulate(args) => autoscaler::simulate::run(args),
+            Command::Export { what } => autoscaler::export::run(what),
+            other => autoscaler::cli::run_client(other).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("autoscaler: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

@@ -116,18 +116,23 @@ impl Store {
         Ok(rows)
     }
 
-    /// How many `scale_up` and `scale_down` actions of `unit` succeeded, ever.
-    pub fn history_counts(&self, unit: &UnitName) -> anyhow::Result<(u64, u64)> {
+    /// How many actions of `unit` there were, ever, by (action, status): the status
+    /// endpoint's counts and Prometheus' counters both come from these.
+    pub fn action_counts(&self, unit: &UnitName) -> anyhow::Result<Vec<(String, String, u64)>> {
         self.reader()
             .prepare_cached(
-                "SELECT count(*) FILTER (WHERE action = 'scale_up'),
-                        count(*) FILTER (WHERE action = 'scale_down')
-                 FROM autoscaler_history WHERE unit = ?1 AND status = ?2",
+                "SELECT action, status, count(*) FROM autoscaler_history
+                 WHERE unit = ?1 GROUP BY action, status ORDER BY action, status",
             )
             .and_then(|mut stmt| {
-                stmt.query_row(rusqlite::params![unit.as_str(), STATUS_SUCCESS], |r| {
-                    Ok((r.get::<_, U64>(0)?.0, r.get::<_, U64>(1)?.0))
-                })
+                stmt.query_map(rusqlite::params![unit.as_str()], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, U64>(2)?.0,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
             })
             .map_err(|e| self.sql_error(e, format_args!("counting the actions of {unit}")))
     }

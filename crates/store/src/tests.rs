@@ -484,21 +484,38 @@ fn a_restart_keeps_history_counts_and_the_last_action() {
         }
     }
     let store = open(&path);
-    let check = |u: &UnitName, counts: (u64, u64), newest: &[i64], last_at: Option<i64>| {
-        assert_eq!(store.history_counts(u).expect("counts"), counts, "{u}");
-        let times: Vec<i64> = store
-            .history(u, 3)
-            .expect("history")
-            .iter()
-            .map(|h| (h.at.0 - T0) / 1000)
-            .collect();
-        assert_eq!(times, newest, "{u}");
-        let last = store.last_action(u).expect("last action");
-        assert_eq!(last.as_ref().map(|h| (h.at.0 - T0) / 1000), last_at, "{u}");
-    };
-    check(&a, (2, 1), &[300, 240, 180], Some(240));
-    check(&b, (0, 1), &[70], Some(70));
-    check(&unit("none.service"), (0, 0), &[], None);
+    let check =
+        |u: &UnitName, counts: &[(&str, &str, u64)], newest: &[i64], last_at: Option<i64>| {
+            let got = store.action_counts(u).expect("counts");
+            let got: Vec<_> = got
+                .iter()
+                .map(|(a, s, n)| (a.as_str(), s.as_str(), *n))
+                .collect();
+            assert_eq!(got, counts, "{u}");
+            let times: Vec<i64> = store
+                .history(u, 3)
+                .expect("history")
+                .iter()
+                .map(|h| (h.at.0 - T0) / 1000)
+                .collect();
+            assert_eq!(times, newest, "{u}");
+            let last = store.last_action(u).expect("last action");
+            assert_eq!(last.as_ref().map(|h| (h.at.0 - T0) / 1000), last_at, "{u}");
+        };
+    check(
+        &a,
+        &[
+            ("manual", "success", 1),
+            ("scale_down", "failed", 1),
+            ("scale_down", "success", 1),
+            ("scale_up", "failed", 1),
+            ("scale_up", "success", 2),
+        ],
+        &[300, 240, 180],
+        Some(240),
+    );
+    check(&b, &[("scale_down", "success", 1)], &[70], Some(70));
+    check(&unit("none.service"), &[], &[], None);
     let failed = &store.history(&a, 1).expect("history")[0];
     assert_eq!(
         (failed.status.as_str(), failed.error_message.as_deref()),

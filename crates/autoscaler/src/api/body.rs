@@ -1,0 +1,240 @@
+//! Request bodies: JSON objects checked for shape (types, unknown keys) before the engine
+//! checks their values. MCP tool arguments go through the same functions, so both fronts
+//! reject the same input with the same words.
+
+use autoscaler_core::{FieldValue, GIB, Limits, MIB, Mode, Policy};
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use serde_json::{Map, Value, json};
+
+use super::ApiError;
+use crate::engine::ScaleRequest;
+
+/// The largest request body we read: a config update is well under a kilobyte.
+const MAX_BODY: usize = 64 * 1024;
+
+/// A JSON object from a request body.
+pub struct Body(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let json_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("application/json")
+            });
+        // Strict on purpose: a browser page on another origin can POST text/plain or a form
+        // without asking first, but not application/json. With CORS off, this keeps web
+        // pages from changing limits through a user's browser.
+        if json_type != Some(true) {
+            return Err(ApiError {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                body: json!({ "error": "the body must be JSON sent with the header `Content-Type: application/json` (curl: -H 'Content-Type: application/json')" }),
+            });
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
+            .await
+            .map_err(|_| ApiError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                body: json!({ "error": format!("the body is larger than {MAX_BODY} bytes") }),
+            })?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::bad_request(format!("the body is not valid JSON: {e}"), None, None)
+        })?;
+        match value {
+            Value::Object(map) => Ok(Body(map)),
+            other => Err(ApiError::bad_request(
+                format!("the body must be a JSON object, not {}", kind(&other)),
+                None,
+                None,
+            )),
+        }
+    }
+}
+
+impl Body {
+    pub fn mode(&self) -> Result<Mode, ApiError> {
+        parse_mode(&self.0)
+    }
+    pub fn policy(&self) -> Result<Policy, ApiError> {
+        parse_policy(&self.0)
+    }
+    pub fn scale_request(&self) -> Result<ScaleRequest, ApiError> {
+        parse_scale(&self.0)
+    }
+    pub fn config_changes(&self) -> Result<Vec<(String, FieldValue)>, ApiError> {
+        parse_config(&self.0)
+    }
+}
+
+pub fn parse_mode(m: &Map<String, Value>) -> Result<Mode, ApiError> {
+    only(m, &["mode", "unit"])?;
+    Mode::parse(required_str(m, "mode", Mode::NAMES)?).map_err(|e| e.into_api())
+}
+
+pub fn parse_policy(m: &Map<String, Value>) -> Result<Policy, ApiError> {
+    only(m, &["policy", "unit"])?;
+    Policy::parse(required_str(m, "policy", Policy::NAMES)?).map_err(|e| e.into_api())
+}
+
+/// `{"cpu_quota": 600, "memory_max": 96, "tasks_max": 750, "reason": "..."}`; each limit is
+/// optional (unset ones keep their value) but at least one is needed.
+pub fn parse_scale(m: &Map<String, Value>) -> Result<ScaleRequest, ApiError> {
+    only(
+        m,
+        &["cpu_quota", "memory_max", "tasks_max", "reason", "unit"],
+    )?;
+    let cpu = whole(
+        m,
+        "cpu_quota",
+        "an integer percent of one core, e.g. 200 for two cores",
+    )?;
+    let tasks = whole(m, "tasks_max", "an integer number of tasks")?;
+    let memory = match m.get("memory_max") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => {
+            let gib = n
+                .as_f64()
+                .filter(|g| g.is_finite() && *g > 0.0 && *g <= 1e6)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        format!("memory_max {n} is not a positive size"),
+                        Some("memory_max"),
+                        Some("GiB, a number greater than 0"),
+                    )
+                })?;
+            // Whole MiB: systemd rounds to pages anyway, and the bounds check sees what is set.
+            Some(((gib * GIB as f64) / MIB as f64).round() as u64 * MIB)
+        }
+        Some(other) => return Err(wrong_type("memory_max", other, "a number of GiB")),
+    };
+    if cpu.is_none() && memory.is_none() && tasks.is_none() {
+        return Err(ApiError::bad_request(
+            "nothing to scale: give at least one of cpu_quota, memory_max, tasks_max",
+            None,
+            Some("cpu_quota (percent), memory_max (GiB), tasks_max"),
+        ));
+    }
+    let reason = match m.get("reason") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => return Err(wrong_type("reason", other, "a string")),
+    };
+    let cpu_quota = cpu.map(|v| u32::try_from(v).unwrap_or(u32::MAX));
+    Ok(ScaleRequest {
+        limits: Limits {
+            cpu_quota,
+            memory_max: memory,
+            tasks_max: tasks,
+        },
+        reason,
+    })
+}
+
+/// Every key of the object becomes a change; the core knows which keys and values are valid.
+pub fn parse_config(m: &Map<String, Value>) -> Result<Vec<(String, FieldValue)>, ApiError> {
+    if m.is_empty() {
+        return Err(ApiError::bad_request(
+            "no fields to change",
+            None,
+            Some("any field of GET /api/autoscaler/config"),
+        ));
+    }
+    m.iter()
+        .filter(|(k, _)| k.as_str() != "unit")
+        .map(|(k, v)| {
+            let value = match v {
+                Value::Number(n) => FieldValue::Number(n.as_f64().unwrap_or(f64::NAN)),
+                Value::String(s) => FieldValue::Text(s.clone()),
+                Value::Bool(b) => FieldValue::Bool(*b),
+                other => {
+                    return Err(wrong_type(
+                        k,
+                        other,
+                        "a number, or a string for mode and policy",
+                    ));
+                }
+            };
+            Ok((k.clone(), value))
+        })
+        .collect()
+}
+
+fn only(m: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
+    match m.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(ApiError::bad_request(
+            format!("unknown field {k:?}"),
+            Some(k),
+            Some(&allowed.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn required_str<'a>(
+    m: &'a Map<String, Value>,
+    key: &str,
+    allowed: &str,
+) -> Result<&'a str, ApiError> {
+    match m.get(key) {
+        Some(Value::String(s)) => Ok(s),
+        None => Err(ApiError::bad_request(
+            format!("missing field {key:?}"),
+            Some(key),
+            Some(allowed),
+        )),
+        Some(other) => Err(wrong_type(key, other, allowed)),
+    }
+}
+
+fn whole(m: &Map<String, Value>, key: &str, allowed: &str) -> Result<Option<u64>, ApiError> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(v) if v > 0 => Ok(Some(v)),
+            _ => Err(ApiError::bad_request(
+                format!("{key} {n} is not a positive whole number"),
+                Some(key),
+                Some(allowed),
+            )),
+        },
+        Some(other) => Err(wrong_type(key, other, allowed)),
+    }
+}
+
+fn wrong_type(key: &str, v: &Value, allowed: &str) -> ApiError {
+    ApiError::bad_request(
+        format!("{key} has the wrong type: {}", kind(v)),
+        Some(key),
+        Some(allowed),
+    )
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+trait IntoApi {
+    fn into_api(self) -> ApiError;
+}
+
+impl IntoApi for autoscaler_core::ConfigError {
+    fn into_api(self) -> ApiError {
+        ApiError::bad_request(self.to_string(), Some(&self.field), Some(&self.allowed))
+    }
+}

@@ -1,0 +1,291 @@
+//! The HTTP front: the spec's `/api/autoscaler/*` endpoints, the per-unit paths, health,
+//! Prometheus `/metrics`, the OpenAPI document and the dashboard.
+//!
+//! Handlers are thin: parse and check the shape of the input, call one [`EngineHandle`]
+//! method, turn the answer into the spec's JSON. They hold no logic of their own: validation of
+//! values (ranges, bounds, relations) is the core's, reached through the engine, so HTTP, MCP
+//! and the CLI give the same answers and the same error messages.
+
+mod body;
+mod json;
+mod prometheus;
+
+use std::net::SocketAddr;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::engine::{EngineError, EngineHandle, ScaleRequest};
+use autoscaler_core::UnitName;
+pub use body::Body;
+pub use json::{config_json, history_json, metrics_json, status_json};
+
+/// Settings of the HTTP front.
+#[derive(Debug, Clone, Default)]
+pub struct ApiSettings {
+    /// When set, every POST and PUT needs `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// Origins allowed by CORS; none means CORS stays off.
+    pub cors_origins: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: EngineHandle,
+    pub settings: ApiSettings,
+}
+
+/// The whole router; `extra` lets the daemon mount MCP beside it.
+pub fn router(state: AppState) -> Router {
+    let unit_routes = Router::new()
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/history", get(history))
+        .route("/config", get(get_config).put(put_config))
+        .route("/mode", axum::routing::post(set_mode))
+        .route("/policy", axum::routing::post(set_policy))
+        .route("/scale", axum::routing::post(scale));
+    let mut r = Router::new()
+        .nest("/api/autoscaler", unit_routes.clone())
+        .nest("/api/autoscaler/units/{unit}", unit_routes)
+        .route("/api/autoscaler/units", get(units))
+        .route("/api/autoscaler/openapi.json", get(openapi))
+        .route("/metrics", get(prometheus::metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), auth));
+    if !state.settings.cors_origins.is_empty() {
+        let origins: Vec<HeaderValue> = state
+            .settings
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        r = r.layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(origins)
+                .allow_methods([Method::GET, Method::POST, Method::PUT])
+                .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION]),
+        );
+    }
+    r.with_state(state)
+}
+
+/// An error as the API shows it: a status and `{"error": ..., "field": ..., "allowed": ...}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl ApiError {
+    pub fn bad_request(
+        message: impl Into<String>,
+        field: Option<&str>,
+        allowed: Option<&str>,
+    ) -> ApiError {
+        let mut body = json!({ "error": message.into() });
+        if let Some(f) = field {
+            body["field"] = json!(f);
+        }
+        if let Some(a) = allowed {
+            body["allowed"] = json!(a);
+        }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            body,
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            EngineError::BadRequest { field, allowed, .. } => {
+                ApiError::bad_request(message, field.as_deref(), allowed.as_deref())
+            }
+            EngineError::Unavailable { unit, reason } => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                body: json!({ "error": message, "unit": unit, "reason": reason }),
+            },
+            EngineError::UnknownUnit { unit, managed } => ApiError {
+                status: StatusCode::NOT_FOUND,
+                body: json!({ "error": message, "unit": unit, "managed_units": managed }),
+            },
+            EngineError::ApplyFailed { history_id, .. } => ApiError {
+                status: StatusCode::BAD_GATEWAY,
+                body: json!({ "error": message, "history_id": history_id, "mode": "disabled" }),
+            },
+            EngineError::Internal(_) => ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                body: json!({ "error": message }),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+/// The unit a request addresses: `/units/{unit}/...`, or the default unit.
+pub struct Target(pub UnitName);
+
+impl FromRequestParts<AppState> for Target {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let name = match Path::<std::collections::HashMap<String, String>>::from_request_parts(
+            parts, state,
+        )
+        .await
+        {
+            Ok(Path(params)) => params.get("unit").cloned(),
+            Err(_) => None,
+        };
+        Ok(Target(state.engine.unit(name.as_deref())?))
+    }
+}
+
+async fn status(State(s): State<AppState>, Target(unit): Target) -> ApiResult {
+    let snap = s.engine.snapshot();
+    let u = s.engine.unit_snapshot(&unit)?;
+    Ok(Json(status_json(&u, &snap)))
+}
+
+async fn metrics(State(s): State<AppState>, Target(unit): Target) -> ApiResult {
+    let o = s.engine.metrics(&unit)?;
+    Ok(Json(metrics_json(&o)))
+}
+
+#[derive(serde::Deserialize)]
+struct HistoryQuery {
+    limit: Option<String>,
+}
+
+async fn history(
+    State(s): State<AppState>,
+    Target(unit): Target,
+    q: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(q) = q.map_err(|e| {
+        ApiError::bad_request(e.body_text(), Some("limit"), Some("an integer in 1..=1000"))
+    })?;
+    let limit = match q.limit {
+        None => 20,
+        Some(text) => text.trim().parse::<u32>().map_err(|_| {
+            ApiError::bad_request(
+                format!("limit {text:?} is not a whole number"),
+                Some("limit"),
+                Some("an integer in 1..=1000"),
+            )
+        })?,
+    };
+    let rows = s.engine.history(&unit, limit)?;
+    Ok(Json(Value::Array(rows.iter().map(history_json).collect())))
+}
+
+async fn get_config(State(s): State<AppState>, Target(unit): Target) -> ApiResult {
+    let u = s.engine.unit_snapshot(&unit)?;
+    Ok(Json(config_json(&u.config)))
+}
+
+async fn put_config(State(s): State<AppState>, Target(unit): Target, body: Body) -> ApiResult {
+    let changes = body.config_changes()?;
+    let c = s.engine.set_config(unit, changes).await?;
+    Ok(Json(config_json(&c)))
+}
+
+async fn set_mode(State(s): State<AppState>, Target(unit): Target, body: Body) -> ApiResult {
+    let mode = body.mode()?;
+    let u = s.engine.set_mode(unit, mode).await?;
+    Ok(Json(status_json(&u, &s.engine.snapshot())))
+}
+
+async fn set_policy(State(s): State<AppState>, Target(unit): Target, body: Body) -> ApiResult {
+    let policy = body.policy()?;
+    let u = s.engine.set_policy(unit, policy).await?;
+    Ok(Json(status_json(&u, &s.engine.snapshot())))
+}
+
+async fn scale(State(s): State<AppState>, Target(unit): Target, body: Body) -> ApiResult {
+    let req: ScaleRequest = body.scale_request()?;
+    let row = s.engine.scale(unit, req).await?;
+    Ok(Json(history_json(&row)))
+}
+
+async fn units(State(s): State<AppState>) -> ApiResult {
+    let snap = s.engine.snapshot();
+    Ok(Json(Value::Array(
+        snap.units.iter().map(|u| status_json(u, &snap)).collect(),
+    )))
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        body: json!({ "error": "no such endpoint; see /api/autoscaler/openapi.json" }),
+    }
+}
+
+/// With a token configured, every request that changes something must carry it.
+async fn auth(State(s): State<AppState>, req: axum::extract::Request, next: Next) -> Response {
+    if let Some(token) = &s.settings.token {
+        let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        let ok = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()));
+        if changes && !ok {
+            return ApiError {
+                status: StatusCode::UNAUTHORIZED,
+                body: json!({ "error": "this request needs the header `Authorization: Bearer <token>` with the daemon's token" }),
+            }
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Serves the router until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    Ok(())
+}

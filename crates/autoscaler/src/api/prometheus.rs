@@ -1,0 +1,196 @@
+//! Prometheus `/metrics`: the engine's snapshot in OpenMetrics text, built at each scrape.
+//!
+//! Building a small registry per scrape keeps this stateless: the snapshot is the only
+//! source, so what Prometheus sees is what the status endpoint says.
+
+use std::sync::atomic::AtomicU64;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::AppState;
+
+type Labels = Vec<(String, String)>;
+type G = Family<Labels, Gauge<f64, AtomicU64>>;
+type C = Family<Labels, Counter<f64, AtomicU64>>;
+
+struct Families {
+    reg: Registry,
+}
+
+impl Families {
+    fn gauge(&mut self, name: &str, help: &str) -> G {
+        let f = G::default();
+        self.reg.register(name, help, f.clone());
+        f
+    }
+    fn counter(&mut self, name: &str, help: &str) -> C {
+        let f = C::default();
+        self.reg.register(name, help, f.clone());
+        f
+    }
+}
+
+fn l(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    let snap = s.engine.snapshot();
+    let mut f = Families {
+        reg: Registry::default(),
+    };
+    let cpu = f.gauge(
+        "autoscaler_cpu_cores_used",
+        "CPU cores used by the unit over the last check interval",
+    );
+    let cpu_pct = f.gauge(
+        "autoscaler_cpu_percent_of_quota",
+        "CPU use in percent of the unit's CPUQuota",
+    );
+    let mem = f.gauge(
+        "autoscaler_memory_bytes",
+        "Memory used by the unit's cgroup",
+    );
+    let tasks = f.gauge("autoscaler_tasks", "Tasks (threads) in the unit's cgroup");
+    let procs = f.gauge("autoscaler_processes", "Processes in the unit's cgroup");
+    let lim_cpu = f.gauge(
+        "autoscaler_limit_cpu_quota_percent",
+        "CPUQuota in percent of one core (absent: unlimited)",
+    );
+    let lim_mem = f.gauge(
+        "autoscaler_limit_memory_bytes",
+        "MemoryMax in bytes (absent: unlimited)",
+    );
+    let lim_tasks = f.gauge("autoscaler_limit_tasks", "TasksMax (absent: unlimited)");
+    let throttled = f.gauge(
+        "autoscaler_cpu_throttled_ratio",
+        "Share of CFS periods throttled over the last interval",
+    );
+    let throttled_s = f.counter(
+        "autoscaler_cpu_throttled_seconds",
+        "Time the unit was throttled by its CPU quota",
+    );
+    let pressure = f.gauge(
+        "autoscaler_pressure_some_avg10",
+        "PSI 'some' avg10 in percent, by resource",
+    );
+    let ooms = f.counter("autoscaler_oom_kills", "OOM kills in the unit's cgroup");
+    let actions = f.counter(
+        "autoscaler_actions",
+        "Scaling actions taken by this daemon since it started or as stored, by action and status",
+    );
+    let available = f.gauge(
+        "autoscaler_unit_available",
+        "1 when the unit can be read and managed",
+    );
+    let mode = f.gauge("autoscaler_mode", "1 for the unit's current mode");
+    let loop_dur = f.gauge(
+        "autoscaler_loop_duration_seconds",
+        "How long the last check took",
+    );
+    let loop_lag = f.gauge(
+        "autoscaler_loop_lag_seconds",
+        "How late the last check started after it was due",
+    );
+    let loop_lag_max = f.gauge(
+        "autoscaler_loop_lag_max_seconds",
+        "The largest lag of any check since start",
+    );
+    let checks = f.counter("autoscaler_checks", "Checks run since start");
+    let failures = f.counter("autoscaler_apply_failures", "Failed applies since start");
+
+    for u in &snap.units {
+        let unit = u.name.as_str();
+        let ul = l(&[("unit", unit)]);
+        available
+            .get_or_create(&ul)
+            .set(if u.unit_error.is_none() { 1.0 } else { 0.0 });
+        for m in ["enabled", "disabled", "manual"] {
+            let on = u.config.mode.as_str() == m;
+            mode.get_or_create(&l(&[("unit", unit), ("mode", m)]))
+                .set(if on { 1.0 } else { 0.0 });
+        }
+        if let Some(lim) = &u.limits {
+            if let Some(q) = lim.cpu_quota {
+                lim_cpu.get_or_create(&ul).set(f64::from(q));
+            }
+            if let Some(m) = lim.memory_max {
+                lim_mem.get_or_create(&ul).set(m as f64);
+            }
+            if let Some(t) = lim.tasks_max {
+                lim_tasks.get_or_create(&ul).set(t as f64);
+            }
+        }
+        for ((action, status), n) in &u.action_counts {
+            actions
+                .get_or_create(&l(&[
+                    ("unit", unit),
+                    ("action", action),
+                    ("status", status),
+                ]))
+                .inc_by(*n as f64);
+        }
+        let Some(o) = &u.observation else { continue };
+        if let Some(c) = o.usage.cpu_cores {
+            cpu.get_or_create(&ul).set(c);
+        }
+        if let Some(p) = o.evaluation.cpu_percent {
+            cpu_pct.get_or_create(&ul).set(p);
+        }
+        mem.get_or_create(&ul).set(o.usage.memory_bytes as f64);
+        tasks.get_or_create(&ul).set(o.usage.tasks as f64);
+        procs.get_or_create(&ul).set(o.usage.processes as f64);
+        if let Some(t) = o.usage.throttled_ratio {
+            throttled.get_or_create(&ul).set(t);
+        }
+        throttled_s
+            .get_or_create(&ul)
+            .inc_by(o.counters.throttled_usec as f64 / 1e6);
+        ooms.get_or_create(&ul).inc_by(o.counters.oom_kills as f64);
+        if let Some(p) = o.usage.cpu_pressure {
+            pressure
+                .get_or_create(&l(&[("unit", unit), ("resource", "cpu")]))
+                .set(p);
+        }
+        if let Some(p) = o.usage.memory_pressure {
+            pressure
+                .get_or_create(&l(&[("unit", unit), ("resource", "memory")]))
+                .set(p);
+        }
+    }
+    let ls = snap.loop_stats;
+    loop_dur.get_or_create(&vec![]).set(ls.last_check_seconds);
+    loop_lag.get_or_create(&vec![]).set(ls.last_lag_seconds);
+    loop_lag_max.get_or_create(&vec![]).set(ls.max_lag_seconds);
+    checks.get_or_create(&vec![]).inc_by(ls.checks as f64);
+    failures
+        .get_or_create(&vec![])
+        .inc_by(ls.apply_failures as f64);
+
+    let mut body = String::new();
+    if let Err(e) = encode(&mut body, &f.reg) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding metrics failed: {e}"),
+        )
+            .into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,250 @@
+//! One managed unit's state inside the engine task, and the snapshot fronts read.
+//!
+//! Only the engine task mutates a [`UnitState`]; fronts see immutable [`UnitSnapshot`]s.
+
+use std::collections::BTreeMap;
+
+use autoscaler_core::decide::{Inputs, evaluate};
+use autoscaler_core::{
+    Bounds, Config, Controller, Counters, Decision, Evaluation, Host, Limits, Millis, Signals,
+    UnitName, Usage,
+};
+use autoscaler_store::{MetricRow, Store};
+
+use super::LoopStats;
+
+/// A failed apply, shown by the status until someone sets the mode again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub at: Millis,
+    pub message: String,
+    pub history_id: i64,
+}
+
+/// What the last check saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub usage: Usage,
+    pub counters: Counters,
+    pub limits: Limits,
+    pub evaluation: Evaluation,
+}
+
+/// A unit as the fronts see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitSnapshot {
+    pub name: UnitName,
+    pub config: Config,
+    /// Limits as systemd last reported them.
+    pub limits: Option<Limits>,
+    pub observation: Option<Observation>,
+    /// Why the unit cannot be managed right now, if it cannot.
+    pub unit_error: Option<String>,
+    pub last_failure: Option<Failure>,
+    /// The controller's last verdict in words.
+    pub decision: String,
+    /// A scaling action is being applied right now.
+    pub applying: bool,
+    pub scale_up_count: u64,
+    pub scale_down_count: u64,
+    /// Actions by (action, status), as stored: what Prometheus counts.
+    pub action_counts: BTreeMap<(String, String), u64>,
+    pub last_scale_time: Option<Millis>,
+    pub bounds: Result<Bounds, String>,
+}
+
+/// Everything the engine publishes after each event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub units: Vec<UnitSnapshot>,
+    pub strategy: &'static str,
+    pub host: Host,
+    pub loop_stats: LoopStats,
+}
+
+pub(super) struct UnitState {
+    pub name: UnitName,
+    pub config: Config,
+    controller: Controller,
+    pub prev: Option<Counters>,
+    observation: Option<Observation>,
+    limits: Option<Limits>,
+    unit_error: Option<String>,
+    pub last_failure: Option<Failure>,
+    pub decision_note: String,
+    pub applying: bool,
+    action_counts: BTreeMap<(String, String), u64>,
+    last_scale_time: Option<Millis>,
+    last_prune: Millis,
+}
+
+impl UnitState {
+    /// The unit as the store remembers it: config, counters and the last action's time, so a
+    /// restarted daemon keeps its cooldown and its counts.
+    pub fn load(store: &Store, name: UnitName) -> anyhow::Result<UnitState> {
+        let config = store.load_config(&name)?.unwrap_or_default();
+        let action_counts = store
+            .action_counts(&name)?
+            .into_iter()
+            .map(|(a, s, n)| ((a, s), n))
+            .collect();
+        let last = store.last_action(&name)?.map(|h| h.at);
+        Ok(UnitState {
+            name,
+            config,
+            controller: Controller::resume(last),
+            prev: None,
+            observation: None,
+            limits: None,
+            unit_error: None,
+            last_failure: None,
+            decision_note: "waiting for the first check".into(),
+            applying: false,
+            action_counts,
+            last_scale_time: last,
+            last_prune: Millis(0),
+        })
+    }
+
+    pub fn unavailable(&mut self, reason: String, limits: Option<Limits>) {
+        tracing::debug!(unit = %self.name, "unavailable: {reason}");
+        self.unit_error = Some(reason);
+        self.limits = limits.or(self.limits);
+        // The next reading may come from a new cgroup: no rate across the gap.
+        self.prev = None;
+    }
+
+    /// Turns a reading into usage, runs the controller (when the bounds are feasible) and
+    /// keeps the observation. Returns the decision, if the controller ran.
+    pub fn observe(
+        &mut self,
+        counters: Counters,
+        signals: Signals,
+        limits: Limits,
+        bounds: Option<&Bounds>,
+        host: &Host,
+        at: Millis,
+    ) -> Option<Decision> {
+        let usage = Usage::between(self.prev.as_ref(), &counters, signals);
+        self.prev = Some(counters);
+        self.unit_error = None;
+        self.limits = Some(limits);
+        let (evaluation, decision) = match bounds {
+            Some(bounds) => {
+                let inputs = Inputs {
+                    config: &self.config,
+                    bounds,
+                    host,
+                    current: &limits,
+                    usage: &usage,
+                    now: at,
+                };
+                let d = self.controller.observe(inputs);
+                self.decision_note = d.reason.clone();
+                (d.evaluation.clone(), Some(d))
+            }
+            None => {
+                let fallback = Bounds {
+                    cpu: (0, 0),
+                    memory: (0, 0),
+                    tasks: (0, 0),
+                };
+                let inputs = Inputs {
+                    config: &self.config,
+                    bounds: &fallback,
+                    host,
+                    current: &limits,
+                    usage: &usage,
+                    now: at,
+                };
+                (evaluate(inputs), None)
+            }
+        };
+        self.observation = Some(Observation {
+            usage,
+            counters,
+            limits,
+            evaluation,
+        });
+        decision
+    }
+
+    /// Writes the last observation to the store, if it has a CPU rate.
+    pub fn store_metric(&self, store: &Store) -> anyhow::Result<()> {
+        let Some(o) = &self.observation else {
+            return Ok(());
+        };
+        let Some(cpu_cores) = o.usage.cpu_cores else {
+            return Ok(());
+        };
+        let u = &o.usage;
+        store.insert_metric(&MetricRow {
+            unit: self.name.clone(),
+            at: u.at,
+            cpu_percent: o.evaluation.cpu_percent.unwrap_or(0.0),
+            cpu_cores,
+            memory_bytes: u.memory_bytes,
+            tasks: u.tasks,
+            process_count: u.processes,
+            agent_count: u.signals.agents,
+            testing_agent_count: u.signals.testing_agents,
+            api_quota_remaining: u.signals.api_quota_remaining,
+            features_pending: u.signals.features_pending,
+            cpu_quota: o.limits.cpu_quota,
+            memory_max: o.limits.memory_max,
+            tasks_max: o.limits.tasks_max,
+            throttled_ratio: u.throttled_ratio,
+            cpu_pressure: u.cpu_pressure,
+            memory_pressure: u.memory_pressure,
+            oom_kills: o.counters.oom_kills,
+        })
+    }
+
+    /// Retention runs about once a minute, not at every check.
+    pub fn should_prune(&mut self, at: Millis) -> bool {
+        if at.secs_since(self.last_prune) < 60.0 {
+            return false;
+        }
+        self.last_prune = at;
+        true
+    }
+
+    pub fn record_success(&mut self, action: &str, after: Limits, at: Millis) {
+        self.controller.record_action(at);
+        self.limits = Some(after);
+        self.last_scale_time = Some(at);
+        self.count(action, "success");
+    }
+
+    pub fn count(&mut self, action: &str, status: &str) {
+        *self
+            .action_counts
+            .entry((action.to_string(), status.to_string()))
+            .or_default() += 1;
+    }
+
+    fn successes(&self, action: &str) -> u64 {
+        self.action_counts
+            .get(&(action.to_string(), "success".to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn snapshot(&self, host: &Host) -> UnitSnapshot {
+        UnitSnapshot {
+            name: self.name.clone(),
+            config: self.config.clone(),
+            limits: self.limits,
+            observation: self.observation.clone(),
+            unit_error: self.unit_error.clone(),
+            last_failure: self.last_failure.clone(),
+            decision: self.decision_note.clone(),
+            applying: self.applying,
+            scale_up_count: self.successes("scale_up"),
+            scale_down_count: self.successes("scale_down"),
+            action_counts: self.action_counts.clone(),
+            last_scale_time: self.last_scale_time,
+            bounds: Bounds::new(&self.config, host).map_err(|e| e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! `autoscaler serve`: build the adapters, the engine and the HTTP server; stop them cleanly.
+//!
+//! Shutdown is explicit: SIGTERM or SIGINT flips one watch channel, the HTTP server stops
+//! accepting and drains, the engine finishes the event it is handling and returns, and the
+//! store is closed when the last handle drops.
+
+use anyhow::Context;
+use autoscaler_store::Store;
+use tokio::sync::watch;
+
+use crate::adapters::{SystemActuator, SystemProbe};
+use crate::api::{self, ApiSettings, AppState};
+use crate::cli::ServeArgs;
+use crate::engine::{self, EngineSetup, UnitSetup};
+use crate::settings::{Overrides, Settings};
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging();
+    let settings = Settings::resolve(Overrides {
+        config: args.config.clone(),
+        listen: args.listen.clone(),
+        db: args.db.clone(),
+        units: args.units.clone(),
+        bus: args.bus(),
+        strategy: args.strategy,
+        token: args.token.clone(),
+    })?;
+    let host = autoscaler_cgroup::read_host(std::path::Path::new("/proc"))
+        .context("reading the host's cores and memory")?;
+    let default_unit = settings.units[0].clone();
+    let store = Store::open(&settings.db, &default_unit)
+        .with_context(|| format!("opening the store {}", settings.db.display()))?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "listening on {} (is another autoscaler running? pass --listen)",
+                settings.listen
+            )
+        })?;
+    let local = listener.local_addr()?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let probe = SystemProbe::new(settings.bus, &settings.signals)?;
+    let actuator = SystemActuator::new(probe.systemd(), settings.strategy);
+    let setup = EngineSetup {
+        units: settings
+            .units
+            .iter()
+            .map(|u| UnitSetup { name: u.clone() })
+            .collect(),
+        host,
+        store,
+    };
+    let (handle, engine_task) = engine::start(setup, probe, actuator, stopped(stop_rx.clone()))?;
+    let state = AppState {
+        engine: handle.clone(),
+        settings: ApiSettings {
+            token: settings.token.clone(),
+            cors_origins: settings.cors_origins.clone(),
+        },
+    };
+    let app =
+        api::router(state.clone()).merge(crate::mcp::http_router(state, stopped(stop_rx.clone())));
+
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    tracing::info!(
+        listen = %local,
+        db = %settings.db.display(),
+        units = ?settings.units.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+        strategy = ?settings.strategy,
+        "autoscaler serving on http://{local}"
+    );
+    // The line tests and scripts wait for; the port is real even with --listen 127.0.0.1:0.
+    eprintln!("autoscaler: listening on http://{local}");
+    api::serve(listener, app, stopped(stop_rx)).await?;
+    engine_task.await.context("the engine task panicked")?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AUTOSCALER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

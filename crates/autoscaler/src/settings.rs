@@ -1,0 +1,249 @@
+//! Daemon settings: where to listen, where the store is, which units, how to apply limits.
+//!
+//! They come from embedded defaults, then an optional TOML file, then flags and environment
+//! (highest). Thresholds, factors, bounds, reserves and the interval are NOT here: they live
+//! in the store's config row (the spec's columns), changed through the API.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use autoscaler_core::UnitName;
+use serde::Deserialize;
+
+/// The unit managed when none is named: AutoCoder's.
+pub const DEFAULT_UNIT: &str = "autocoder-ui.service";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8888";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Set limits on the running unit over D-Bus (`systemctl set-property`): no restart.
+    Live,
+    /// The spec's way: rewrite the unit file, daemon-reload, restart; roll back on failure.
+    Restart,
+    /// Decide and record, apply nothing.
+    DryRun,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum BusKind {
+    User,
+    System,
+}
+
+/// Where AutoCoder's workload signals come from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignalSettings {
+    pub agent_script: Option<String>,
+    pub registry_db: Option<PathBuf>,
+    pub project_dirs: Vec<PathBuf>,
+    pub api_quota_file: Option<PathBuf>,
+}
+
+/// The TOML file's shape; every key optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileSettings {
+    pub listen: Option<String>,
+    pub db: Option<PathBuf>,
+    pub units: Vec<String>,
+    pub bus: Option<BusKind>,
+    pub strategy: Option<Strategy>,
+    pub token: Option<String>,
+    pub cors_origins: Vec<String>,
+    pub signals: SignalSettings,
+}
+
+/// Settings in force.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub db: PathBuf,
+    pub units: Vec<UnitName>,
+    pub bus: BusKind,
+    pub strategy: Strategy,
+    pub token: Option<String>,
+    pub cors_origins: Vec<String>,
+    pub signals: SignalSettings,
+}
+
+/// Values from flags and environment; `None` means "not given".
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub db: Option<PathBuf>,
+    pub units: Vec<String>,
+    pub bus: Option<BusKind>,
+    pub strategy: Option<Strategy>,
+    pub token: Option<String>,
+}
+
+pub fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"))
+}
+
+impl Settings {
+    pub fn resolve(o: Overrides) -> anyhow::Result<Settings> {
+        let file = match &o.config {
+            Some(p) => read_file(p)?,
+            None => FileSettings::default(),
+        };
+        let listen_text = o
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen: SocketAddr = listen_text.parse().with_context(|| {
+            format!("--listen {listen_text:?} is not ADDRESS:PORT (e.g. {DEFAULT_LISTEN})")
+        })?;
+        let names = if !o.units.is_empty() {
+            o.units
+        } else {
+            file.units
+        };
+        let names = if names.is_empty() {
+            vec![DEFAULT_UNIT.to_string()]
+        } else {
+            names
+        };
+        let mut units = Vec::new();
+        for n in names {
+            let u = UnitName::parse(&n).map_err(|e| anyhow::anyhow!("--unit: {e}"))?;
+            if units.contains(&u) {
+                bail!("--unit {u} is given twice");
+            }
+            units.push(u);
+        }
+        let token = o.token.or(file.token).filter(|t| !t.is_empty());
+        if !listen.ip().is_loopback() && token.is_none() {
+            bail!(
+                "refusing to listen on {listen} without a token: anyone who can reach it could change limits. \
+                 Set AUTOSCALER_TOKEN (or --token, or `token` in the config file), or listen on 127.0.0.1"
+            );
+        }
+        Ok(Settings {
+            listen,
+            db: o
+                .db
+                .or(file.db)
+                .unwrap_or_else(|| home().join(".autocoder/autoscaler.db")),
+            units,
+            bus: o.bus.or(file.bus).unwrap_or(BusKind::User),
+            strategy: o.strategy.or(file.strategy).unwrap_or(Strategy::Live),
+            token,
+            cors_origins: file.cors_origins,
+            signals: file.signals,
+        })
+    }
+}
+
+fn read_file(p: &Path) -> anyhow::Result<FileSettings> {
+    let text = std::fs::read_to_string(p)
+        .with_context(|| format!("reading the config file {}", p.display()))?;
+    toml::from_str(&text).with_context(|| format!("the config file {} is not valid", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(o: Overrides, toml_text: Option<&str>, want: Result<(&str, &[&str], Strategy), &str>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut o = o;
+        if let Some(t) = toml_text {
+            let p = dir.path().join("c.toml");
+            std::fs::write(&p, t).expect("write");
+            o.config = Some(p);
+        }
+        match (Settings::resolve(o), want) {
+            (Ok(s), Ok((listen, units, strategy))) => {
+                assert_eq!(s.listen.to_string(), listen);
+                assert_eq!(
+                    s.units.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+                    units
+                );
+                assert_eq!(s.strategy, strategy);
+            }
+            (Err(e), Err(text)) => assert!(format!("{e:#}").contains(text), "{e:#} lacks {text}"),
+            (got, want) => panic!("got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn resolve_table() {
+        let d = Overrides::default();
+        check(
+            d.clone(),
+            None,
+            Ok(("127.0.0.1:8888", &["autocoder-ui.service"], Strategy::Live)),
+        );
+        check(
+            Overrides {
+                listen: Some("0.0.0.0:9000".into()),
+                ..d.clone()
+            },
+            None,
+            Err("without a token"),
+        );
+        check(
+            Overrides {
+                listen: Some("0.0.0.0:9000".into()),
+                token: Some("t".into()),
+                ..d.clone()
+            },
+            None,
+            Ok(("0.0.0.0:9000", &["autocoder-ui.service"], Strategy::Live)),
+        );
+        check(
+            Overrides {
+                units: vec!["../x.service".into()],
+                ..d.clone()
+            },
+            None,
+            Err("not a valid systemd unit name"),
+        );
+        check(
+            Overrides {
+                units: vec!["a.service".into(), "a.service".into()],
+                ..d.clone()
+            },
+            None,
+            Err("twice"),
+        );
+        check(
+            d.clone(),
+            Some("units = [\"a.service\", \"b.service\"]\nstrategy = \"dry-run\"\n"),
+            Ok((
+                "127.0.0.1:8888",
+                &["a.service", "b.service"],
+                Strategy::DryRun,
+            )),
+        );
+        check(
+            Overrides {
+                strategy: Some(Strategy::Restart),
+                ..d.clone()
+            },
+            Some("strategy = \"dry-run\"\n"),
+            Ok((
+                "127.0.0.1:8888",
+                &["autocoder-ui.service"],
+                Strategy::Restart,
+            )),
+        );
+        check(d.clone(), Some("bogus = 1\n"), Err("not valid"));
+        check(
+            Overrides {
+                listen: Some("localhost".into()),
+                ..d
+            },
+            None,
+            Err("not ADDRESS:PORT"),
+        );
+    }
+}
