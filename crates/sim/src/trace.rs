@@ -1,0 +1,658 @@
+//! Usage traces: the three formats a replay reads, and the one format we write.
+//!
+//! A [`Trace`] is demand over time: CPU in cores and, when the source has it, memory in bytes.
+//! Parsers take the text and return a trace or a [`ParseError`] naming the line, what was
+//! expected there and what was found; they never touch the file system. [`read_trace`] is the
+//! thin function that reads a file and puts its path on the error. The export format
+//! (`timestamp,cpu_cores,memory_gib`) is defined here once: the daemon's `export metrics`
+//! writes it with [`write_export_header`] and [`write_export_row`], and [`parse`] reads it back.
+//! This module knows nothing about policies or scores.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use autoscaler_core::GIB;
+
+/// One sample of demand.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    /// Seconds since the Unix epoch for timestamped formats; since the first line for gcd-vms.
+    pub t_secs: f64,
+    /// CPU demand in cores.
+    pub cpu_cores: f64,
+    /// Memory demand in bytes, when the trace has memory.
+    pub memory_bytes: Option<f64>,
+}
+
+/// Demand over time, sampled every `step_secs` (gaps are allowed: scoring uses the real
+/// time between points).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trace {
+    pub name: String,
+    pub step_secs: f64,
+    pub points: Vec<Point>,
+}
+
+impl Trace {
+    /// Whether any point carries memory demand.
+    pub fn has_memory(&self) -> bool {
+        self.points.iter().any(|p| p.memory_bytes.is_some())
+    }
+
+    /// Hours from the first point to the end of the last one.
+    pub fn hours(&self) -> f64 {
+        match (self.points.first(), self.points.last()) {
+            (Some(a), Some(b)) => (b.t_secs - a.t_secs + self.step_secs) / 3600.0,
+            _ => 0.0,
+        }
+    }
+}
+
+/// The formats [`parse`] understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// HiPro-IT's Google cluster VMs: `CPU% MEM%` of one machine, one line every 5 minutes.
+    GcdVms,
+    /// VASim's CSV: `TIMESTAMP,CPU_USAGE_ACTUAL`, usage in cores.
+    Vasim,
+    /// Our own `autoscaler export metrics`: `timestamp,cpu_cores,memory_gib[,...]`.
+    Export,
+}
+
+/// The machine a gcd-vms trace's percentages refer to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scale {
+    pub cores: f64,
+    pub memory_gib: f64,
+}
+
+/// A line that could not be read, with what was wanted there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseError {
+    /// 1-based line number; 0 when the problem is the whole input (for example empty).
+    pub line: usize,
+    pub expected: String,
+    pub found: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "line {}: expected {}, found {:?}",
+            self.line, self.expected, self.found
+        )
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// A trace file that could not be used.
+#[derive(Debug)]
+pub enum TraceError {
+    Io { path: PathBuf, source: io::Error },
+    Parse { path: PathBuf, source: ParseError },
+}
+
+impl fmt::Display for TraceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TraceError::Io { path, source } => {
+                write!(f, "cannot read trace {}: {source}", path.display())
+            }
+            TraceError::Parse { path, source } => write!(
+                f,
+                "{}:{}: expected {}, found {:?}; fix or remove that line",
+                path.display(),
+                source.line,
+                source.expected,
+                source.found
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TraceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TraceError::Io { source, .. } => Some(source),
+            TraceError::Parse { source, .. } => Some(source),
+        }
+    }
+}
+
+/// The header the export format starts with; extra columns after these are allowed.
+pub const EXPORT_HEADER: &str = "timestamp,cpu_cores,memory_gib";
+const VASIM_HEADER: &str = "TIMESTAMP,CPU_USAGE_ACTUAL";
+/// gcd-vms files have no timestamps: one line every 5 minutes (README).
+const GCD_STEP_SECS: f64 = 300.0;
+
+/// Writes the export header line.
+pub fn write_export_header(w: &mut impl io::Write) -> io::Result<()> {
+    writeln!(w, "{EXPORT_HEADER}")
+}
+
+/// Writes one export row: UTC second, cores, GiB (empty when unknown).
+pub fn write_export_row(
+    w: &mut impl io::Write,
+    unix_secs: i64,
+    cpu_cores: f64,
+    memory_gib: Option<f64>,
+) -> io::Result<()> {
+    writeln!(w, "{}", format_export_row(unix_secs, cpu_cores, memory_gib))
+}
+
+/// One export row without its newline, e.g. `2026-11-02T14:05:00,1.250000,3.500000`.
+pub fn format_export_row(unix_secs: i64, cpu_cores: f64, memory_gib: Option<f64>) -> String {
+    let mem = memory_gib.map_or_else(String::new, |g| format!("{g:.6}"));
+    format!("{},{cpu_cores:.6},{mem}", format_utc(unix_secs))
+}
+
+/// Guesses the format from the first non-empty line, then from the file extension.
+pub fn detect(text: &str, extension: Option<&str>) -> Option<Format> {
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let lower = first.to_ascii_lowercase();
+    if lower.starts_with(&VASIM_HEADER.to_ascii_lowercase()) {
+        return Some(Format::Vasim);
+    }
+    if lower.starts_with(EXPORT_HEADER) {
+        return Some(Format::Export);
+    }
+    let numeric = first.split_whitespace().count() == 2
+        && first.split_whitespace().all(|f| f.parse::<f64>().is_ok());
+    if numeric || extension.is_some_and(|e| e.eq_ignore_ascii_case("txt")) {
+        return Some(Format::GcdVms);
+    }
+    None
+}
+
+/// Parses a trace in any known format (detected by [`detect`]).
+pub fn parse(
+    name: &str,
+    text: &str,
+    extension: Option<&str>,
+    scale: Scale,
+) -> Result<Trace, ParseError> {
+    match detect(text, extension) {
+        Some(Format::GcdVms) => parse_gcd_vms(name, text, scale),
+        Some(Format::Vasim) => parse_vasim(name, text),
+        Some(Format::Export) => parse_export(name, text),
+        None => Err(ParseError {
+            line: 1,
+            expected: format!(
+                "a header `{VASIM_HEADER}` (VASim), `{EXPORT_HEADER}` (autoscaler export) \
+                 or two numbers `CPU% MEM%` (gcd-vms)"
+            ),
+            found: text.lines().next().unwrap_or("").chars().take(80).collect(),
+        }),
+    }
+}
+
+/// Reads and parses one trace file; the trace is named after the file's stem.
+pub fn read_trace(path: &Path, scale: Scale) -> Result<Trace, TraceError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TraceError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let name = path.file_stem().map_or_else(
+        || path.display().to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    let ext = path.extension().and_then(|e| e.to_str());
+    parse(&name, &text, ext, scale).map_err(|source| TraceError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads every `.txt` and `.csv` file under `dir` (recursively, sorted by path). A file that
+/// fails is reported in the second list and the others are still read.
+pub fn read_dir(dir: &Path, scale: Scale) -> Result<(Vec<Trace>, Vec<TraceError>), TraceError> {
+    let mut files = Vec::new();
+    collect_files(dir, &mut files).map_err(|source| TraceError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    files.sort();
+    let (mut traces, mut errors) = (Vec::new(), Vec::new());
+    for f in files {
+        match read_trace(&f, scale) {
+            Ok(t) => traces.push(t),
+            Err(e) => errors.push(e),
+        }
+    }
+    Ok((traces, errors))
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_files(&path, out)?;
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e == "txt" || e == "csv")
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// gcd-vms: `CPU% MEM%` per line, percent of the machine `scale`.
+pub fn parse_gcd_vms(name: &str, text: &str, scale: Scale) -> Result<Trace, ParseError> {
+    let mut points = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let bad = || ParseError {
+            line: i + 1,
+            expected: "two whitespace-separated non-negative numbers `CPU% MEM%`".to_string(),
+            found: line.to_string(),
+        };
+        let mut fields = line.split_whitespace();
+        let (Some(cpu), Some(mem), None) = (fields.next(), fields.next(), fields.next()) else {
+            return Err(bad());
+        };
+        let (cpu, mem) = (number(cpu).ok_or_else(bad)?, number(mem).ok_or_else(bad)?);
+        points.push(Point {
+            t_secs: points.len() as f64 * GCD_STEP_SECS,
+            cpu_cores: cpu / 100.0 * scale.cores,
+            memory_bytes: Some(mem / 100.0 * scale.memory_gib * GIB as f64),
+        });
+    }
+    finish(name, points, GCD_STEP_SECS)
+}
+
+/// VASim: `TIMESTAMP,CPU_USAGE_ACTUAL`, timestamps like `2023.04.02-00:09:00:000`.
+pub fn parse_vasim(name: &str, text: &str) -> Result<Trace, ParseError> {
+    let mut points = Vec::new();
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    expect_header(lines.next(), VASIM_HEADER)?;
+    for (i, line) in lines {
+        let line = line.trim();
+        let bad = |what: &str| ParseError {
+            line: i + 1,
+            expected: what.to_string(),
+            found: line.to_string(),
+        };
+        let mut fields = line.split(',');
+        let (Some(ts), Some(cpu)) = (fields.next(), fields.next()) else {
+            return Err(bad("`TIMESTAMP,CPU_USAGE_ACTUAL`"));
+        };
+        let t = parse_vasim_time(ts.trim())
+            .ok_or_else(|| bad("a timestamp like 2023.04.02-00:09:00:000"))?;
+        let cpu = number(cpu).ok_or_else(|| bad("CPU usage in cores, a non-negative number"))?;
+        points.push(Point {
+            t_secs: t,
+            cpu_cores: cpu,
+            memory_bytes: None,
+        });
+        check_order(&points, i + 1, line)?;
+    }
+    let step = median_step(&points);
+    finish(name, points, step)
+}
+
+/// Our export: `timestamp,cpu_cores,memory_gib[,...]`, timestamps `YYYY-MM-DDTHH:MM:SS` UTC.
+pub fn parse_export(name: &str, text: &str) -> Result<Trace, ParseError> {
+    let mut points = Vec::new();
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    expect_header(lines.next(), EXPORT_HEADER)?;
+    for (i, line) in lines {
+        let line = line.trim();
+        let bad = |what: &str| ParseError {
+            line: i + 1,
+            expected: what.to_string(),
+            found: line.to_string(),
+        };
+        let mut fields = line.split(',');
+        let (Some(ts), Some(cpu), Some(mem)) = (fields.next(), fields.next(), fields.next()) else {
+            return Err(bad(
+                "`timestamp,cpu_cores,memory_gib` (memory may be empty)",
+            ));
+        };
+        let t =
+            parse_utc(ts.trim()).ok_or_else(|| bad("a UTC timestamp like 2026-11-02T14:05:00"))?;
+        let cpu = number(cpu).ok_or_else(|| bad("cpu_cores, a non-negative number"))?;
+        let mem = match mem.trim() {
+            "" => None,
+            m => Some(
+                number(m).ok_or_else(|| bad("memory_gib, a non-negative number or empty"))?
+                    * GIB as f64,
+            ),
+        };
+        points.push(Point {
+            t_secs: t,
+            cpu_cores: cpu,
+            memory_bytes: mem,
+        });
+        check_order(&points, i + 1, line)?;
+    }
+    let step = median_step(&points);
+    finish(name, points, step)
+}
+
+fn expect_header(first: Option<(usize, &str)>, header: &str) -> Result<(), ParseError> {
+    match first {
+        Some((_, l))
+            if l.trim()
+                .to_ascii_lowercase()
+                .starts_with(&header.to_ascii_lowercase()) =>
+        {
+            Ok(())
+        }
+        Some((i, l)) => Err(ParseError {
+            line: i + 1,
+            expected: format!("the header `{header}`"),
+            found: l.to_string(),
+        }),
+        None => Err(ParseError {
+            line: 0,
+            expected: format!("the header `{header}`"),
+            found: String::new(),
+        }),
+    }
+}
+
+fn check_order(points: &[Point], line: usize, text: &str) -> Result<(), ParseError> {
+    if let [.., a, b] = points
+        && b.t_secs <= a.t_secs
+    {
+        return Err(ParseError {
+            line,
+            expected: "a timestamp later than the previous row's".to_string(),
+            found: text.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn finish(name: &str, points: Vec<Point>, step_secs: f64) -> Result<Trace, ParseError> {
+    if points.is_empty() {
+        return Err(ParseError {
+            line: 0,
+            expected: "at least one sample".to_string(),
+            found: "no data rows".to_string(),
+        });
+    }
+    Ok(Trace {
+        name: name.to_string(),
+        step_secs,
+        points,
+    })
+}
+
+/// A finite, non-negative number.
+fn number(s: &str) -> Option<f64> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+}
+
+/// The median gap between points: robust to a few missing rows; 60 s for a single point.
+fn median_step(points: &[Point]) -> f64 {
+    let mut gaps: Vec<f64> = points
+        .windows(2)
+        .map(|w| w[1].t_secs - w[0].t_secs)
+        .collect();
+    if gaps.is_empty() {
+        return 60.0;
+    }
+    gaps.sort_by(f64::total_cmp);
+    gaps[gaps.len() / 2]
+}
+
+/// `2023.04.02-00:09:00:000` (VASim's `%Y.%m.%d-%H:%M:%S:%f`) to Unix seconds.
+fn parse_vasim_time(s: &str) -> Option<f64> {
+    let (date, time) = s.split_once('-')?;
+    let d: Vec<&str> = date.split('.').collect();
+    let t: Vec<&str> = time.split(':').collect();
+    let [y, mo, da] = d.as_slice() else {
+        return None;
+    };
+    let [h, mi, se, ms] = t.as_slice() else {
+        return None;
+    };
+    let secs = civil_secs(
+        y.parse().ok()?,
+        mo.parse().ok()?,
+        da.parse().ok()?,
+        h.parse().ok()?,
+        mi.parse().ok()?,
+        se.parse().ok()?,
+    )?;
+    let frac: f64 = format!("0.{ms}").parse().ok()?;
+    Some(secs as f64 + frac)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` (optionally ending in `Z`) to Unix seconds.
+fn parse_utc(s: &str) -> Option<f64> {
+    let s = s.strip_suffix('Z').unwrap_or(s);
+    let (date, time) = s.split_once('T')?;
+    let d: Vec<&str> = date.split('-').collect();
+    let t: Vec<&str> = time.split(':').collect();
+    let [y, mo, da] = d.as_slice() else {
+        return None;
+    };
+    let [h, mi, se] = t.as_slice() else {
+        return None;
+    };
+    civil_secs(
+        y.parse().ok()?,
+        mo.parse().ok()?,
+        da.parse().ok()?,
+        h.parse().ok()?,
+        mi.parse().ok()?,
+        se.parse().ok()?,
+    )
+    .map(|s| s as f64)
+}
+
+fn civil_secs(y: i64, m: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<i64> {
+    let valid = (1..=12).contains(&m) && (1..=31).contains(&d) && h < 24 && mi < 60 && s < 61;
+    valid.then(|| days_from_civil(y, m, d) * 86_400 + i64::from(h * 3600 + mi * 60 + s))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Unix seconds to `YYYY-MM-DDTHH:MM:SS` (UTC).
+pub fn format_utc(unix_secs: i64) -> String {
+    let (days, rem) = (unix_secs.div_euclid(86_400), unix_secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCALE: Scale = Scale {
+        cores: 8.0,
+        memory_gib: 32.0,
+    };
+
+    /// What a good parse must give: format, step, first point (t, cores, GiB), count.
+    type Good = (Format, f64, (f64, f64, Option<f64>), usize);
+    /// What a bad one must say: the line, and a word of what was expected.
+    type Bad<'a> = (usize, &'a str);
+
+    /// Parses `text`; on success compares (format, step, first point, count), on failure the
+    /// error's line and a word of what was expected.
+    fn check(text: &str, ext: Option<&str>, expect: Result<Good, Bad<'_>>) {
+        let got = parse("t", text, ext, SCALE);
+        match (got, expect) {
+            (Ok(t), Ok((format, step, (t0, cpu, mem), n))) => {
+                assert_eq!(detect(text, ext), Some(format), "{text:?}");
+                assert_eq!(t.step_secs, step, "{text:?}");
+                let p = t.points[0];
+                assert_eq!(
+                    (
+                        p.t_secs,
+                        p.cpu_cores,
+                        p.memory_bytes.map(|b| b / GIB as f64)
+                    ),
+                    (t0, cpu, mem),
+                    "{text:?}"
+                );
+                assert_eq!(t.points.len(), n, "{text:?}");
+            }
+            (Err(e), Err((line, word))) => {
+                assert_eq!(e.line, line, "{text:?}: {e}");
+                assert!(e.expected.contains(word), "{text:?}: {e} lacks {word:?}");
+            }
+            (got, want) => panic!("{text:?}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn readers_table() {
+        // gcd-vms: 50% of 8 cores, 25% of 32 GiB.
+        check(
+            "50 25\n12.5 50\n",
+            Some("txt"),
+            Ok((Format::GcdVms, 300.0, (0.0, 4.0, Some(8.0)), 2)),
+        );
+        check(
+            "6.763 5.103\n\n7.288 5.139\n",
+            None,
+            Ok((Format::GcdVms, 300.0, (0.0, 0.54104, Some(1.63296)), 2)),
+        );
+        check("50 25\n50 x\n", Some("txt"), Err((2, "CPU% MEM%")));
+        check("50 25\n50 25 1\n", Some("txt"), Err((2, "two")));
+        check("50 25\n-1 25\n", Some("txt"), Err((2, "non-negative")));
+        check("50 25\nNaN 25\n", Some("txt"), Err((2, "non-negative")));
+        // VASim: minutes, cores, no memory; 2023-04-02T00:09:00Z is 1680394140.
+        check(
+            "TIMESTAMP,CPU_USAGE_ACTUAL\n2023.04.02-00:09:00:000,7.2\n2023.04.02-00:10:00:000,7.04\n",
+            Some("csv"),
+            Ok((Format::Vasim, 60.0, (1_680_394_140.0, 7.2, None), 2)),
+        );
+        check(
+            "TIMESTAMP,CPU_USAGE_ACTUAL\n2023.04.02-00:09:00:000,7.2\n2023-04-02 00:10,7\n",
+            None,
+            Err((3, "timestamp")),
+        );
+        check(
+            "TIMESTAMP,CPU_USAGE_ACTUAL\n2023.04.02-00:09:00:000,abc\n",
+            None,
+            Err((2, "cores")),
+        );
+        check(
+            "TIMESTAMP,CPU_USAGE_ACTUAL\n2023.04.02-00:09:00:000\n",
+            None,
+            Err((2, "TIMESTAMP")),
+        );
+        check(
+            "TIMESTAMP,CPU_USAGE_ACTUAL\n2023.04.02-00:09:00:000,1\n2023.04.02-00:08:00:000,1\n",
+            None,
+            Err((3, "later")),
+        );
+        check(
+            "TIMESTAMP,CPU_USAGE_ACTUAL\n",
+            None,
+            Err((0, "at least one sample")),
+        );
+        // Export: extra columns ignored, empty memory allowed.
+        check(
+            "timestamp,cpu_cores,memory_gib,cpu_quota\n2026-11-02T14:05:00,1.5,2.0,200\n2026-11-02T14:05:30,1,,200\n",
+            Some("csv"),
+            Ok((Format::Export, 30.0, (1_793_628_300.0, 1.5, Some(2.0)), 2)),
+        );
+        check(
+            "timestamp,cpu_cores,memory_gib\n2026-11-02 14:05:00,1,2\n",
+            None,
+            Err((2, "UTC timestamp")),
+        );
+        check(
+            "timestamp,cpu_cores,memory_gib\n2026-11-02T14:05:00,1\n",
+            None,
+            Err((2, "memory may be empty")),
+        );
+        check(
+            "timestamp,cpu_cores,memory_gib\n2026-11-02T14:05:00,1,-2\n",
+            None,
+            Err((2, "memory_gib")),
+        );
+        // Unknown.
+        check("hello,world\n1,2\n", Some("csv"), Err((1, "VASim")));
+        check("", None, Err((1, "gcd-vms")));
+    }
+
+    #[test]
+    fn export_rows_read_back() {
+        let mut out = Vec::new();
+        write_export_header(&mut out).expect("write to a Vec");
+        write_export_row(&mut out, 1_793_628_300, 1.25, Some(3.5)).expect("write to a Vec");
+        write_export_row(&mut out, 1_793_628_330, 0.5, None).expect("write to a Vec");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert_eq!(
+            text.lines().nth(1),
+            Some("2026-11-02T14:05:00,1.250000,3.500000")
+        );
+        let t = parse("day", &text, Some("csv"), SCALE).expect("own export parses");
+        assert_eq!(t.points.len(), 2);
+        assert_eq!(
+            t.points[1],
+            Point {
+                t_secs: 1_793_628_330.0,
+                cpu_cores: 0.5,
+                memory_bytes: None
+            }
+        );
+    }
+
+    #[test]
+    fn utc_round_trips() {
+        for secs in [0, 951_782_400, 1_680_394_140, 1_793_628_300, 4_102_444_799] {
+            let text = format_utc(secs);
+            assert_eq!(parse_utc(&text), Some(secs as f64), "{text}");
+        }
+        assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00");
+    }
+
+    #[test]
+    fn file_errors_name_the_file_and_line() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("bad.txt");
+        std::fs::write(&path, "1 2\n3 four\n").expect("write temp file");
+        let err = read_trace(&path, SCALE).expect_err("malformed");
+        let msg = err.to_string();
+        assert!(msg.contains("bad.txt:2: expected"), "{msg}");
+        let missing = read_trace(&dir.path().join("none.txt"), SCALE).expect_err("missing");
+        assert!(missing.to_string().contains("none.txt"), "{missing}");
+    }
+}
