@@ -20,7 +20,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => autoscaler::serve::run(args).await,
             Command::Mcp(remote) => autoscaler::mcp::run_stdio(remote).await,
-            Command::Simulate(args) => autoscaler::simulate::run(args),
+            Command::Simulate(args) => autoscaler::simulate::run_simulate(args),
             Command::Export { what } => autoscaler::export::run(what),
             other => autoscaler::cli::run_client(other).await,
         }

@@ -1,8 +1,115 @@
-//! `autoscaler simulate` (placeholder until the replay issue lands).
+//! `autoscaler simulate`: replay usage traces through the daemon's own decision code and
+//! score the policies. A thin front over `autoscaler-sim`: parse flags, read traces, print.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use autoscaler_core::{Config, FieldValue};
+use autoscaler_sim::{Machine, PolicySpec, Setup, plot_svg, read_dir, read_trace, run};
 
 #[derive(clap::Args, Debug)]
-pub struct SimulateArgs {}
+pub struct SimulateArgs {
+    /// Trace files or directories (gcd-vms .txt, VASim CSV, `autoscaler export metrics` CSV).
+    #[arg(long = "trace", required = true, num_args = 1.., value_name = "FILE|DIR")]
+    pub traces: Vec<PathBuf>,
+    /// Policies to compare (repeat): static, static:CPU%:GiB, conservative, balanced,
+    /// aggressive, vpa, headroom [default: all]
+    #[arg(long = "policy")]
+    pub policies: Vec<String>,
+    /// A configuration to replay as one more policy (JSON as `GET /config` prints it, or TOML
+    /// with the same keys); its bounds and reserves also apply to the other policies.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The machine the trace ran on: cores (gcd-vms percentages are of this machine).
+    #[arg(long, default_value_t = 8)]
+    pub cores: u32,
+    /// The machine's memory in GiB.
+    #[arg(long, default_value_t = 32)]
+    pub memory_gib: u32,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Also print every trace's scores, not only the summary.
+    #[arg(long)]
+    pub per_trace: bool,
+    /// Write an SVG per trace (demand vs limits, resize markers) into this directory.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
 
-pub fn run(_args: SimulateArgs) -> anyhow::Result<()> {
-    anyhow::bail!("simulate is not built yet")
+pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    let machine = Machine { cores: args.cores, memory_gib: args.memory_gib };
+    let mut setup = Setup::new(machine);
+    let mut policies = Vec::new();
+    for p in &args.policies {
+        policies.push(PolicySpec::parse(p).map_err(anyhow::Error::msg)?);
+    }
+    if let Some(path) = &args.config {
+        let config = read_config(path, &setup.base)?;
+        setup.base = config.clone();
+        let name = path.file_stem().map_or("config".into(), |s| s.to_string_lossy().to_string());
+        policies.push(PolicySpec::Config { name, config: Box::new(config) });
+    }
+    if args.policies.is_empty() {
+        policies.splice(0..0, PolicySpec::all());
+    }
+    let mut traces = Vec::new();
+    for path in &args.traces {
+        if path.is_dir() {
+            let (found, errors) = read_dir(path, machine.scale())?;
+            if let Some(e) = errors.first() {
+                bail!("{e} ({} file(s) in {} could not be read)", errors.len(), path.display());
+            }
+            traces.extend(found);
+        } else {
+            traces.push(read_trace(path, machine.scale())?);
+        }
+    }
+    if traces.is_empty() {
+        bail!("no traces found in {:?}", args.traces);
+    }
+    let report = run(&traces, &policies, &setup).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        if args.per_trace || traces.len() == 1 {
+            print!("{}", report.table());
+            println!();
+        }
+        println!(
+            "{} trace(s), {:.0} hours, machine {} cores / {} GiB",
+            traces.len(),
+            traces.iter().map(|t| t.hours()).sum::<f64>(),
+            machine.cores,
+            machine.memory_gib
+        );
+        print!("{}", report.pareto_table());
+    }
+    if let Some(dir) = &args.plot {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (t, r) in traces.iter().zip(&report.traces) {
+            plot_svg(t, &r.runs, dir)?;
+        }
+        eprintln!("wrote {} SVG file(s) to {}", traces.len(), dir.display());
+    }
+    Ok(())
+}
+
+/// A config file: a JSON object (what `GET /api/autoscaler/config` prints) or TOML with the
+/// same keys, applied over `base` and validated whole.
+fn read_config(path: &Path, base: &Config) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(_) => {
+            let t: toml::Table = toml::from_str(&text)
+                .with_context(|| format!("{} is neither JSON nor TOML", path.display()))?;
+            serde_json::to_value(t)?
+        }
+    };
+    let map = value.as_object().with_context(|| format!("{} must hold an object of config fields", path.display()))?;
+    let changes = crate::api::body::parse_config(map)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.body["error"].as_str().unwrap_or("invalid")))?;
+    let changes: Vec<(String, FieldValue)> = changes.into_iter().filter(|(k, _)| k != "mode").collect();
+    base.apply(&changes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }

@@ -113,14 +113,9 @@ impl fmt::Display for TraceError {
     }
 }
 
-impl std::error::Error for TraceError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            TraceError::Io { source, .. } => Some(source),
-            TraceError::Parse { source, .. } => Some(source),
-        }
-    }
-}
+// No `source()`: the Display above already says everything its sources would, and error
+// chains printed with `{:#}` would say it twice.
+impl std::error::Error for TraceError {}
 
 /// The header the export format starts with; extra columns after these are allowed.
 pub const EXPORT_HEADER: &str = "timestamp,cpu_cores,memory_gib";

@@ -6,7 +6,7 @@
 //! values (ranges, bounds, relations) is the core's, reached through the engine, so HTTP, MCP
 //! and the CLI give the same answers and the same error messages.
 
-mod body;
+pub mod body;
 mod json;
 mod prometheus;
 
