@@ -10,7 +10,7 @@
 //! threshold. An OOM kill bumps memory at once. Nothing automatic happens within the cooldown
 //! after an action; streaks reset when their condition breaks and after an action.
 
-use std::fmt::Write;
+use std::fmt;
 
 use crate::config::{Config, Mode};
 use crate::limits::{Bounds, GIB, Host, Limits, MIB, Resource, fmt_gib};
@@ -34,6 +34,77 @@ impl Action {
     }
 }
 
+/// What made a resource count as breached at one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Usage over its percent-of-limit threshold.
+    Usage,
+    /// CPU throttled in more than the configured share of CFS periods.
+    Throttled,
+    /// PSI "some" avg10 over its threshold.
+    Pressure,
+    /// The forecast's upper bound crosses the threshold within the horizon (predictive).
+    Forecast,
+    /// More agents are starting than the limit can hold, by the learned workload profile.
+    Queue,
+}
+
+/// One scale-up trigger that fired: which resource, why, by how much.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Breach {
+    pub resource: Resource,
+    pub trigger: Trigger,
+    /// The measured (or predicted) value, in percent.
+    pub percent: f64,
+    pub threshold: u32,
+    /// The absolute amount behind the percent: bytes for memory, tasks for tasks, cores for CPU.
+    pub amount: f64,
+    /// For forecasts: the horizon in seconds.
+    pub horizon_secs: f64,
+}
+
+impl fmt::Display for Breach {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (p, t) = (self.percent, self.threshold);
+        match (self.resource, self.trigger) {
+            (Resource::Cpu, Trigger::Usage) => write!(f, "CPU={p:.1}% (>{t}%)"),
+            (Resource::Cpu, Trigger::Throttled) => {
+                write!(f, "CPU throttled in {p:.0}% of periods (>{t}%)")
+            }
+            (Resource::Cpu, Trigger::Pressure) => write!(f, "CPU pressure {p:.1}% (>{t}%)"),
+            (Resource::Memory, Trigger::Usage) => {
+                write!(
+                    f,
+                    "Memory={}GB ({p:.1}% >{t}%)",
+                    fmt_gib(self.amount / GIB as f64)
+                )
+            }
+            (Resource::Memory, Trigger::Pressure) => write!(f, "memory pressure {p:.1}% (>{t}%)"),
+            (Resource::Tasks, Trigger::Usage) => write!(f, "Tasks={} ({p:.1}% >{t}%)", self.amount),
+            (r, Trigger::Forecast) => write!(
+                f,
+                "{} forecast to reach {p:.1}% within {:.0} min (>{t}%)",
+                name(r),
+                self.horizon_secs / 60.0
+            ),
+            (r, Trigger::Queue) => write!(
+                f,
+                "{} needed by the agents starting: {p:.1}% (>{t}%)",
+                name(r)
+            ),
+            (r, _) => write!(f, "{} at {p:.1}% (>{t}%)", name(r)),
+        }
+    }
+}
+
+fn name(r: Resource) -> &'static str {
+    match r {
+        Resource::Cpu => "CPU",
+        Resource::Memory => "Memory",
+        Resource::Tasks => "Tasks",
+    }
+}
+
 /// Usage as percentages of the current limits, and what they trigger.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Evaluation {
@@ -41,12 +112,34 @@ pub struct Evaluation {
     pub cpu_percent: Option<f64>,
     pub memory_percent: Option<f64>,
     pub tasks_percent: Option<f64>,
-    /// Resources over a scale-up trigger at this check, each with its reason.
-    pub breached: Vec<(Resource, String)>,
+    /// Triggers that fired at this check, measured first, then anticipated ones.
+    pub breached: Vec<Breach>,
     /// Every resource under its scale-down threshold, and the workload idle.
     pub idle_and_under: bool,
     pub up_streak: u32,
     pub down_streak: u32,
+    memory_bytes: u64,
+    tasks: u64,
+    agents: u32,
+}
+
+/// Up to three limit changes: (resource, from, to).
+pub type Changes = [Option<(Resource, u64, u64)>; 3];
+
+/// Why the controller decided what it did. Rendered into words only when someone reads it
+/// ([`Decision::reason`]): a replay of a day makes no strings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Why {
+    Mode(Mode),
+    Oom { kills: u64, from: u64, to: u64 },
+    Cooldown { left_secs: f64 },
+    AtMaximum,
+    QuotaLow { remaining: u64, floor: u32 },
+    ScaleUp { changes: Changes },
+    AtMinimum,
+    ScaleDown { changes: Changes },
+    Breaching { need: u32 },
+    Within { need: u32 },
 }
 
 /// The controller's verdict for one check.
@@ -54,9 +147,66 @@ pub struct Evaluation {
 pub struct Decision {
     /// The change to make, if any: direction, the complete new limits, and the trigger type.
     pub change: Option<(Action, Limits, &'static str)>,
-    /// Why, in words: for the history row when acting, for the status when holding.
-    pub reason: String,
+    pub why: Why,
     pub evaluation: Evaluation,
+}
+
+impl Decision {
+    /// Why, in words: for the history row when acting, for the status when holding.
+    pub fn reason(&self) -> String {
+        let ev = &self.evaluation;
+        let breaches = || {
+            ev.breached
+                .iter()
+                .map(|b| b.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self.why {
+            Why::Mode(m) => format!("mode is {}: no automatic action", m.as_str()),
+            Why::Oom { kills, from, to } => format!(
+                "OOM kill: {kills} new kill(s) at Memory={}GB; {}",
+                fmt_gib(ev.memory_bytes as f64 / GIB as f64),
+                describe_change(Resource::Memory, from, to)
+            ),
+            Why::Cooldown { left_secs } => {
+                format!("cooldown: {left_secs:.0}s left after the last action")
+            }
+            Why::AtMaximum => format!(
+                "Thresholds breached ({}) but the limits are at their maximum",
+                breaches()
+            ),
+            Why::QuotaLow { remaining, floor } => format!(
+                "Thresholds breached ({}) but the API quota is nearly gone ({remaining} < {floor}): agents would stall, no scale-up",
+                breaches()
+            ),
+            Why::ScaleUp { changes } => format!(
+                "Thresholds breached: {} ({} consecutive checks); {}",
+                breaches(),
+                ev.up_streak,
+                describe_changes(&changes)
+            ),
+            Why::AtMinimum => {
+                "Idle and under thresholds but the limits are at their minimum".to_string()
+            }
+            Why::ScaleDown { changes } => format!(
+                "Idle and under thresholds: {} ({} consecutive checks); {}",
+                usage_words(ev),
+                ev.down_streak,
+                describe_changes(&changes)
+            ),
+            Why::Breaching { need } => {
+                format!("breached: {}; streak {}/{need}", breaches(), ev.up_streak)
+            }
+            Why::Within { need } => {
+                format!(
+                    "within thresholds: {}; idle streak {}/{need}",
+                    usage_words(ev),
+                    ev.down_streak
+                )
+            }
+        }
+    }
 }
 
 /// Streaks and the time of the last action for one unit. Everything else is an argument.
@@ -76,6 +226,9 @@ pub struct Inputs<'a> {
     pub current: &'a Limits,
     pub usage: &'a Usage,
     pub now: Millis,
+    /// Breaches the caller anticipates from forecasts or workload profiles (predictive mode);
+    /// they count like measured ones.
+    pub anticipated: &'a [Breach],
 }
 
 impl Controller {
@@ -117,98 +270,83 @@ impl Controller {
         ev.up_streak = self.up_streak;
         ev.down_streak = self.down_streak;
         let cfg = i.config;
-        let hold = |reason: String, ev: Evaluation| Decision {
+        let hold = |why: Why, evaluation: Evaluation| Decision {
             change: None,
-            reason,
-            evaluation: ev,
+            why,
+            evaluation,
         };
 
         if cfg.mode != Mode::Enabled {
-            return hold(
-                format!("mode is {}: no automatic action", cfg.mode.as_str()),
-                ev,
-            );
+            return hold(Why::Mode(cfg.mode), ev);
         }
         // An OOM kill is damage already done: bump memory now, streak and cooldown aside.
         if i.usage.new_oom_kills > 0
             && let Some(cur) = i.current.memory_max
         {
-            {
-                let bumped = ((cur as f64 * cfg.oom_bump_factor) as u64).max(cur + 256 * MIB);
-                let new = i.bounds.clamp(Resource::Memory, round_up_gib(bumped));
-                if new > cur {
-                    let reason = format!(
-                        "OOM kill: {} new kill(s) at Memory={}GB; Memory {}GB->{}GB",
-                        i.usage.new_oom_kills,
-                        fmt_gib(i.usage.memory_bytes as f64 / GIB as f64),
-                        fmt_gib(cur as f64 / GIB as f64),
-                        fmt_gib(new as f64 / GIB as f64)
-                    );
-                    let new_limits = i.current.with(Resource::Memory, new);
-                    return Decision {
-                        change: Some((Action::ScaleUp, new_limits, "oom")),
-                        reason,
-                        evaluation: ev,
-                    };
-                }
+            let bumped = ((cur as f64 * cfg.oom_bump_factor) as u64).max(cur + 256 * MIB);
+            let new = i.bounds.clamp(Resource::Memory, round_up_gib(bumped));
+            if new > cur {
+                let why = Why::Oom {
+                    kills: i.usage.new_oom_kills,
+                    from: cur,
+                    to: new,
+                };
+                let limits = i.current.with(Resource::Memory, new);
+                return Decision {
+                    change: Some((Action::ScaleUp, limits, "oom")),
+                    why,
+                    evaluation: ev,
+                };
             }
         }
         if let Some(last) = self.last_action {
             let left = f64::from(cfg.scale_cooldown_seconds) - i.now.secs_since(last);
             if left > 0.0 {
-                return hold(
-                    format!("cooldown: {left:.0}s left after the last action"),
-                    ev,
-                );
+                return hold(Why::Cooldown { left_secs: left }, ev);
             }
         }
         if self.up_streak >= cfg.consecutive_scale_up_checks {
-            let breached: Vec<Resource> = ev.breached.iter().map(|(r, _)| *r).collect();
-            let mut new = *i.current;
-            let mut changes = String::new();
-            for r in breached {
-                let Some(cur) = i.current.get(r) else {
-                    continue;
-                };
-                let target = grow(cfg, r, cur);
-                let target = target.min(i.bounds.range(r).1);
-                if target > cur {
-                    new = new.with(r, target);
-                    let _ = write!(changes, ", {}", describe_change(r, cur, target));
-                }
-            }
-            let why = ev
-                .breached
-                .iter()
-                .map(|(_, s)| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
-            if changes.is_empty() {
+            if let Some(remaining) = i.usage.signals.api_quota_remaining
+                && cfg.api_quota_floor > 0
+                && remaining < u64::from(cfg.api_quota_floor)
+            {
                 return hold(
-                    format!("Thresholds breached ({why}) but the limits are at their maximum"),
+                    Why::QuotaLow {
+                        remaining,
+                        floor: cfg.api_quota_floor,
+                    },
                     ev,
                 );
             }
-            let trigger = if why.contains("throttled") || why.contains("pressure") {
-                "pressure"
-            } else {
-                "threshold"
-            };
-            let reason = format!(
-                "Thresholds breached: {why} ({} consecutive checks);{}",
-                self.up_streak,
-                &changes[1..]
-            );
+            let mut new = *i.current;
+            let mut changes: Changes = [None; 3];
+            for (slot, r) in Resource::ALL.into_iter().enumerate() {
+                if !ev.breached.iter().any(|b| b.resource == r) {
+                    continue;
+                }
+                let Some(cur) = i.current.get(r) else {
+                    continue;
+                };
+                let target = grow(cfg, r, cur).min(i.bounds.range(r).1);
+                if target > cur {
+                    new = new.with(r, target);
+                    changes[slot] = Some((r, cur, target));
+                }
+            }
+            if changes.iter().all(Option::is_none) {
+                return hold(Why::AtMaximum, ev);
+            }
+            let trigger = trigger_type(&ev.breached);
             return Decision {
                 change: Some((Action::ScaleUp, new, trigger)),
-                reason,
+                why: Why::ScaleUp { changes },
                 evaluation: ev,
             };
         }
         if self.down_streak >= cfg.consecutive_scale_down_checks {
             let mut new = *i.current;
-            let mut changes = String::new();
-            for r in Resource::ALL {
+            let mut changes: Changes = [None; 3];
+            for (slot, r) in Resource::ALL.into_iter().enumerate() {
                 let Some(cur) = i.current.get(r) else {
                     continue;
                 };
@@ -217,47 +355,47 @@ impl Controller {
                     .max(i.bounds.range(r).0);
                 if target < cur {
                     new = new.with(r, target);
-                    let _ = write!(changes, ", {}", describe_change(r, cur, target));
+                    changes[slot] = Some((r, cur, target));
                 }
             }
-            if changes.is_empty() {
-                return hold(
-                    "Idle and under thresholds but the limits are at their minimum".to_string(),
-                    ev,
-                );
+            if changes.iter().all(Option::is_none) {
+                return hold(Why::AtMinimum, ev);
             }
-            let reason = format!(
-                "Idle and under thresholds: {} ({} consecutive checks);{}",
-                usage_words(i, &ev),
-                self.down_streak,
-                &changes[1..]
-            );
             return Decision {
                 change: Some((Action::ScaleDown, new, "threshold")),
-                reason,
+                why: Why::ScaleDown { changes },
                 evaluation: ev,
             };
         }
-        let reason = if ev.breached.is_empty() {
-            format!(
-                "within thresholds: {}; idle streak {}/{}",
-                usage_words(i, &ev),
-                self.down_streak,
-                cfg.consecutive_scale_down_checks
+        if ev.breached.is_empty() {
+            hold(
+                Why::Within {
+                    need: cfg.consecutive_scale_down_checks,
+                },
+                ev,
             )
         } else {
-            let why = ev
-                .breached
-                .iter()
-                .map(|(_, s)| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!(
-                "breached: {why}; streak {}/{}",
-                self.up_streak, cfg.consecutive_scale_up_checks
+            hold(
+                Why::Breaching {
+                    need: cfg.consecutive_scale_up_checks,
+                },
+                ev,
             )
-        };
-        hold(reason, ev)
+        }
+    }
+}
+
+/// The history's `trigger_type`: the kind of the strongest evidence among the breaches.
+fn trigger_type(breaches: &[Breach]) -> &'static str {
+    let has = |t: Trigger| breaches.iter().any(|b| b.trigger == t);
+    if has(Trigger::Usage) {
+        "threshold"
+    } else if has(Trigger::Throttled) || has(Trigger::Pressure) {
+        "pressure"
+    } else if has(Trigger::Queue) {
+        "queue"
+    } else {
+        "predictive"
     }
 }
 
@@ -280,54 +418,63 @@ pub fn evaluate(i: Inputs<'_>) -> Evaluation {
         .map(|t| u.tasks as f64 * 100.0 / t as f64);
 
     let mut breached = Vec::new();
-    let mut cpu_why = Vec::new();
-    if let Some(p) = cpu_percent.filter(|p| *p > f64::from(cfg.scale_up_cpu_percent)) {
-        cpu_why.push(format!("CPU={p:.1}% (>{}%)", cfg.scale_up_cpu_percent));
-    }
-    if let Some(t) = over(
+    let mut check = |resource, trigger, value: Option<f64>, threshold: u32, amount: f64| {
+        if let Some(percent) = over(value, threshold) {
+            breached.push(Breach {
+                resource,
+                trigger,
+                percent,
+                threshold,
+                amount,
+                horizon_secs: 0.0,
+            });
+        }
+    };
+    let cores = u.cpu_cores.unwrap_or(0.0);
+    check(
+        Resource::Cpu,
+        Trigger::Usage,
+        cpu_percent,
+        cfg.scale_up_cpu_percent,
+        cores,
+    );
+    check(
+        Resource::Cpu,
+        Trigger::Throttled,
         u.throttled_ratio.map(|t| t * 100.0),
         cfg.scale_up_throttled_percent,
-    ) {
-        cpu_why.push(format!(
-            "CPU throttled in {t:.0}% of periods (>{}%)",
-            cfg.scale_up_throttled_percent
-        ));
-    }
-    if let Some(p) = over(u.cpu_pressure, cfg.scale_up_cpu_pressure_percent) {
-        cpu_why.push(format!(
-            "CPU pressure {p:.1}% (>{}%)",
-            cfg.scale_up_cpu_pressure_percent
-        ));
-    }
-    if !cpu_why.is_empty() {
-        breached.push((Resource::Cpu, cpu_why.join(", ")));
-    }
-    let mut mem_why = Vec::new();
-    if let Some(p) = memory_percent.filter(|p| *p > f64::from(cfg.scale_up_memory_percent)) {
-        mem_why.push(format!(
-            "Memory={}GB ({p:.1}% >{}%)",
-            fmt_gib(u.memory_bytes as f64 / GIB as f64),
-            cfg.scale_up_memory_percent
-        ));
-    }
-    if let Some(p) = over(u.memory_pressure, cfg.scale_up_memory_pressure_percent) {
-        mem_why.push(format!(
-            "memory pressure {p:.1}% (>{}%)",
-            cfg.scale_up_memory_pressure_percent
-        ));
-    }
-    if !mem_why.is_empty() {
-        breached.push((Resource::Memory, mem_why.join(", ")));
-    }
-    if let Some(p) = tasks_percent.filter(|p| *p > f64::from(cfg.scale_up_tasks_percent)) {
-        breached.push((
-            Resource::Tasks,
-            format!(
-                "Tasks={} ({p:.1}% >{}%)",
-                u.tasks, cfg.scale_up_tasks_percent
-            ),
-        ));
-    }
+        cores,
+    );
+    check(
+        Resource::Cpu,
+        Trigger::Pressure,
+        u.cpu_pressure,
+        cfg.scale_up_cpu_pressure_percent,
+        cores,
+    );
+    let mem = u.memory_bytes as f64;
+    check(
+        Resource::Memory,
+        Trigger::Usage,
+        memory_percent,
+        cfg.scale_up_memory_percent,
+        mem,
+    );
+    check(
+        Resource::Memory,
+        Trigger::Pressure,
+        u.memory_pressure,
+        cfg.scale_up_memory_pressure_percent,
+        mem,
+    );
+    check(
+        Resource::Tasks,
+        Trigger::Usage,
+        tasks_percent,
+        cfg.scale_up_tasks_percent,
+        u.tasks as f64,
+    );
+    breached.extend_from_slice(i.anticipated);
 
     // Scale-down needs data on every limited resource, and every one of them low.
     let under = |p: Option<f64>, limited: bool, thr: u32| match p {
@@ -361,6 +508,9 @@ pub fn evaluate(i: Inputs<'_>) -> Evaluation {
         idle_and_under,
         up_streak: 0,
         down_streak: 0,
+        memory_bytes: u.memory_bytes,
+        tasks: u.tasks,
+        agents: u.signals.agents + u.signals.testing_agents,
     }
 }
 
@@ -431,17 +581,25 @@ fn describe_change(r: Resource, from: u64, to: u64) -> String {
     }
 }
 
-fn usage_words(i: Inputs<'_>, ev: &Evaluation) -> String {
+fn describe_changes(changes: &Changes) -> String {
+    changes
+        .iter()
+        .flatten()
+        .map(|(r, from, to)| describe_change(*r, *from, *to))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn usage_words(ev: &Evaluation) -> String {
     let pct = |p: Option<f64>| p.map_or_else(|| "n/a".to_string(), |p| format!("{p:.1}%"));
-    let s = i.usage.signals;
     format!(
         "CPU={}, Memory={}GB ({}), Tasks={} ({}), agents={}",
         pct(ev.cpu_percent),
-        fmt_gib(i.usage.memory_bytes as f64 / GIB as f64),
+        fmt_gib(ev.memory_bytes as f64 / GIB as f64),
         pct(ev.memory_percent),
-        i.usage.tasks,
+        ev.tasks,
         pct(ev.tasks_percent),
-        s.agents + s.testing_agents
+        ev.agents
     )
 }
 

@@ -23,7 +23,7 @@ pub mod time;
 pub mod unit;
 
 pub use config::{Config, ConfigError, FieldValue, Mode, Policy};
-pub use decide::{Action, Controller, Decision, Evaluation, Inputs};
+pub use decide::{Action, Breach, Controller, Decision, Evaluation, Inputs, Trigger, Why};
 pub use limits::{Bounds, BoundsError, GIB, Host, Limits, MIB, Resource};
 pub use sample::{Counters, InvalidSample, Psi, Signals, Usage};
 pub use time::Millis;

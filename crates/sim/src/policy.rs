@@ -269,6 +269,7 @@ impl Scaler for ControllerScaler {
             current: &o.current,
             usage: &usage,
             now: o.now,
+            anticipated: &[],
         });
         match d.change {
             Some((_, new, _)) => {
@@ -358,6 +359,7 @@ mod tests {
                 current: &current,
                 usage: &usage,
                 now,
+                anticipated: &[],
             });
             if let Some((_, new, _)) = d.change {
                 current = new;

@@ -1,1 +1,25 @@
-//! placeholder
+//! The systemd adapter of `autoscaler`: unit state over D-Bus, and the actuators that put
+//! new limits on a unit.
+//!
+//! # Layout
+//!
+//! - [`manager`]: [`Systemd`], one D-Bus connection to the user or system manager ([`Bus`]);
+//!   [`Systemd::inspect`] reads a unit's state, cgroup and limits into a [`UnitInfo`]; the
+//!   typed [`Error`] has [`Error::UnitNotFound`] for units the manager cannot use.
+//! - [`apply`]: [`apply()`] with a [`Strategy`] (live, restart, dry-run); reads back what
+//!   systemd did and rolls back a change that did not take ([`ApplyError`], [`Rollback`]).
+//! - [`unit_file`]: [`rewrite_limits`], the pure unit-file rewrite behind the restart
+//!   strategy.
+//!
+//! Architecture invariant: this crate decides nothing. Bounds, cooldowns and when to act are
+//! the engine's; here a request is carried out, verified, and undone if it did not take.
+//! Unit names arrive as [`autoscaler_core::UnitName`], so nothing unchecked reaches D-Bus or
+//! a file path.
+
+pub mod apply;
+pub mod manager;
+pub mod unit_file;
+
+pub use apply::{Applied, ApplyError, Rollback, Strategy, apply};
+pub use manager::{Bus, Error, Systemd, UnitInfo};
+pub use unit_file::rewrite_limits;

@@ -555,7 +555,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         };
         // A failure is recorded on the unit and in the history; the loop goes on.
         let _ = self
-            .apply(i, action.as_str(), trigger, &d.reason, view.limits, new, at)
+            .apply(i, action.as_str(), trigger, &d.reason(), view.limits, new, at)
             .await;
     }
 

@@ -138,9 +138,10 @@ impl UnitState {
                     current: &limits,
                     usage: &usage,
                     now: at,
+                    anticipated: &[],
                 };
                 let d = self.controller.observe(inputs);
-                self.decision_note = d.reason.clone();
+                self.decision_note = d.reason();
                 (d.evaluation.clone(), Some(d))
             }
             None => {
@@ -156,6 +157,7 @@ impl UnitState {
                     current: &limits,
                     usage: &usage,
                     now: at,
+                    anticipated: &[],
                 };
                 (evaluate(inputs), None)
             }

@@ -64,20 +64,21 @@ fn check(cfg: Config, host: Host, start: Limits, checks: &[(S, Want)]) {
             current: &current,
             usage: &u,
             now,
+            anticipated: &[],
         });
         let (action, limits, text) = match want {
             Hold(t) => (None, current, *t),
             Up(l, t) => (Some(Action::ScaleUp), *l, *t),
             Down(l, t) => (Some(Action::ScaleDown), *l, *t),
         };
-        assert_eq!(d.change.map(|c| c.0), action, "check {n}: {}", d.reason);
+        assert_eq!(d.change.map(|c| c.0), action, "check {n}: {}", d.reason());
         assert!(
-            d.reason.contains(text),
+            d.reason().contains(text),
             "check {n}: {:?} lacks {text:?}",
-            d.reason
+            d.reason()
         );
         if let Some((_, new, _)) = d.change {
-            assert_eq!(new, limits, "check {n}: {}", d.reason);
+            assert_eq!(new, limits, "check {n}: {}", d.reason());
             bounds.check(&new).expect("decisions stay in bounds");
             current = new;
             ctl.record_action(now);
@@ -356,8 +357,9 @@ fn unlimited_and_unknown_values() {
         current: &unlimited,
         usage: &u,
         now: Millis(0),
+        anticipated: &[],
     });
-    assert!(d.change.is_none(), "{}", d.reason);
+    assert!(d.change.is_none(), "{}", d.reason());
     assert!((d.evaluation.cpu_percent.expect("cpu") - 95.83).abs() < 0.01);
     // No CPU rate yet (first sample): no breach and no idle streak.
     let mut u = usage(Millis(0), QUIET);
@@ -369,12 +371,13 @@ fn unlimited_and_unknown_values() {
         current: &Limits::new(800, 64, 1000),
         usage: &u,
         now: Millis(0),
+        anticipated: &[],
     });
     assert_eq!(
         (d.change, d.evaluation.idle_and_under),
         (None, false),
         "{}",
-        d.reason
+        d.reason()
     );
 }
 
@@ -392,18 +395,19 @@ fn pressure_triggers_count_as_cpu_and_memory_breaches() {
         current: &Limits::new(200, 32, 250),
         usage: &u,
         now: Millis(0),
+        anticipated: &[],
     });
     let (action, new, trigger) = d.change.expect("scale up");
     assert_eq!(
         (action, new, trigger),
         (Action::ScaleUp, Limits::new(300, 48, 250), "pressure"),
         "{}",
-        d.reason
+        d.reason()
     );
     assert!(
-        d.reason.contains("throttled in 50% of periods"),
+        d.reason().contains("throttled in 50% of periods"),
         "{}",
-        d.reason
+        d.reason()
     );
 }
 

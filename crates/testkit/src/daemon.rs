@@ -1,0 +1,239 @@
+//! [`Daemon`]: a real `autoscaler serve` process for end-to-end tests, talking to a
+//! [`Sandbox`](crate::Sandbox)'s user manager, on an ephemeral loopback port, with its own
+//! SQLite file; and [`Http`], plain HTTP calls through `curl`, the client the spec's examples
+//! use.
+//!
+//! The daemon prints `autoscaler: listening on http://ADDR` on stderr once it serves; the
+//! harness waits for that line (with a deadline), so tests never guess the port or sleep.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::{Sandbox, wait_until};
+
+/// A running daemon. Dropping it sends SIGTERM and waits (then SIGKILL).
+pub struct Daemon {
+    child: Option<Child>,
+    pub url: String,
+    pub db: PathBuf,
+    pub log: PathBuf,
+    dir: TempDir,
+    bin: PathBuf,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+}
+
+impl Daemon {
+    /// Starts `bin serve --listen 127.0.0.1:0 --db <temp> ARGS` with the sandbox's environment.
+    pub fn start(bin: &Path, sandbox: &Sandbox, args: &[&str]) -> anyhow::Result<Daemon> {
+        let dir = tempfile::tempdir().context("creating the daemon's temp dir")?;
+        let db = dir.path().join("autoscaler.db");
+        let mut d = Daemon {
+            child: None,
+            url: String::new(),
+            db,
+            log: dir.path().join("daemon.log"),
+            dir,
+            bin: bin.to_path_buf(),
+            env: sandbox.env(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+        };
+        d.spawn()?;
+        Ok(d)
+    }
+
+    /// Stops the daemon (SIGTERM, as systemd would) and starts it again on the same store.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop()?;
+        self.spawn()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; errors if it does not exit by itself.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = wait_until(
+            Duration::from_secs(15),
+            "the daemon to exit after SIGTERM",
+            || Ok(child.try_wait()?),
+        );
+        match status {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => bail!(
+                "the daemon exited with {s} after SIGTERM; log:\n{}",
+                self.log_text()
+            ),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(e)
+            }
+        }
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("opening {}", self.log.display()))?;
+        let start_len = fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0) as usize;
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--db")
+            .arg(&self.db)
+            .args(&self.args)
+            .env("AUTOSCALER_LOG", "info,autoscaler=debug")
+            .env_remove("AUTOSCALER_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))?;
+        self.child = Some(child);
+        let log_path = self.log.clone();
+        let url = wait_until(Duration::from_secs(20), "the daemon to listen", || {
+            let text = fs::read_to_string(&log_path).unwrap_or_default();
+            Ok(text.get(start_len..).unwrap_or("").lines().find_map(|l| {
+                l.strip_prefix("autoscaler: listening on ")
+                    .map(str::to_string)
+            }))
+        });
+        match url {
+            Ok(u) => {
+                self.url = u;
+                Ok(())
+            }
+            Err(e) => bail!("{e:#}; daemon log:\n{}", self.log_text()),
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn http(&self) -> Http {
+        Http {
+            base: self.url.clone(),
+            token: None,
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            for _ in 0..50 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An HTTP response: status and parsed JSON body (`Value::Null` when the body is empty or not
+/// JSON; `text` keeps it as sent).
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub json: Value,
+    pub text: String,
+}
+
+/// HTTP calls through `curl` against one base URL.
+#[derive(Debug, Clone)]
+pub struct Http {
+    pub base: String,
+    pub token: Option<String>,
+}
+
+impl Http {
+    pub fn get(&self, path: &str) -> anyhow::Result<Response> {
+        self.call("GET", path, None)
+    }
+
+    /// GET that must answer 200 with JSON.
+    pub fn get_ok(&self, path: &str) -> anyhow::Result<Value> {
+        let r = self.get(path)?;
+        if r.status != 200 {
+            bail!("GET {path}: HTTP {} {}", r.status, r.text);
+        }
+        Ok(r.json)
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> anyhow::Result<Response> {
+        self.call("POST", path, Some(body))
+    }
+
+    pub fn put(&self, path: &str, body: &str) -> anyhow::Result<Response> {
+        self.call("PUT", path, Some(body))
+    }
+
+    /// Any method, with an optional JSON body sent as `application/json`.
+    pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<Response> {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-sS",
+            "--max-time",
+            "30",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            method,
+        ]);
+        if let Some(b) = body {
+            cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+        }
+        if let Some(t) = &self.token {
+            cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+        }
+        cmd.arg(format!("{}{path}", self.base));
+        let out = cmd.output().context("running curl")?;
+        if !out.status.success() {
+            bail!(
+                "curl {method} {path} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let (text, code) = stdout.rsplit_once('\n').unwrap_or(("", stdout.as_str()));
+        let status: u16 = code
+            .trim()
+            .parse()
+            .with_context(|| format!("curl printed no status: {stdout:?}"))?;
+        let json = serde_json::from_str(text).unwrap_or(Value::Null);
+        Ok(Response {
+            status,
+            json,
+            text: text.to_string(),
+        })
+    }
+}
