@@ -17,6 +17,9 @@
 
 pub mod config;
 pub mod decide;
+pub mod forecast;
+pub mod profile;
+pub mod trend;
 pub mod limits;
 pub mod sample;
 pub mod time;

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::config::Policy;
+use crate::decide::{Breach, Trigger};
 use crate::sample::Signals;
 
 /// The spec's machine: 12 cores, 251 GiB.
@@ -437,5 +438,73 @@ fn policies_change_when_and_how_much() {
             (hot, Hold("within")),
             (hot, Hold("within")),
         ],
+    );
+}
+
+#[test]
+fn anticipated_breaches_and_the_api_quota_floor() {
+    let c = cfg(&[
+        ("consecutive_scale_up_checks", 1.0),
+        ("api_quota_floor", 1000.0),
+    ]);
+    let bounds = Bounds::new(&c, &SPEC_HOST).expect("bounds");
+    let current = Limits::new(200, 32, 250);
+    let forecast = Breach {
+        resource: Resource::Cpu,
+        trigger: Trigger::Forecast,
+        percent: 97.0,
+        threshold: 85,
+        amount: 1.94,
+        horizon_secs: 900.0,
+    };
+    let check =
+        |quota: Option<u64>, anticipated: &[Breach], want: Option<(Limits, &str)>, text: &str| {
+            let mut u = usage(Millis(0), S(1.0, 4.0, 20, 2, 5, 0)); // 50% CPU: no measured breach
+            u.signals.api_quota_remaining = quota;
+            let inputs = Inputs {
+                config: &c,
+                bounds: &bounds,
+                host: &SPEC_HOST,
+                current: &current,
+                usage: &u,
+                now: Millis(0),
+                anticipated,
+            };
+            let d = Controller::default().observe(inputs);
+            assert_eq!(d.change.map(|(_, l, t)| (l, t)), want, "{}", d.reason());
+            assert!(d.reason().contains(text), "{:?} lacks {text:?}", d.reason());
+        };
+    check(
+        None,
+        &[forecast],
+        Some((Limits::new(300, 32, 250), "predictive")),
+        "CPU forecast to reach 97.0% within 15 min (>85%)",
+    );
+    check(
+        Some(5000),
+        &[forecast],
+        Some((Limits::new(300, 32, 250), "predictive")),
+        "CPU 200%->300%",
+    );
+    check(
+        Some(10),
+        &[forecast],
+        None,
+        "API quota is nearly gone (10 < 1000)",
+    );
+    check(None, &[], None, "within thresholds");
+    let queue = Breach {
+        trigger: Trigger::Queue,
+        resource: Resource::Memory,
+        percent: 120.0,
+        threshold: 80,
+        amount: 0.0,
+        horizon_secs: 0.0,
+    };
+    check(
+        None,
+        &[queue],
+        Some((Limits::new(200, 48, 250), "queue")),
+        "Memory needed by the agents starting: 120.0% (>80%)",
     );
 }
