@@ -139,30 +139,41 @@ pub fn parse_agent_cmdline(
 }
 
 /// Features with `passes = 0`, summed over the configured and the registered projects.
-pub fn features_pending(src: &SignalSources) -> u32 {
-    let mut projects: Vec<PathBuf> = Vec::new();
-    let registered = match &src.registry_db {
-        Some(db) => registry_projects(db).unwrap_or_else(|e| {
-            warn_once("AutoCoder project registry", &e);
-            Vec::new()
-        }),
-        None => Vec::new(),
-    };
-    for p in src.project_dirs.iter().chain(&registered) {
-        if !projects.contains(p) {
-            projects.push(p.clone());
+///
+/// `None` when no project is known, or one of the sources could not be read: the sum would
+/// then be a guess, and "0 pending" means "all done" to the scale-down rule. A registry file
+/// that does not exist is not an error (no AutoCoder on this host); a project without a
+/// `features.db` counts 0.
+pub fn features_pending(src: &SignalSources) -> Option<u32> {
+    let mut projects: Vec<PathBuf> = src.project_dirs.clone();
+    if let Some(db) = src.registry_db.as_ref().filter(|db| db.exists()) {
+        match registry_projects(db) {
+            Ok(found) => {
+                projects.extend(found.into_iter().filter(|p| !src.project_dirs.contains(p)))
+            }
+            Err(e) => {
+                warn_once("AutoCoder project registry", &e);
+                return None;
+            }
         }
     }
-    projects.iter().fold(0u32, |sum, dir| {
-        let n = pending_in_project(dir).unwrap_or_else(|e| {
-            warn_once(
-                &format!("pending features of project {}", dir.display()),
-                &e,
-            );
-            0
-        });
-        sum.saturating_add(n)
-    })
+    if projects.is_empty() {
+        return None;
+    }
+    let mut sum = 0u32;
+    for dir in &projects {
+        match pending_in_project(dir) {
+            Ok(n) => sum = sum.saturating_add(n),
+            Err(e) => {
+                warn_once(
+                    &format!("pending features of project {}", dir.display()),
+                    &e,
+                );
+                return None;
+            }
+        }
+    }
+    Some(sum)
 }
 
 /// Project directories listed in AutoCoder's registry.
@@ -239,6 +250,18 @@ pub fn pending_in_project(project: &Path) -> anyhow::Result<u32> {
         return Ok(0);
     };
     let conn = open_read_only(&db)?;
+    // A database without the table yet is a project being set up: nothing pending, like a
+    // project without features.db. Any other failure is reported.
+    let has_table: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'features')",
+            [],
+            |row| row.get(0),
+        )
+        .with_context(|| format!("reading the schema of {}", db.display()))?;
+    if !has_table {
+        return Ok(0);
+    }
     let n: i64 = conn
         .query_row(
             "SELECT COUNT(*) FROM features WHERE passes = 0",

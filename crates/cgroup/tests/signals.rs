@@ -147,7 +147,7 @@ fn check(name: &str, src: &SignalSources, pids: &[u32], want: Signals) {
 fn signals(
     agents: u32,
     testing_agents: u32,
-    features_pending: u32,
+    features_pending: Option<u32>,
     api_quota_remaining: Option<u64>,
 ) -> Signals {
     Signals {
@@ -170,51 +170,51 @@ fn signals_table() {
         "registry + config overlap counted once",
         &w.sources(registry, &["a"], Some("quota.json")),
         &in_unit,
-        signals(2, 1, 5, Some(1_000_000)),
+        signals(2, 1, Some(5), Some(1_000_000)),
     );
     check(
         "config only",
         &w.sources(None, &["b", "c"], None),
         &in_unit,
-        signals(2, 1, 2, None),
+        signals(2, 1, Some(2), None),
     );
     check(
         "no processes, no projects",
         &w.sources(None, &[], None),
         &[],
-        signals(0, 0, 0, None),
+        signals(0, 0, None, None),
     );
     check(
         "every process",
         &w.sources(None, &[], None),
         &all,
-        signals(3, 1, 0, None),
+        signals(3, 1, None, None),
     );
     check(
         "registry missing: config still counts",
         &w.sources(Some("nope/registry.db"), &["a"], None),
         &[],
-        signals(0, 0, 3, None),
+        signals(0, 0, Some(3), None),
     );
     check(
         "registry without a path column",
         &w.sources(Some("odd-registry.db"), &["a", "b"], None),
         &[],
-        signals(0, 0, 5, None),
+        signals(0, 0, None, None),
     );
     check(
         "unparseable quota is unknown",
         &w.sources(None, &[], Some("quota-garbage")),
         &[],
-        signals(0, 0, 0, None),
+        signals(0, 0, None, None),
     );
     check(
         "missing quota file is unknown",
         &w.sources(None, &[], Some("no-quota")),
         &[],
-        signals(0, 0, 0, None),
+        signals(0, 0, None, None),
     );
-    assert_eq!(features_pending(&w.sources(registry, &[], None)), 5);
+    assert_eq!(features_pending(&w.sources(registry, &[], None)), Some(5));
 }
 
 #[test]

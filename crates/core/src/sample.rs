@@ -47,7 +47,9 @@ pub struct Counters {
 pub struct Signals {
     pub agents: u32,
     pub testing_agents: u32,
-    pub features_pending: u32,
+    /// Features not passing yet, over the known projects; `None` when no project is known or
+    /// one could not be read: "unknown" must not read as "all done".
+    pub features_pending: Option<u32>,
     /// `None` when no quota source is configured: never a made-up number.
     pub api_quota_remaining: Option<u64>,
 }
@@ -55,7 +57,7 @@ pub struct Signals {
 impl Signals {
     /// The spec's idle condition: no agents running, or every feature complete.
     pub fn idle(&self) -> bool {
-        self.agents + self.testing_agents == 0 || self.features_pending == 0
+        self.agents + self.testing_agents == 0 || self.features_pending == Some(0)
     }
 }
 
@@ -244,9 +246,12 @@ mod tests {
             features_pending: pending,
             api_quota_remaining: None,
         };
-        assert!(s(0, 0, 5).idle());
-        assert!(s(3, 0, 0).idle());
-        assert!(!s(3, 0, 5).idle());
-        assert!(!s(0, 1, 5).idle());
+        assert!(s(0, 0, Some(5)).idle());
+        assert!(s(0, 0, None).idle());
+        assert!(s(3, 0, Some(0)).idle());
+        assert!(!s(3, 0, Some(5)).idle());
+        assert!(!s(0, 1, Some(5)).idle());
+        // Unknown work with agents running is not idle.
+        assert!(!s(3, 0, None).idle());
     }
 }

@@ -31,7 +31,7 @@ pub struct MetricRow {
     pub testing_agent_count: u32,
     /// `None` when unknown (stored as NULL): never a made-up number.
     pub api_quota_remaining: Option<u64>,
-    pub features_pending: u32,
+    pub features_pending: Option<u32>,
     /// The limits in force when the sample was taken; `None` is unlimited.
     pub cpu_quota: Option<u32>,
     pub memory_max: Option<u64>,
@@ -228,7 +228,8 @@ fn to_values(r: &MetricRow) -> anyhow::Result<Vec<Value>> {
         Value::Integer(r.agent_count.into()),
         Value::Integer(r.testing_agent_count.into()),
         opt_int(r.api_quota_remaining, "api_quota_remaining")?,
-        Value::Integer(r.features_pending.into()),
+        r.features_pending
+            .map_or(Value::Null, |n| Value::Integer(n.into())),
         Value::Text(r.unit.as_str().to_string()),
         Value::Integer(r.at.0),
         real(r.cpu_cores, "cpu_cores")?,

@@ -75,7 +75,7 @@ CREATE TABLE autoscaler_metrics (
     agent_count INTEGER NOT NULL,
     testing_agent_count INTEGER NOT NULL,
     api_quota_remaining INTEGER,
-    features_pending INTEGER NOT NULL,
+    features_pending INTEGER,
     unit TEXT NOT NULL DEFAULT 'autocoder-ui.service',
     ts_ms INTEGER NOT NULL,
     cpu_cores REAL NOT NULL,

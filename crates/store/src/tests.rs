@@ -51,7 +51,7 @@ fn sample(u: &UnitName, at: i64) -> MetricRow {
         agent_count: 2,
         testing_agent_count: 0,
         api_quota_remaining: Some(1_000_000),
-        features_pending: 15,
+        features_pending: Some(15),
         cpu_quota: Some(200),
         memory_max: Some(32 * GIB),
         tasks_max: Some(250),
@@ -107,7 +107,8 @@ const SPEC_METRICS: &[(&str, &str, bool)] = &[
     ("testing_agent_count", "INTEGER", true),
     // Decided exception: nullable, NULL is "unknown".
     ("api_quota_remaining", "INTEGER", false),
-    ("features_pending", "INTEGER", true),
+    // Decided exception: nullable, NULL is "unknown" (no project known or readable).
+    ("features_pending", "INTEGER", false),
 ];
 
 const SPEC_HISTORY: &[(&str, &str, bool)] = &[

@@ -35,7 +35,7 @@ fn usage(at: Millis, s: S) -> Usage {
         signals: Signals {
             agents: s.3,
             testing_agents: 0,
-            features_pending: s.4,
+            features_pending: Some(s.4),
             api_quota_remaining: None,
         },
         new_oom_kills: s.5,
