@@ -8,11 +8,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use autoscaler_cgroup::{CgroupPaths, Mounts, SignalSources, read_counters, read_signals};
-use autoscaler_core::{Counters, Limits, Millis, Signals, UnitName};
+use autoscaler_cgroup::{
+    CgroupPaths, Mounts, SignalSources, agent_processes, read_counters, signals_of,
+};
+use autoscaler_core::{Limits, Millis, UnitName};
 use autoscaler_systemd::{Bus, Systemd};
 
-use crate::engine::{Actuator, Probe, UnitView};
+use crate::engine::{Actuator, Probe, Sampled, UnitView};
 use crate::settings::{BusKind, SignalSettings, Strategy};
 
 /// A systemd connection made on first use and made again after it breaks.
@@ -116,12 +118,7 @@ impl Probe for SystemProbe {
         }
     }
 
-    fn sample(
-        &self,
-        unit: &UnitName,
-        view: &UnitView,
-        at: Millis,
-    ) -> anyhow::Result<(Counters, Signals)> {
+    fn sample(&self, unit: &UnitName, view: &UnitView, at: Millis) -> anyhow::Result<Sampled> {
         let paths = self.paths(unit, view)?;
         let counters = match read_counters(&paths, at) {
             Ok(c) => c,
@@ -135,7 +132,12 @@ impl Probe for SystemProbe {
             }
         };
         let pids = paths.pids_of_unit().unwrap_or_default();
-        Ok((counters, read_signals(&self.signals, &pids)))
+        let agents = agent_processes(&self.signals, &pids);
+        Ok(Sampled {
+            counters,
+            signals: signals_of(&self.signals, &agents),
+            features: agents.into_iter().map(|a| a.feature_id).collect(),
+        })
     }
 }
 

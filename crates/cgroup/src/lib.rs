@@ -28,4 +28,4 @@ pub use host::read_host;
 pub use locate::CgroupPaths;
 pub use mounts::{Mount, Mounts};
 pub use read::{read_cgroup_limits, read_counters};
-pub use signals::{AgentKind, AgentProc, SignalSources, agent_processes, read_signals};
+pub use signals::{AgentKind, AgentProc, SignalSources, agent_processes, read_signals, signals_of};

@@ -70,7 +70,12 @@ pub struct AgentProc {
 
 /// All signals, for the unit whose processes are `pids`.
 pub fn read_signals(src: &SignalSources, pids: &[u32]) -> Signals {
-    let agents = agent_processes(src, pids);
+    signals_of(src, &agent_processes(src, pids))
+}
+
+/// All signals, given the unit's agent processes (from [`agent_processes`]), so a caller
+/// that also wants the agents' feature ids reads `/proc` once.
+pub fn signals_of(src: &SignalSources, agents: &[AgentProc]) -> Signals {
     let count =
         |kind| u32::try_from(agents.iter().filter(|a| a.kind == kind).count()).unwrap_or(u32::MAX);
     Signals {

@@ -172,7 +172,7 @@ impl Kind for f64 {
 }
 
 macro_rules! config_fields {
-    ($( #[doc = $doc:literal] $name:ident : $ty:ty = $default:expr, $min:literal ..= $max:literal; )*) => {
+    ($( $(#[doc = $doc:literal])+ $name:ident : $ty:ty = $default:expr, $min:literal ..= $max:literal; )*) => {
         /// The whole configuration of one managed unit (the spec's config row, id = 1).
         #[derive(Debug, Clone, PartialEq)]
         pub struct Config {
@@ -180,7 +180,7 @@ macro_rules! config_fields {
             pub policy: Policy,
             /// Scale up before a breach when the forecast's upper bound crosses the threshold.
             pub predictive: bool,
-            $( #[doc = $doc] pub $name: $ty, )*
+            $( $(#[doc = $doc])+ pub $name: $ty, )*
         }
 
         impl Default for Config {
@@ -201,7 +201,7 @@ macro_rules! config_fields {
                 min: $min as f64,
                 max: $max as f64,
                 integer: <$ty as Kind>::INTEGER,
-                doc: $doc,
+                doc: concat!($($doc),+),
                 get: |c: &Config| c.$name as f64,
                 set: |c: &mut Config, v: f64| c.$name = <$ty as Kind>::from_f64(v),
             }, )*
@@ -268,8 +268,9 @@ config_fields! {
     oom_bump_factor: f64 = 1.2, 1.0..=10;
     /// Hours of metrics kept in the store.
     metrics_retention_hours: u32 = 24, 1..=8760;
-    /// Minutes of history the forecast regression uses.
-    forecast_window_minutes: u32 = 30, 1..=1440;
+    /// Minutes of history the forecast regression uses (4x the longest horizon; see
+    /// docs/DECISIONS.md, "Forecast calibration").
+    forecast_window_minutes: u32 = 120, 1..=1440;
     /// No scale-up while the API quota is known and below this (agents would stall anyway).
     api_quota_floor: u32 = 0, 0..=2000000000;
 }

@@ -18,11 +18,12 @@
 pub mod config;
 pub mod decide;
 pub mod forecast;
-pub mod profile;
-pub mod trend;
 pub mod limits;
+pub mod predict;
+pub mod profile;
 pub mod sample;
 pub mod time;
+pub mod trend;
 pub mod unit;
 
 pub use config::{Config, ConfigError, FieldValue, Mode, Policy};

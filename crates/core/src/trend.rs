@@ -105,7 +105,11 @@ pub fn summarize(
             (lo.min(p.0), hi.max(p.0))
         });
     let change = line.slope * (x_max - x_min);
-    let floor = if floor.is_finite() { floor.max(0.0) } else { 0.0 };
+    let floor = if floor.is_finite() {
+        floor.max(0.0)
+    } else {
+        0.0
+    };
     let tolerance = (STABLE_RELATIVE * line.y_mean.abs()).max(floor);
     let trend = if change.abs() <= tolerance {
         Trend::Stable

@@ -50,7 +50,7 @@ macro_rules! config_columns_v1 {
     scale_up_memory_pressure_percent INTEGER DEFAULT 10,
     oom_bump_factor REAL DEFAULT 1.2,
     metrics_retention_hours INTEGER DEFAULT 24,
-    forecast_window_minutes INTEGER DEFAULT 30,
+    forecast_window_minutes INTEGER DEFAULT 120,
     api_quota_floor INTEGER DEFAULT 0
 "
     };

@@ -6,6 +6,8 @@ use autoscaler_core::{Config, GIB, Limits, Millis};
 use autoscaler_store::{HistoryRow, format_ts};
 use serde_json::{Map, Number, Value, json};
 
+use autoscaler_core::predict::Prediction;
+
 use crate::engine::{Observation, Snapshot, UnitSnapshot};
 
 /// GiB as the spec writes them: an integer when whole, else a number with 3 decimals.
@@ -128,4 +130,115 @@ pub fn config_json(c: &Config) -> Value {
     }
     m.insert("predictive".into(), json!(c.predictive));
     Value::Object(m)
+}
+
+/// `GET prediction`: trends, forecasts with 95% intervals, profiles, heaviest features and
+/// the recommended limits. A series without enough data says so instead of guessing.
+pub fn prediction_json(u: &UnitSnapshot, p: &Prediction) -> Value {
+    let opt = |v: Option<f64>| v.map_or(Value::Null, |v| num(v, 3));
+    let mut series = Map::new();
+    for s in &p.series {
+        let trend = s.trend.map(|t| {
+            json!({
+                "current": num(t.current, 3),
+                "ma5": opt(t.ma5),
+                "ma15": opt(t.ma15),
+                "slope_per_min": num(t.slope_per_min, 4),
+                "trend": t.trend.as_str(),
+                "samples": t.samples,
+            })
+        });
+        let (forecast, error) = match &s.forecast {
+            Ok(f) => (
+                Value::Array(
+                    f.points
+                        .iter()
+                        .map(|pt| {
+                            json!({
+                                "horizon_minutes": (pt.horizon_secs / 60.0).round(),
+                                "value": num(pt.value, 3),
+                                "lower": num(pt.lower, 3),
+                                "upper": num(pt.upper, 3),
+                            })
+                        })
+                        .collect(),
+                ),
+                Value::Null,
+            ),
+            Err(e) => (Value::Null, json!(e.to_string())),
+        };
+        let mut entry = trend.unwrap_or_else(|| json!({ "trend": Value::Null }));
+        entry["forecast"] = forecast;
+        entry["error"] = error;
+        series.insert(s.name.to_string(), entry);
+    }
+    let profiles: Map<String, Value> = p
+        .profiles
+        .iter()
+        .map(|rp| {
+            let scale = if rp.resource == autoscaler_core::Resource::Memory {
+                GIB as f64
+            } else {
+                1.0
+            };
+            let name = if scale > 1.0 {
+                "memory_gb"
+            } else {
+                "cpu_cores"
+            };
+            let pr = &rp.profile;
+            (
+                name.to_string(),
+                json!({
+                    "base": num(pr.base / scale, 3),
+                    "per_agent": num(pr.per_agent / scale, 3),
+                    "per_testing_agent": num(pr.per_testing_agent / scale, 3),
+                    "samples": pr.samples,
+                    "r2": num(pr.r2, 3),
+                    "terms": pr.terms.describe(),
+                }),
+            )
+        })
+        .collect();
+    let features: Vec<Value> = u
+        .features
+        .iter()
+        .map(|f| {
+            json!({
+                "feature_id": f.feature_id,
+                "samples": f.samples,
+                "cpu_cores_mean": num(f.cpu_cores_mean, 3),
+                "cpu_cores_peak": num(f.cpu_cores_peak, 3),
+                "memory_gb_mean": num(f.memory_bytes_mean / GIB as f64, 3),
+                "memory_gb_peak": num(f.memory_bytes_peak / GIB as f64, 3),
+            })
+        })
+        .collect();
+    let missing: Vec<String> = p
+        .series
+        .iter()
+        .filter_map(|s| {
+            s.forecast
+                .as_ref()
+                .err()
+                .map(|e| format!("{}: {e}", s.name))
+        })
+        .collect();
+    json!({
+        "timestamp": ts(u.observation.as_ref().map(|o| o.usage.at)),
+        "unit": u.name.as_str(),
+        "predictive": u.config.predictive,
+        "window_minutes": u.config.forecast_window_minutes,
+        "samples": p.samples,
+        "samples_needed": p.needed,
+        "enough_data": missing.is_empty(),
+        "message": if missing.is_empty() { Value::Null } else { json!(missing.join("; ")) },
+        "series": series,
+        "recommendation": {
+            "limits": limits_json(&p.recommendation.limits),
+            "reasons": p.recommendation.reasons,
+        },
+        "profiles": profiles,
+        "heaviest_features": features,
+    })
 }

@@ -40,12 +40,16 @@ pub trait Probe: Send + Sync + 'static {
     /// The unit as systemd sees it now; `Err` says why it cannot be managed (not loaded, no bus).
     fn inspect(&self, unit: &UnitName) -> impl Future<Output = anyhow::Result<UnitView>> + Send;
     /// Cgroup counters and workload signals of a running unit.
-    fn sample(
-        &self,
-        unit: &UnitName,
-        view: &UnitView,
-        at: Millis,
-    ) -> anyhow::Result<(Counters, Signals)>;
+    fn sample(&self, unit: &UnitName, view: &UnitView, at: Millis) -> anyhow::Result<Sampled>;
+}
+
+/// One reading of a running unit.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Sampled {
+    pub counters: Counters,
+    pub signals: Signals,
+    /// The feature id of each running agent (`--feature-id`), for per-feature cost.
+    pub features: Vec<Option<String>>,
 }
 
 /// Sets a unit's limits. Implemented by the daemon's adapters (live, restart, dry-run).
@@ -244,6 +248,24 @@ impl EngineHandle {
             (None, None) => Err(EngineError::Unavailable {
                 unit: unit.to_string(),
                 reason: "no sample yet: the first check has not run".into(),
+            }),
+        }
+    }
+
+    /// The latest prediction, or `Unavailable` before the first check.
+    pub fn prediction(
+        &self,
+        unit: &UnitName,
+    ) -> Result<(UnitSnapshot, Arc<autoscaler_core::predict::Prediction>), EngineError> {
+        let u = self.unit_snapshot(unit)?;
+        match u.prediction.clone() {
+            Some(p) => Ok((u, p)),
+            None => Err(EngineError::Unavailable {
+                unit: unit.to_string(),
+                reason: u
+                    .unit_error
+                    .clone()
+                    .unwrap_or_else(|| "no sample yet: the first check has not run".into()),
             }),
         }
     }
@@ -512,13 +534,13 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         // A CPU rate needs two readings: on a unit's first check, take one a moment earlier
         // so the first sample already has one.
         if self.units[i].prev.is_none() {
-            if let Ok((first, _)) = self.probe.sample(&name, &view, at) {
-                self.units[i].prev = Some(first);
+            if let Ok(first) = self.probe.sample(&name, &view, at) {
+                self.units[i].prev = Some(first.counters);
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         }
         let at = now();
-        let (counters, signals) = match self.probe.sample(&name, &view, at) {
+        let sampled = match self.probe.sample(&name, &view, at) {
             Ok(s) => s,
             Err(e) => {
                 self.units[i]
@@ -528,14 +550,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         };
         let unit = &mut self.units[i];
         let bounds = Bounds::new(&unit.config, &self.host);
-        let decision = unit.observe(
-            counters,
-            signals,
-            view.limits,
-            bounds.as_ref().ok(),
-            &self.host,
-            at,
-        );
+        let decision = unit.observe(sampled, view.limits, bounds.as_ref().ok(), &self.host, at);
         if let Err(e) = unit.store_metric(&self.store) {
             tracing::warn!(unit = %name, "storing a metric failed: {e:#}");
         }
@@ -555,7 +570,15 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         };
         // A failure is recorded on the unit and in the history; the loop goes on.
         let _ = self
-            .apply(i, action.as_str(), trigger, &d.reason(), view.limits, new, at)
+            .apply(
+                i,
+                action.as_str(),
+                trigger,
+                &d.reason(),
+                view.limits,
+                new,
+                at,
+            )
             .await;
     }
 

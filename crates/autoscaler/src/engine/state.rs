@@ -2,16 +2,20 @@
 //!
 //! Only the engine task mutates a [`UnitState`]; fronts see immutable [`UnitSnapshot`]s.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use autoscaler_core::decide::{Inputs, evaluate};
+use autoscaler_core::predict::{
+    FeatureLedger, FeatureUsage, Prediction, Sample, anticipate, predict,
+};
 use autoscaler_core::{
-    Bounds, Config, Controller, Counters, Decision, Evaluation, Host, Limits, Millis, Signals,
-    UnitName, Usage,
+    Bounds, Config, Controller, Counters, Decision, Evaluation, Host, Limits, Millis, UnitName,
+    Usage,
 };
 use autoscaler_store::{MetricRow, Store};
 
-use super::LoopStats;
+use super::{LoopStats, Sampled};
 
 /// A failed apply, shown by the status until someone sets the mode again.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +55,10 @@ pub struct UnitSnapshot {
     pub action_counts: BTreeMap<(String, String), u64>,
     pub last_scale_time: Option<Millis>,
     pub bounds: Result<Bounds, String>,
+    /// Trends, forecasts and the recommendation as of the last check.
+    pub prediction: Option<Arc<Prediction>>,
+    /// The heaviest features by CPU, as recorded while their agents ran.
+    pub features: Vec<FeatureUsage>,
 }
 
 /// Everything the engine publishes after each event.
@@ -76,6 +84,10 @@ pub(super) struct UnitState {
     action_counts: BTreeMap<(String, String), u64>,
     last_scale_time: Option<Millis>,
     last_prune: Millis,
+    /// Recent samples for trends, forecasts and profiles, oldest first.
+    recent: VecDeque<Sample>,
+    features: FeatureLedger,
+    prediction: Option<Arc<Prediction>>,
 }
 
 impl UnitState {
@@ -89,6 +101,21 @@ impl UnitState {
             .map(|(a, s, n)| ((a, s), n))
             .collect();
         let last = store.last_action(&name)?.map(|h| h.at);
+        // Predictions start from the stored last hour rather than from nothing.
+        let now = super::now();
+        let recent = store
+            .metrics_since(&name, Millis(now.0 - 3_600_000), now)?
+            .into_iter()
+            .map(|r| Sample {
+                at: r.at,
+                cpu_cores: r.cpu_cores,
+                memory_bytes: r.memory_bytes as f64,
+                tasks: r.tasks as f64,
+                agents: r.agent_count,
+                testing_agents: r.testing_agent_count,
+                features_pending: r.features_pending,
+            })
+            .collect();
         Ok(UnitState {
             name,
             config,
@@ -103,6 +130,9 @@ impl UnitState {
             action_counts,
             last_scale_time: last,
             last_prune: Millis(0),
+            recent,
+            features: FeatureLedger::default(),
+            prediction: None,
         })
     }
 
@@ -114,53 +144,66 @@ impl UnitState {
         self.prev = None;
     }
 
-    /// Turns a reading into usage, runs the controller (when the bounds are feasible) and
-    /// keeps the observation. Returns the decision, if the controller ran.
+    /// Turns a reading into usage, keeps it for predictions, runs the controller (when the
+    /// bounds are feasible, with the anticipated breaches in predictive mode) and keeps the
+    /// observation. Returns the decision, if the controller ran.
     pub fn observe(
         &mut self,
-        counters: Counters,
-        signals: Signals,
+        sampled: Sampled,
         limits: Limits,
         bounds: Option<&Bounds>,
         host: &Host,
         at: Millis,
     ) -> Option<Decision> {
-        let usage = Usage::between(self.prev.as_ref(), &counters, signals);
+        let counters = sampled.counters;
+        let usage = Usage::between(self.prev.as_ref(), &counters, sampled.signals);
         self.prev = Some(counters);
         self.unit_error = None;
         self.limits = Some(limits);
+        if let Some(cores) = usage.cpu_cores {
+            self.remember(Sample {
+                at,
+                cpu_cores: cores,
+                memory_bytes: usage.memory_bytes as f64,
+                tasks: usage.tasks as f64,
+                agents: usage.signals.agents,
+                testing_agents: usage.signals.testing_agents,
+                features_pending: usage.signals.features_pending,
+            });
+            self.features
+                .record(&sampled.features, cores, usage.memory_bytes as f64);
+        }
+        // Bounds that cannot be met leave the controller out; the evaluation is still shown.
+        let no_bounds = Bounds {
+            cpu: (0, 0),
+            memory: (0, 0),
+            tasks: (0, 0),
+        };
+        let prediction = predict(
+            self.recent.make_contiguous(),
+            &self.config,
+            &limits,
+            bounds.unwrap_or(&no_bounds),
+            at,
+        );
+        let anticipated = anticipate(&prediction, &self.config, &limits);
+        self.prediction = Some(Arc::new(prediction));
+        let inputs = Inputs {
+            config: &self.config,
+            bounds: bounds.unwrap_or(&no_bounds),
+            host,
+            current: &limits,
+            usage: &usage,
+            now: at,
+            anticipated: &anticipated,
+        };
         let (evaluation, decision) = match bounds {
-            Some(bounds) => {
-                let inputs = Inputs {
-                    config: &self.config,
-                    bounds,
-                    host,
-                    current: &limits,
-                    usage: &usage,
-                    now: at,
-                    anticipated: &[],
-                };
+            Some(_) => {
                 let d = self.controller.observe(inputs);
                 self.decision_note = d.reason();
                 (d.evaluation.clone(), Some(d))
             }
-            None => {
-                let fallback = Bounds {
-                    cpu: (0, 0),
-                    memory: (0, 0),
-                    tasks: (0, 0),
-                };
-                let inputs = Inputs {
-                    config: &self.config,
-                    bounds: &fallback,
-                    host,
-                    current: &limits,
-                    usage: &usage,
-                    now: at,
-                    anticipated: &[],
-                };
-                (evaluate(inputs), None)
-            }
+            None => (evaluate(inputs), None),
         };
         self.observation = Some(Observation {
             usage,
@@ -169,6 +212,20 @@ impl UnitState {
             evaluation,
         });
         decision
+    }
+
+    /// Keeps a sample for trends, forecasts and profiles: an hour, or the forecast window if
+    /// longer.
+    fn remember(&mut self, sample: Sample) {
+        let keep_secs = f64::from(self.config.forecast_window_minutes * 60).max(3600.0);
+        while self
+            .recent
+            .front()
+            .is_some_and(|s| sample.at.secs_since(s.at) > keep_secs)
+        {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(sample);
     }
 
     /// Writes the last observation to the store, if it has a CPU rate.
@@ -247,6 +304,8 @@ impl UnitState {
             action_counts: self.action_counts.clone(),
             last_scale_time: self.last_scale_time,
             bounds: Bounds::new(&self.config, host).map_err(|e| e.to_string()),
+            prediction: self.prediction.clone(),
+            features: self.features.heaviest(10),
         }
     }
 }
