@@ -240,7 +240,7 @@ pub async fn run_client(cmd: Command) -> anyhow::Result<()> {
         Command::Predict(r) => (
             r.clone(),
             r.client().get(&r.path("prediction")).await?,
-            render_object,
+            render_prediction,
         ),
         other => anyhow::bail!("{other:?} is not a client command"),
     };
@@ -327,6 +327,74 @@ fn render_history(v: &Value) -> String {
             change,
             reason
         ));
+    }
+    out
+}
+
+fn render_prediction(v: &Value) -> String {
+    let mut out = format!(
+        "unit {}  window {} min  samples {} (need {})  predictive {}\n",
+        scalar(&v["unit"]),
+        scalar(&v["window_minutes"]),
+        scalar(&v["samples"]),
+        scalar(&v["samples_needed"]),
+        scalar(&v["predictive"])
+    );
+    out.push_str(&format!(
+        "\n{:<17} {:>9} {:>9} {:>9}  {:<10}  {:<22} {:<22} {:<22}\n",
+        "SERIES", "NOW", "MA5", "MA15", "TREND", "+5 MIN [95%]", "+15 MIN [95%]", "+30 MIN [95%]"
+    ));
+    for (name, s) in v["series"].as_object().into_iter().flatten() {
+        let horizon = |i: usize| {
+            let p = &s["forecast"][i];
+            if p.is_null() {
+                "-".to_string()
+            } else {
+                format!(
+                    "{} [{}..{}]",
+                    scalar(&p["value"]),
+                    scalar(&p["lower"]),
+                    scalar(&p["upper"])
+                )
+            }
+        };
+        out.push_str(&format!(
+            "{:<17} {:>9} {:>9} {:>9}  {:<10}  {:<22} {:<22} {:<22}\n",
+            name,
+            scalar(&s["current"]),
+            scalar(&s["ma5"]),
+            scalar(&s["ma15"]),
+            scalar(&s["trend"]),
+            horizon(0),
+            horizon(1),
+            horizon(2)
+        ));
+        if let Some(e) = s["error"].as_str() {
+            out.push_str(&format!("{:<17} no forecast: {e}\n", ""));
+        }
+    }
+    out.push_str(&format!(
+        "\nrecommended: {}\n",
+        scalar(&v["recommendation"]["limits"])
+    ));
+    for r in v["recommendation"]["reasons"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        out.push_str(&format!("  - {}\n", scalar(r)));
+    }
+    if let Some(features) = v["heaviest_features"].as_array().filter(|f| !f.is_empty()) {
+        out.push_str("\nheaviest features (mean cores / GiB):\n");
+        for f in features {
+            out.push_str(&format!(
+                "  {:<20} {} / {} over {} samples\n",
+                scalar(&f["feature_id"]),
+                scalar(&f["cpu_cores_mean"]),
+                scalar(&f["memory_gb_mean"]),
+                scalar(&f["samples"])
+            ));
+        }
     }
     out
 }

@@ -46,12 +46,16 @@ pub struct Forecast {
 }
 
 /// Why no forecast was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum NotEnoughData {
     /// Fewer usable samples in the window than needed.
     TooFew { samples: usize, needed: usize },
     /// Enough samples, but all at one instant: no slope can be fitted.
     NoTimeSpread { samples: usize },
+    /// The samples span less time than the shortest horizon: extrapolating further ahead
+    /// than the data reaches back is a guess (15 s of a warming-up service do not tell the
+    /// next half hour).
+    ShortSpan { span_secs: f64, needed_secs: f64 },
 }
 
 impl fmt::Display for NotEnoughData {
@@ -60,6 +64,13 @@ impl fmt::Display for NotEnoughData {
             NotEnoughData::TooFew { samples, needed } => write!(
                 f,
                 "{samples} samples, need {needed}: wait for more history or widen the window"
+            ),
+            NotEnoughData::ShortSpan {
+                span_secs,
+                needed_secs,
+            } => write!(
+                f,
+                "the samples span {span_secs:.0} s, need {needed_secs:.0} s (the shortest horizon): wait for more history"
             ),
             NotEnoughData::NoTimeSpread { samples } => write!(
                 f,

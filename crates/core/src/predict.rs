@@ -118,7 +118,7 @@ pub fn predict(
                 name,
                 resource: *resource,
                 trend: summarize(&points, now, window, *floor),
-                forecast: forecast(&points, now, window, &HORIZONS_SECS),
+                forecast: forecast_spanning(&points, now, window),
             }
         })
         .collect();
@@ -135,6 +135,30 @@ pub fn predict(
         samples: in_window,
         needed: crate::forecast::MIN_SAMPLES,
     }
+}
+
+/// A forecast at [`HORIZONS_SECS`], refused when the samples span less time than the
+/// shortest horizon: 15 seconds of a service warming up do not tell the next half hour.
+fn forecast_spanning(
+    points: &[(Millis, f64)],
+    now: Millis,
+    window: f64,
+) -> Result<Forecast, NotEnoughData> {
+    let f = forecast(points, now, window, &HORIZONS_SECS)?;
+    let in_window = points
+        .iter()
+        .filter(|(t, _)| *t <= now && now.secs_since(*t) < window);
+    let (first, last) = in_window.fold((Millis(i64::MAX), Millis(i64::MIN)), |(lo, hi), (t, _)| {
+        (lo.min(*t), hi.max(*t))
+    });
+    let span_secs = last.secs_since(first);
+    if span_secs < HORIZONS_SECS[0] {
+        return Err(NotEnoughData::ShortSpan {
+            span_secs,
+            needed_secs: HORIZONS_SECS[0],
+        });
+    }
+    Ok(f)
 }
 
 /// Per-agent costs of CPU and memory, when the history varies enough to tell.

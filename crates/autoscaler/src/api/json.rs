@@ -155,7 +155,7 @@ pub fn prediction_json(u: &UnitSnapshot, p: &Prediction) -> Value {
                         .iter()
                         .map(|pt| {
                             json!({
-                                "horizon_minutes": (pt.horizon_secs / 60.0).round(),
+                                "horizon_minutes": (pt.horizon_secs / 60.0).round() as i64,
                                 "value": num(pt.value, 3),
                                 "lower": num(pt.lower, 3),
                                 "upper": num(pt.upper, 3),
@@ -214,9 +214,12 @@ pub fn prediction_json(u: &UnitSnapshot, p: &Prediction) -> Value {
             })
         })
         .collect();
+    // Enough data means every limited resource has a forecast; agents and features are
+    // context (a unit without AutoCoder has no features to forecast).
     let missing: Vec<String> = p
         .series
         .iter()
+        .filter(|s| s.resource.is_some())
         .filter_map(|s| {
             s.forecast
                 .as_ref()
