@@ -15,7 +15,7 @@ use autoscaler_core::{Limits, Millis, UnitName};
 use autoscaler_systemd::{Bus, Systemd};
 
 use crate::engine::{Actuator, Probe, Sampled, UnitView};
-use crate::settings::{BusKind, SignalSettings, Strategy};
+use crate::settings::{BusKind, SignalSettings, Strategy, UnitSettings};
 
 /// A systemd connection made on first use and made again after it breaks.
 pub struct Connector {
@@ -24,6 +24,13 @@ pub struct Connector {
 }
 
 impl Connector {
+    fn new(bus: Bus) -> Connector {
+        Connector {
+            bus,
+            conn: tokio::sync::Mutex::new(None),
+        }
+    }
+
     pub async fn get(&self) -> anyhow::Result<Systemd> {
         let mut guard = self.conn.lock().await;
         if let Some(sd) = guard.as_ref() {
@@ -40,44 +47,83 @@ impl Connector {
     }
 }
 
+/// The user and the system manager, and which of them runs each unit.
+pub struct Managers {
+    user: Connector,
+    system: Connector,
+    bus_of: HashMap<UnitName, BusKind>,
+}
+
+impl Managers {
+    pub fn new(units: &[UnitSettings]) -> Managers {
+        Managers {
+            user: Connector::new(Bus::User),
+            system: Connector::new(Bus::System),
+            bus_of: units.iter().map(|u| (u.name.clone(), u.bus)).collect(),
+        }
+    }
+
+    fn connector(&self, unit: &UnitName) -> &Connector {
+        match self.bus_of.get(unit) {
+            Some(BusKind::System) => &self.system,
+            _ => &self.user,
+        }
+    }
+
+    pub async fn get(&self, unit: &UnitName) -> anyhow::Result<Systemd> {
+        self.connector(unit).get().await
+    }
+}
+
 pub struct SystemProbe {
-    systemd: Arc<Connector>,
+    managers: Arc<Managers>,
     mounts: Mounts,
-    signals: SignalSources,
+    /// Each unit's signal sources: its own AutoCoder projects.
+    signals: HashMap<UnitName, SignalSources>,
     /// Where each unit's cgroup is, keyed by what it was located from.
     paths: Mutex<HashMap<UnitName, (String, Option<u32>, CgroupPaths)>>,
 }
 
 impl SystemProbe {
-    pub fn new(bus: BusKind, s: &SignalSettings) -> anyhow::Result<SystemProbe> {
-        let bus = match bus {
-            BusKind::User => Bus::User,
-            BusKind::System => Bus::System,
-        };
+    /// The first unit takes AutoCoder's registry and `[signals] project_dirs`, unless it lists
+    /// its own projects; other units see only the projects they list.
+    pub fn new(
+        managers: Arc<Managers>,
+        units: &[UnitSettings],
+        s: &SignalSettings,
+    ) -> anyhow::Result<SystemProbe> {
         let mounts = Mounts::read(Path::new("/proc")).context("finding the cgroup mounts")?;
         let home = crate::settings::home();
-        let mut signals = SignalSources::autocoder_defaults(Some(&home));
+        let mut base = SignalSources::autocoder_defaults(Some(&home));
         if let Some(script) = &s.agent_script {
-            signals.agent_script = script.clone();
+            base.agent_script = script.clone();
         }
         if let Some(db) = &s.registry_db {
-            signals.registry_db = Some(db.clone());
+            base.registry_db = Some(db.clone());
         }
-        signals.project_dirs = s.project_dirs.clone();
-        signals.api_quota_file = s.api_quota_file.clone();
+        base.api_quota_file = s.api_quota_file.clone();
+        let signals = units
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let mut src = base.clone();
+                match (&u.projects, i) {
+                    (Some(projects), _) => {
+                        src.registry_db = None;
+                        src.project_dirs = projects.clone();
+                    }
+                    (None, 0) => src.project_dirs = s.project_dirs.clone(),
+                    (None, _) => src.registry_db = None,
+                }
+                (u.name.clone(), src)
+            })
+            .collect();
         Ok(SystemProbe {
-            systemd: Arc::new(Connector {
-                bus,
-                conn: tokio::sync::Mutex::new(None),
-            }),
+            managers,
             mounts,
             signals,
             paths: Mutex::new(HashMap::new()),
         })
-    }
-
-    pub fn systemd(&self) -> Arc<Connector> {
-        self.systemd.clone()
     }
 
     fn paths(&self, unit: &UnitName, view: &UnitView) -> anyhow::Result<CgroupPaths> {
@@ -87,10 +133,11 @@ impl SystemProbe {
             .filter(|c| !c.is_empty())
             .context("systemd reports no cgroup for the unit")?;
         let mut cache = self.paths.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((c, pid, p)) = cache.get(unit) {
-            if *c == cg && *pid == view.main_pid {
-                return Ok(p.clone());
-            }
+        if let Some((c, pid, p)) = cache.get(unit)
+            && *c == cg
+            && *pid == view.main_pid
+        {
+            return Ok(p.clone());
         }
         let p = CgroupPaths::locate(&self.mounts, Path::new("/proc"), &cg, view.main_pid)?;
         cache.insert(unit.clone(), (cg, view.main_pid, p.clone()));
@@ -100,7 +147,7 @@ impl SystemProbe {
 
 impl Probe for SystemProbe {
     async fn inspect(&self, unit: &UnitName) -> anyhow::Result<UnitView> {
-        let sd = self.systemd.get().await?;
+        let sd = self.managers.get(unit).await?;
         match sd.inspect(unit).await {
             Ok(info) => Ok(UnitView {
                 active_state: info.active_state,
@@ -111,7 +158,7 @@ impl Probe for SystemProbe {
             Err(e) => {
                 // A failed call may mean a broken connection: make a new one next time.
                 if matches!(e, autoscaler_systemd::Error::Call { .. }) {
-                    self.systemd.reset().await;
+                    self.managers.connector(unit).reset().await;
                 }
                 Err(e.into())
             }
@@ -132,29 +179,37 @@ impl Probe for SystemProbe {
             }
         };
         let pids = paths.pids_of_unit().unwrap_or_default();
-        let agents = agent_processes(&self.signals, &pids);
+        let src = self
+            .signals
+            .get(unit)
+            .context("the unit has no signal sources: not a managed unit")?;
+        let agents = agent_processes(src, &pids);
         Ok(Sampled {
             counters,
-            signals: signals_of(&self.signals, &agents),
+            signals: signals_of(src, &agents),
             features: agents.into_iter().map(|a| a.feature_id).collect(),
         })
     }
 }
 
 pub struct SystemActuator {
-    systemd: Arc<Connector>,
+    managers: Arc<Managers>,
     strategy: Strategy,
 }
 
 impl SystemActuator {
-    pub fn new(systemd: Arc<Connector>, strategy: Strategy) -> SystemActuator {
-        SystemActuator { systemd, strategy }
+    pub fn new(managers: Arc<Managers>, strategy: Strategy) -> SystemActuator {
+        SystemActuator { managers, strategy }
     }
 }
 
 impl Actuator for SystemActuator {
     async fn apply(&self, unit: &UnitName, _old: &Limits, new: &Limits) -> Result<Limits, String> {
-        let sd = self.systemd.get().await.map_err(|e| format!("{e:#}"))?;
+        let sd = self
+            .managers
+            .get(unit)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
         let strategy = match self.strategy {
             Strategy::Live => autoscaler_systemd::Strategy::Live,
             Strategy::Restart => autoscaler_systemd::Strategy::Restart,

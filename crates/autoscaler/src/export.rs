@@ -13,7 +13,11 @@ pub fn run(what: ExportWhat) -> anyhow::Result<()> {
     let ExportWhat::Metrics { db, unit, since } = what;
     let unit = UnitName::parse(&unit).map_err(|e| anyhow::anyhow!("--unit: {e}"))?;
     let db = db.unwrap_or_else(|| crate::settings::home().join(".autocoder/autoscaler.db"));
-    anyhow::ensure!(db.exists(), "no store at {} (pass --db or AUTOSCALER_DB)", db.display());
+    anyhow::ensure!(
+        db.exists(),
+        "no store at {} (pass --db or AUTOSCALER_DB)",
+        db.display()
+    );
     let store = Store::open(&db, &unit).with_context(|| format!("opening {}", db.display()))?;
     let now = crate::engine::now();
     let from = parse_since(&since, now)?;
@@ -22,10 +26,19 @@ pub fn run(what: ExportWhat) -> anyhow::Result<()> {
     autoscaler_sim::write_export_header(&mut out)?;
     for r in &rows {
         let gib = r.memory_bytes as f64 / GIB as f64;
-        autoscaler_sim::write_export_row(&mut out, r.at.0.div_euclid(1000), r.cpu_cores, Some(gib))?;
+        autoscaler_sim::write_export_row(
+            &mut out,
+            r.at.0.div_euclid(1000),
+            r.cpu_cores,
+            Some(gib),
+        )?;
     }
     out.flush()?;
-    eprintln!("exported {} sample(s) of {unit} since {}", rows.len(), autoscaler_store::format_ts(from));
+    eprintln!(
+        "exported {} sample(s) of {unit} since {}",
+        rows.len(),
+        autoscaler_store::format_ts(from)
+    );
     Ok(())
 }
 
@@ -39,7 +52,9 @@ pub fn parse_since(text: &str, now: Millis) -> anyhow::Result<Millis> {
     let t = time::PrimitiveDateTime::parse(text.trim_end_matches('Z'), &format).with_context(|| {
         format!("--since {text:?}: expected a duration such as 24h or 90m, or a UTC time such as 2026-01-25T10:00:00")
     })?;
-    Ok(Millis((t.assume_utc().unix_timestamp_nanos() / 1_000_000) as i64))
+    Ok(Millis(
+        (t.assume_utc().unix_timestamp_nanos() / 1_000_000) as i64,
+    ))
 }
 
 #[cfg(test)]

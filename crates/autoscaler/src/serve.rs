@@ -8,7 +8,9 @@ use anyhow::Context;
 use autoscaler_store::Store;
 use tokio::sync::watch;
 
-use crate::adapters::{SystemActuator, SystemProbe};
+use std::sync::Arc;
+
+use crate::adapters::{Managers, SystemActuator, SystemProbe};
 use crate::api::{self, ApiSettings, AppState};
 use crate::cli::ServeArgs;
 use crate::engine::{self, EngineSetup, UnitSetup};
@@ -27,7 +29,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     })?;
     let host = autoscaler_cgroup::read_host(std::path::Path::new("/proc"))
         .context("reading the host's cores and memory")?;
-    let default_unit = settings.units[0].clone();
+    let default_unit = settings.units[0].name.clone();
     let store = Store::open(&settings.db, &default_unit)
         .with_context(|| format!("opening the store {}", settings.db.display()))?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -44,13 +46,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let probe = SystemProbe::new(settings.bus, &settings.signals)?;
-    let actuator = SystemActuator::new(probe.systemd(), settings.strategy);
+    let managers = Arc::new(Managers::new(&settings.units));
+    let probe = SystemProbe::new(managers.clone(), &settings.units, &settings.signals)?;
+    let actuator = SystemActuator::new(managers, settings.strategy);
     let setup = EngineSetup {
         units: settings
             .units
             .iter()
-            .map(|u| UnitSetup { name: u.clone() })
+            .map(|u| UnitSetup {
+                name: u.name.clone(),
+                manager: u.bus.as_str(),
+            })
             .collect(),
         host,
         store,
@@ -74,7 +80,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         listen = %local,
         db = %settings.db.display(),
-        units = ?settings.units.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+        units = ?settings.units.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
         strategy = ?settings.strategy,
         "autoscaler serving on http://{local}"
     );

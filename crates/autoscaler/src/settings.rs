@@ -33,6 +33,15 @@ pub enum BusKind {
     System,
 }
 
+impl BusKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BusKind::User => "user",
+            BusKind::System => "system",
+        }
+    }
+}
+
 /// Where AutoCoder's workload signals come from.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -43,13 +52,36 @@ pub struct SignalSettings {
     pub api_quota_file: Option<PathBuf>,
 }
 
+/// A `[[unit]]` table: a unit with its manager and the AutoCoder projects it runs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUnit {
+    pub name: String,
+    pub bus: Option<BusKind>,
+    #[serde(default)]
+    pub projects: Vec<PathBuf>,
+}
+
+/// One managed unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitSettings {
+    pub name: UnitName,
+    pub bus: BusKind,
+    /// AutoCoder projects this unit runs; `None`: the default unit takes the registry's and
+    /// `[signals] project_dirs`, other units none.
+    pub projects: Option<Vec<PathBuf>>,
+}
+
 /// The TOML file's shape; every key optional.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileSettings {
     pub listen: Option<String>,
     pub db: Option<PathBuf>,
+    /// Unit names, each optionally prefixed with its manager: `system:nginx.service`.
     pub units: Vec<String>,
+    /// Units with their manager and projects (`[[unit]]` tables).
+    pub unit: Vec<FileUnit>,
     pub bus: Option<BusKind>,
     pub strategy: Option<Strategy>,
     pub token: Option<String>,
@@ -62,8 +94,7 @@ pub struct FileSettings {
 pub struct Settings {
     pub listen: SocketAddr,
     pub db: PathBuf,
-    pub units: Vec<UnitName>,
-    pub bus: BusKind,
+    pub units: Vec<UnitSettings>,
     pub strategy: Strategy,
     pub token: Option<String>,
     pub cors_origins: Vec<String>,
@@ -101,23 +132,40 @@ impl Settings {
         let listen: SocketAddr = listen_text.parse().with_context(|| {
             format!("--listen {listen_text:?} is not ADDRESS:PORT (e.g. {DEFAULT_LISTEN})")
         })?;
-        let names = if !o.units.is_empty() {
-            o.units
+        let bus = o.bus.or(file.bus).unwrap_or(BusKind::User);
+        let mut specs: Vec<(String, Option<BusKind>, Option<Vec<PathBuf>>)> = if !o.units.is_empty()
+        {
+            o.units.into_iter().map(|u| (u, None, None)).collect()
         } else {
-            file.units
+            let simple = file.units.into_iter().map(|u| (u, None, None));
+            simple
+                .chain(
+                    file.unit
+                        .into_iter()
+                        .map(|u| (u.name, u.bus, Some(u.projects))),
+                )
+                .collect()
         };
-        let names = if names.is_empty() {
-            vec![DEFAULT_UNIT.to_string()]
-        } else {
-            names
-        };
-        let mut units = Vec::new();
-        for n in names {
-            let u = UnitName::parse(&n).map_err(|e| anyhow::anyhow!("--unit: {e}"))?;
-            if units.contains(&u) {
-                bail!("--unit {u} is given twice");
+        if specs.is_empty() {
+            specs.push((DEFAULT_UNIT.to_string(), None, None));
+        }
+        let mut units: Vec<UnitSettings> = Vec::new();
+        for (text, explicit_bus, projects) in specs {
+            let (prefix_bus, name) = match text.split_once(':') {
+                Some(("user", n)) => (Some(BusKind::User), n),
+                Some(("system", n)) => (Some(BusKind::System), n),
+                _ => (None, text.as_str()),
+            };
+            let name = UnitName::parse(name).map_err(|e| anyhow::anyhow!("--unit: {e}"))?;
+            if units.iter().any(|u| u.name == name) {
+                bail!("--unit {name} is given twice");
             }
-            units.push(u);
+            let projects = projects.filter(|p| !p.is_empty());
+            units.push(UnitSettings {
+                name,
+                bus: explicit_bus.or(prefix_bus).unwrap_or(bus),
+                projects,
+            });
         }
         let token = o.token.or(file.token).filter(|t| !t.is_empty());
         if !listen.ip().is_loopback() && token.is_none() {
@@ -133,7 +181,6 @@ impl Settings {
                 .or(file.db)
                 .unwrap_or_else(|| home().join(".autocoder/autoscaler.db")),
             units,
-            bus: o.bus.or(file.bus).unwrap_or(BusKind::User),
             strategy: o.strategy.or(file.strategy).unwrap_or(Strategy::Live),
             token,
             cors_origins: file.cors_origins,
@@ -164,7 +211,7 @@ mod tests {
             (Ok(s), Ok((listen, units, strategy))) => {
                 assert_eq!(s.listen.to_string(), listen);
                 assert_eq!(
-                    s.units.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+                    s.units.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
                     units
                 );
                 assert_eq!(s.strategy, strategy);
@@ -237,10 +284,53 @@ mod tests {
             )),
         );
         check(d.clone(), Some("bogus = 1\n"), Err("not valid"));
+    }
+
+    #[test]
+    fn units_with_managers_and_projects() {
+        let toml_text = "bus = \"system\"\nunits = [\"user:ui.service\", \"db.service\"]\n\n[[unit]]\nname = \"worker.service\"\nbus = \"user\"\nprojects = [\"/srv/app\"]\n";
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, toml_text).expect("write");
+        let s = Settings::resolve(Overrides {
+            config: Some(p),
+            ..Overrides::default()
+        })
+        .expect("valid");
+        let got: Vec<_> = s
+            .units
+            .iter()
+            .map(|u| (u.name.as_str(), u.bus, u.projects.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("ui.service", BusKind::User, None),
+                ("db.service", BusKind::System, None),
+                (
+                    "worker.service",
+                    BusKind::User,
+                    Some(vec![PathBuf::from("/srv/app")])
+                ),
+            ]
+        );
+        let s = Settings::resolve(Overrides {
+            units: vec!["system:a.service".into()],
+            ..Overrides::default()
+        })
+        .expect("valid");
+        assert_eq!(s.units[0].bus, BusKind::System);
+        assert!(
+            Settings::resolve(Overrides {
+                units: vec!["system:../a.service".into()],
+                ..Overrides::default()
+            })
+            .is_err()
+        );
         check(
             Overrides {
                 listen: Some("localhost".into()),
-                ..d
+                ..Overrides::default()
             },
             None,
             Err("not ADDRESS:PORT"),

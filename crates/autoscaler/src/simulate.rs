@@ -38,7 +38,10 @@ pub struct SimulateArgs {
 }
 
 pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
-    let machine = Machine { cores: args.cores, memory_gib: args.memory_gib };
+    let machine = Machine {
+        cores: args.cores,
+        memory_gib: args.memory_gib,
+    };
     let mut setup = Setup::new(machine);
     let mut policies = Vec::new();
     for p in &args.policies {
@@ -47,8 +50,13 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.config {
         let config = read_config(path, &setup.base)?;
         setup.base = config.clone();
-        let name = path.file_stem().map_or("config".into(), |s| s.to_string_lossy().to_string());
-        policies.push(PolicySpec::Config { name, config: Box::new(config) });
+        let name = path
+            .file_stem()
+            .map_or("config".into(), |s| s.to_string_lossy().to_string());
+        policies.push(PolicySpec::Config {
+            name,
+            config: Box::new(config),
+        });
     }
     if args.policies.is_empty() {
         policies.splice(0..0, PolicySpec::all());
@@ -58,7 +66,11 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
         if path.is_dir() {
             let (found, errors) = read_dir(path, machine.scale())?;
             if let Some(e) = errors.first() {
-                bail!("{e} ({} file(s) in {} could not be read)", errors.len(), path.display());
+                bail!(
+                    "{e} ({} file(s) in {} could not be read)",
+                    errors.len(),
+                    path.display()
+                );
             }
             traces.extend(found);
         } else {
@@ -98,7 +110,8 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
 /// A config file: a JSON object (what `GET /api/autoscaler/config` prints) or TOML with the
 /// same keys, applied over `base` and validated whole.
 fn read_config(path: &Path, base: &Config) -> anyhow::Result<Config> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let value: serde_json::Value = match serde_json::from_str(&text) {
         Ok(v) => v,
         Err(_) => {
@@ -107,9 +120,18 @@ fn read_config(path: &Path, base: &Config) -> anyhow::Result<Config> {
             serde_json::to_value(t)?
         }
     };
-    let map = value.as_object().with_context(|| format!("{} must hold an object of config fields", path.display()))?;
-    let changes = crate::api::body::parse_config(map)
-        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.body["error"].as_str().unwrap_or("invalid")))?;
-    let changes: Vec<(String, FieldValue)> = changes.into_iter().filter(|(k, _)| k != "mode").collect();
-    base.apply(&changes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    let map = value
+        .as_object()
+        .with_context(|| format!("{} must hold an object of config fields", path.display()))?;
+    let changes = crate::api::body::parse_config(map).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {}",
+            path.display(),
+            e.body["error"].as_str().unwrap_or("invalid")
+        )
+    })?;
+    let changes: Vec<(String, FieldValue)> =
+        changes.into_iter().filter(|(k, _)| k != "mode").collect();
+    base.apply(&changes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }

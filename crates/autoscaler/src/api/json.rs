@@ -55,6 +55,7 @@ pub fn status_json(u: &UnitSnapshot, snap: &Snapshot) -> Value {
         "scale_up_count": u.scale_up_count,
         "scale_down_count": u.scale_down_count,
         "unit": u.name.as_str(),
+        "manager": u.manager,
         "strategy": snap.strategy,
         "unit_available": u.unit_error.is_none(),
         "unit_error": u.unit_error,

@@ -170,6 +170,8 @@ enum Event {
 #[derive(Debug, Clone)]
 pub struct UnitSetup {
     pub name: UnitName,
+    /// Which manager runs it ("user" or "system"), for the fronts to show.
+    pub manager: &'static str,
 }
 
 /// What the engine needs besides its adapters.
@@ -336,7 +338,7 @@ pub fn start<P: Probe, A: Actuator>(
 ) -> anyhow::Result<(EngineHandle, tokio::task::JoinHandle<()>)> {
     let mut units = Vec::new();
     for u in &setup.units {
-        units.push(UnitState::load(&setup.store, u.name.clone())?);
+        units.push(UnitState::load(&setup.store, u.name.clone(), u.manager)?);
     }
     let (tx, rx) = mpsc::channel(64);
     let due = units.iter().map(|_| tokio::time::Instant::now()).collect();

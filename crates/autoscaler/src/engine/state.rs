@@ -38,6 +38,8 @@ pub struct Observation {
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnitSnapshot {
     pub name: UnitName,
+    /// "user" or "system".
+    pub manager: &'static str,
     pub config: Config,
     /// Limits as systemd last reported them.
     pub limits: Option<Limits>,
@@ -72,6 +74,7 @@ pub struct Snapshot {
 
 pub(super) struct UnitState {
     pub name: UnitName,
+    manager: &'static str,
     pub config: Config,
     controller: Controller,
     pub prev: Option<Counters>,
@@ -93,7 +96,7 @@ pub(super) struct UnitState {
 impl UnitState {
     /// The unit as the store remembers it: config, counters and the last action's time, so a
     /// restarted daemon keeps its cooldown and its counts.
-    pub fn load(store: &Store, name: UnitName) -> anyhow::Result<UnitState> {
+    pub fn load(store: &Store, name: UnitName, manager: &'static str) -> anyhow::Result<UnitState> {
         let config = store.load_config(&name)?.unwrap_or_default();
         let action_counts = store
             .action_counts(&name)?
@@ -118,6 +121,7 @@ impl UnitState {
             .collect();
         Ok(UnitState {
             name,
+            manager,
             config,
             controller: Controller::resume(last),
             prev: None,
@@ -292,6 +296,7 @@ impl UnitState {
     pub fn snapshot(&self, host: &Host) -> UnitSnapshot {
         UnitSnapshot {
             name: self.name.clone(),
+            manager: self.manager,
             config: self.config.clone(),
             limits: self.limits,
             observation: self.observation.clone(),
