@@ -81,6 +81,8 @@ pub enum EngineError {
     UnknownUnit { unit: String, managed: Vec<String> },
     /// Applying limits failed; they were rolled back and the mode set to disabled.
     ApplyFailed { message: String, history_id: i64 },
+    /// Too many changes to this unit in the last minute; nothing changed.
+    RateLimited { unit: String, retry_after_secs: u64 },
     /// The store or the engine itself failed.
     Internal(String),
 }
@@ -108,6 +110,14 @@ impl std::fmt::Display for EngineError {
                     "applying the limits failed and was rolled back (history id {history_id}): {message}"
                 )
             }
+            EngineError::RateLimited {
+                unit,
+                retry_after_secs,
+            } => write!(
+                f,
+                "unit {unit} had {MAX_CHANGES_PER_MINUTE} limit changes in the last minute, the most allowed; \
+                 try again in {retry_after_secs}s"
+            ),
             EngineError::Internal(m) => write!(f, "internal error: {m}"),
         }
     }
@@ -140,6 +150,11 @@ impl From<autoscaler_core::BoundsError> for EngineError {
         }
     }
 }
+
+/// The most limit changes one unit gets per minute, automatic and manual together: the
+/// brake behind cooldowns, for requests that skip them (manual scales, OOM bumps) and for
+/// a client that loops. systemd itself refuses more than 5 restarts in 10 s.
+pub const MAX_CHANGES_PER_MINUTE: usize = 12;
 
 /// A manual scale request: the limits to set (unset fields keep their value) and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -608,6 +623,13 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                 reason: format!("{e:#}"),
             })?;
         let new = view.limits.overlay(req.limits);
+        // Refused requests change nothing, the mode included.
+        if let Some(wait) = self.units[i].rate_wait(now()) {
+            return Err(EngineError::RateLimited {
+                unit: name.to_string(),
+                retry_after_secs: wait,
+            });
+        }
         // A manual request puts the unit in manual mode, so the loop does not undo it.
         self.update_config(i, |c| {
             Ok(Config {
@@ -638,6 +660,13 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         at: Millis,
     ) -> Result<HistoryRow, EngineError> {
         let name = self.units[i].name.clone();
+        if let Some(wait) = self.units[i].rate_wait(at) {
+            return Err(EngineError::RateLimited {
+                unit: name.to_string(),
+                retry_after_secs: wait,
+            });
+        }
+        self.units[i].note_change(at);
         self.units[i].applying = true;
         let result = self.actuator.apply(&name, &old, &new).await;
         self.units[i].applying = false;

@@ -91,6 +91,8 @@ pub(super) struct UnitState {
     recent: VecDeque<Sample>,
     features: FeatureLedger,
     prediction: Option<Arc<Prediction>>,
+    /// When the last changes were attempted, for the rate limit.
+    changes: VecDeque<Millis>,
 }
 
 impl UnitState {
@@ -137,6 +139,7 @@ impl UnitState {
             recent,
             features: FeatureLedger::default(),
             prediction: None,
+            changes: VecDeque::new(),
         })
     }
 
@@ -277,6 +280,25 @@ impl UnitState {
         self.limits = Some(after);
         self.last_scale_time = Some(at);
         self.count(action, "success");
+    }
+
+    /// `Some(seconds to wait)` when another change now would exceed the rate limit.
+    pub fn rate_wait(&mut self, at: Millis) -> Option<u64> {
+        while self
+            .changes
+            .front()
+            .is_some_and(|t| at.secs_since(*t) >= 60.0)
+        {
+            self.changes.pop_front();
+        }
+        let oldest = *self.changes.front()?;
+        (self.changes.len() >= super::MAX_CHANGES_PER_MINUTE)
+            .then(|| (60.0 - at.secs_since(oldest)).ceil().max(1.0) as u64)
+    }
+
+    /// Counts a change attempted now against the rate limit.
+    pub fn note_change(&mut self, at: Millis) {
+        self.changes.push_back(at);
     }
 
     pub fn count(&mut self, action: &str, status: &str) {
