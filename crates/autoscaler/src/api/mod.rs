@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use crate::engine::{EngineError, EngineHandle, ScaleRequest};
 use autoscaler_core::UnitName;
 pub use body::Body;
-pub use json::{config_json, history_json, metrics_json, status_json};
+pub use json::{config_json, history_json, metrics_json, prediction_json, status_json};
 
 /// Settings of the HTTP front.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
     let unit_routes = Router::new()
         .route("/status", get(status))
         .route("/metrics", get(metrics))
+        .route("/prediction", get(prediction))
         .route("/history", get(history))
         .route("/config", get(get_config).put(put_config))
         .route("/mode", axum::routing::post(set_mode))
@@ -123,6 +124,12 @@ impl From<EngineError> for ApiError {
                 status: StatusCode::BAD_GATEWAY,
                 body: json!({ "error": message, "history_id": history_id, "mode": "disabled" }),
             },
+            EngineError::RateLimited {
+                retry_after_secs, ..
+            } => ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                body: json!({ "error": message, "retry_after_seconds": retry_after_secs }),
+            },
             EngineError::Internal(_) => ApiError {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 body: json!({ "error": message }),
@@ -170,6 +177,11 @@ async fn status(State(s): State<AppState>, Target(unit): Target) -> ApiResult {
 async fn metrics(State(s): State<AppState>, Target(unit): Target) -> ApiResult {
     let o = s.engine.metrics(&unit)?;
     Ok(Json(metrics_json(&o)))
+}
+
+async fn prediction(State(s): State<AppState>, Target(unit): Target) -> ApiResult {
+    let (u, p) = s.engine.prediction(&unit)?;
+    Ok(Json(prediction_json(&u, &p)))
 }
 
 #[derive(serde::Deserialize)]
