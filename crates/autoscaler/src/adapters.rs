@@ -75,13 +75,21 @@ impl Managers {
     }
 }
 
+/// A unit's cgroup directories and the (ControlGroup, MainPID) they were found from: a new
+/// MainPID or cgroup (a restart) means looking again.
+struct Located {
+    control_group: String,
+    main_pid: Option<u32>,
+    paths: CgroupPaths,
+}
+
 pub struct SystemProbe {
     managers: Arc<Managers>,
     mounts: Mounts,
     /// Each unit's signal sources: its own AutoCoder projects.
     signals: HashMap<UnitName, SignalSources>,
-    /// Where each unit's cgroup is, keyed by what it was located from.
-    paths: Mutex<HashMap<UnitName, (String, Option<u32>, CgroupPaths)>>,
+    /// Where each unit's cgroup is, and what it was located from.
+    paths: Mutex<HashMap<UnitName, Located>>,
 }
 
 impl SystemProbe {
@@ -133,15 +141,22 @@ impl SystemProbe {
             .filter(|c| !c.is_empty())
             .context("systemd reports no cgroup for the unit")?;
         let mut cache = self.paths.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((c, pid, p)) = cache.get(unit)
-            && *c == cg
-            && *pid == view.main_pid
+        if let Some(l) = cache.get(unit)
+            && l.control_group == cg
+            && l.main_pid == view.main_pid
         {
-            return Ok(p.clone());
+            return Ok(l.paths.clone());
         }
-        let p = CgroupPaths::locate(&self.mounts, Path::new("/proc"), &cg, view.main_pid)?;
-        cache.insert(unit.clone(), (cg, view.main_pid, p.clone()));
-        Ok(p)
+        let paths = CgroupPaths::locate(&self.mounts, Path::new("/proc"), &cg, view.main_pid)?;
+        cache.insert(
+            unit.clone(),
+            Located {
+                control_group: cg,
+                main_pid: view.main_pid,
+                paths: paths.clone(),
+            },
+        );
+        Ok(paths)
     }
 }
 

@@ -89,22 +89,29 @@ impl Client {
         if status.is_success() {
             return Ok(body);
         }
-        let mut message = body
-            .get("error")
-            .and_then(Value::as_str)
-            .unwrap_or("request failed")
-            .to_string();
-        if let Some(allowed) = body.get("allowed").and_then(Value::as_str) {
-            if !message.contains(allowed) {
-                message.push_str(&format!(" (allowed: {allowed})"));
-            }
-        }
+        let message = api_message(&body);
         Err(ClientError::Api {
             status: status.as_u16(),
             message,
             body,
         })
     }
+}
+
+/// The message of an API error body: `error`, plus `allowed` when the message lacks it. The
+/// CLI and the MCP tools both show it, so both say what curl would.
+pub fn api_message(body: &Value) -> String {
+    let mut message = body
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("request failed")
+        .to_string();
+    if let Some(allowed) = body.get("allowed").and_then(Value::as_str)
+        && !message.contains(allowed)
+    {
+        message.push_str(&format!(" (allowed: {allowed})"));
+    }
+    message
 }
 
 fn root_cause(e: &dyn std::error::Error) -> String {

@@ -550,11 +550,11 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         };
         // A CPU rate needs two readings: on a unit's first check, take one a moment earlier
         // so the first sample already has one.
-        if self.units[i].prev.is_none() {
-            if let Ok(first) = self.probe.sample(&name, &view, at) {
-                self.units[i].prev = Some(first.counters);
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
+        if self.units[i].prev.is_none()
+            && let Ok(first) = self.probe.sample(&name, &view, at)
+        {
+            self.units[i].prev = Some(first.counters);
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
         let at = now();
         let sampled = match self.probe.sample(&name, &view, at) {
