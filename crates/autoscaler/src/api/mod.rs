@@ -7,6 +7,7 @@
 //! and the CLI give the same answers and the same error messages.
 
 pub mod body;
+mod dashboard;
 mod json;
 mod prometheus;
 
@@ -58,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/autoscaler/units", get(units))
         .route("/api/autoscaler/openapi.json", get(openapi))
         .route("/metrics", get(prometheus::metrics))
+        .merge(dashboard::routes())
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth));
@@ -266,13 +268,7 @@ async fn not_found() -> ApiError {
 async fn auth(State(s): State<AppState>, req: axum::extract::Request, next: Next) -> Response {
     if let Some(token) = &s.settings.token {
         let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-        let ok = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()));
-        if changes && !ok {
+        if changes && !bearer_matches(req.headers(), token) {
             return ApiError {
                 status: StatusCode::UNAUTHORIZED,
                 body: json!({ "error": "this request needs the header `Authorization: Bearer <token>` with the daemon's token" }),
@@ -283,8 +279,19 @@ async fn auth(State(s): State<AppState>, req: axum::extract::Request, next: Next
     next.run(req).await
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether the request carries `Authorization: Bearer <token>`, compared in constant time.
+pub(crate) fn bearer_matches(headers: &axum::http::HeaderMap, token: &str) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    given.is_some_and(|t| {
+        t.len() == token.len()
+            && t.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+                == 0
+    })
 }
 
 /// Serves the router until `shutdown` resolves.
