@@ -106,6 +106,29 @@ FROM b JOIN autoscaler_metrics AS m ON m.id = (
 )
 ORDER BY b.k";
 
+/// The same buckets as [`DOWNSAMPLE`], from the per-minute rollup: exact when the step is a
+/// whole number of minutes and `since` falls on a minute.
+pub(crate) const DOWNSAMPLE_MINUTES: &str = "
+WITH b AS (
+    SELECT (minute_ms - ?2) / ?4 AS k, sum(n) AS n,
+           sum(cpu_cores_sum) / sum(n) AS cpu_avg, max(cpu_cores_max) AS cpu_max,
+           sum(cpu_percent_sum) / sum(n) AS pct_avg, max(cpu_percent_max) AS pct_max,
+           sum(memory_bytes_sum) / sum(n) AS mem_avg, max(memory_bytes_max) AS mem_max,
+           sum(tasks_sum) / sum(n) AS tasks_avg, max(tasks_peak) AS tasks_max,
+           sum(process_count_sum) / sum(n) AS procs_avg, max(process_count_max) AS procs_max,
+           max(throttled_ratio_max) AS thr, max(cpu_pressure_max) AS cpu_psi,
+           max(memory_pressure_max) AS mem_psi, total(oom_kills_sum) AS ooms,
+           max(last_ts) AS last_ts, max(last_id) AS last_id
+    FROM autoscaler_metrics_minute
+    WHERE unit = ?1 AND minute_ms >= ?2 AND minute_ms < ?3
+    GROUP BY k
+)
+SELECT b.k, b.n, b.cpu_avg, b.cpu_max, b.pct_avg, b.pct_max, b.mem_avg, b.mem_max,
+       b.tasks_avg, b.tasks_max, b.procs_avg, b.procs_max, b.thr, b.cpu_psi, b.mem_psi,
+       b.ooms, b.last_ts, m.cpu_quota, m.memory_max_bytes, m.tasks_max
+FROM b LEFT JOIN autoscaler_metrics AS m ON m.id = b.last_id
+ORDER BY b.k";
+
 impl Store {
     /// Appends one sample.
     pub fn insert_metric(&self, row: &MetricRow) -> anyhow::Result<()> {
@@ -144,8 +167,12 @@ impl Store {
 
     /// Deletes the samples of every unit taken before `older_than`; returns how many.
     pub fn prune_metrics(&self, older_than: Millis) -> anyhow::Result<usize> {
-        self.writer()
-            .prepare_cached("DELETE FROM autoscaler_metrics WHERE ts_ms < ?1")
+        let conn = self.writer();
+        // A minute goes with its last sample: it is kept while any of its samples is.
+        conn.prepare_cached("DELETE FROM autoscaler_metrics_minute WHERE minute_ms + 60000 <= ?1")
+            .and_then(|mut stmt| stmt.execute([older_than.0]))
+            .map_err(|e| self.sql_error(e, "deleting old per-minute rollups"))?;
+        conn.prepare_cached("DELETE FROM autoscaler_metrics WHERE ts_ms < ?1")
             .and_then(|mut stmt| stmt.execute([older_than.0]))
             .map_err(|e| {
                 self.sql_error(
@@ -202,9 +229,17 @@ impl Store {
         if step_ms <= 0 {
             bail!("downsampling step must be a positive number of milliseconds, got {step_ms}");
         }
+        // Whole minutes from a minute boundary: the rollup gives the same buckets from 60x
+        // fewer rows.
+        let by_minute = step_ms % 60_000 == 0 && since.0.rem_euclid(60_000) == 0;
+        let sql = if by_minute {
+            DOWNSAMPLE_MINUTES
+        } else {
+            DOWNSAMPLE
+        };
         let conn = self.reader();
         let mut stmt = conn
-            .prepare_cached(DOWNSAMPLE)
+            .prepare_cached(sql)
             .map_err(|e| self.sql_error(e, "preparing the downsampling query"))?;
         let params = rusqlite::params![unit.as_str(), since.0, until.0, step_ms];
         let buckets = stmt
@@ -270,7 +305,11 @@ fn from_row(unit: &UnitName, r: &Row<'_>) -> rusqlite::Result<MetricRow> {
     })
 }
 
-fn bucket_from_row(since: Millis, step_ms: i64, r: &Row<'_>) -> rusqlite::Result<MetricBucket> {
+pub(crate) fn bucket_from_row(
+    since: Millis,
+    step_ms: i64,
+    r: &Row<'_>,
+) -> rusqlite::Result<MetricBucket> {
     let k: i64 = r.get(0)?;
     let stat = |i: usize| -> rusqlite::Result<Stat> {
         Ok(Stat {

@@ -92,6 +92,62 @@ CREATE TABLE autoscaler_metrics (
 CREATE INDEX autoscaler_metrics_unit_ts ON autoscaler_metrics (unit, ts_ms);
 CREATE INDEX autoscaler_metrics_ts ON autoscaler_metrics (ts_ms);
 
+-- Per-minute sums and peaks of the samples, kept by a trigger as samples arrive, so a day's
+-- chart reads 1,440 rows instead of 86,400 (the dashboard's 24 h range).
+CREATE TABLE autoscaler_metrics_minute (
+    unit TEXT NOT NULL,
+    minute_ms INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    cpu_cores_sum REAL NOT NULL,
+    cpu_cores_max REAL NOT NULL,
+    cpu_percent_sum REAL NOT NULL,
+    cpu_percent_max REAL NOT NULL,
+    memory_bytes_sum REAL NOT NULL,
+    memory_bytes_max REAL NOT NULL,
+    tasks_sum REAL NOT NULL,
+    tasks_peak REAL NOT NULL,
+    process_count_sum REAL NOT NULL,
+    process_count_max REAL NOT NULL,
+    throttled_ratio_max REAL,
+    cpu_pressure_max REAL,
+    memory_pressure_max REAL,
+    oom_kills_sum REAL NOT NULL,
+    last_ts INTEGER NOT NULL,
+    last_id INTEGER NOT NULL,
+    PRIMARY KEY (unit, minute_ms)
+) WITHOUT ROWID;
+CREATE TRIGGER autoscaler_metrics_rollup AFTER INSERT ON autoscaler_metrics BEGIN
+    INSERT INTO autoscaler_metrics_minute VALUES (
+        NEW.unit, NEW.ts_ms - (NEW.ts_ms % 60000), 1,
+        NEW.cpu_cores, NEW.cpu_cores, NEW.cpu_percent, NEW.cpu_percent,
+        NEW.memory_bytes, NEW.memory_bytes, NEW.tasks, NEW.tasks,
+        NEW.process_count, NEW.process_count,
+        NEW.throttled_ratio, NEW.cpu_pressure, NEW.memory_pressure,
+        NEW.oom_kills, NEW.ts_ms, NEW.id)
+    ON CONFLICT (unit, minute_ms) DO UPDATE SET
+        n = n + 1,
+        cpu_cores_sum = cpu_cores_sum + excluded.cpu_cores_sum,
+        cpu_cores_max = max(cpu_cores_max, excluded.cpu_cores_max),
+        cpu_percent_sum = cpu_percent_sum + excluded.cpu_percent_sum,
+        cpu_percent_max = max(cpu_percent_max, excluded.cpu_percent_max),
+        memory_bytes_sum = memory_bytes_sum + excluded.memory_bytes_sum,
+        memory_bytes_max = max(memory_bytes_max, excluded.memory_bytes_max),
+        tasks_sum = tasks_sum + excluded.tasks_sum,
+        tasks_peak = max(tasks_peak, excluded.tasks_peak),
+        process_count_sum = process_count_sum + excluded.process_count_sum,
+        process_count_max = max(process_count_max, excluded.process_count_max),
+        -- Scalar max() of a NULL is NULL; a missing pressure reading must not hide a known one.
+        throttled_ratio_max = max(coalesce(throttled_ratio_max, excluded.throttled_ratio_max),
+                                  coalesce(excluded.throttled_ratio_max, throttled_ratio_max)),
+        cpu_pressure_max = max(coalesce(cpu_pressure_max, excluded.cpu_pressure_max),
+                               coalesce(excluded.cpu_pressure_max, cpu_pressure_max)),
+        memory_pressure_max = max(coalesce(memory_pressure_max, excluded.memory_pressure_max),
+                                  coalesce(excluded.memory_pressure_max, memory_pressure_max)),
+        oom_kills_sum = oom_kills_sum + excluded.oom_kills_sum,
+        last_id = CASE WHEN excluded.last_ts >= last_ts THEN excluded.last_id ELSE last_id END,
+        last_ts = max(last_ts, excluded.last_ts);
+END;
+
 CREATE TABLE autoscaler_history (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     timestamp DATETIME DEFAULT CURRENT_TIMESTAMP,

@@ -780,6 +780,73 @@ fn downsampling_a_day_of_seconds() {
 }
 
 #[test]
+fn the_minute_rollup_gives_the_same_buckets_as_the_samples() {
+    let (_dir, path) = temp_db();
+    let store = open(&path);
+    let u = default_unit();
+    store
+        .insert_metrics(&a_day_of_samples(&u))
+        .expect("insert a day");
+    let run = |sql: &str, step_s: i64| {
+        let conn = store.reader();
+        let mut stmt = conn.prepare(sql).expect("prepare");
+        let since = Millis(T0);
+        stmt.query_map(
+            rusqlite::params![u.as_str(), T0, T0 + 86_400_000, step_s * 1000],
+            |r| crate::metrics::bucket_from_row(since, step_s * 1000, r),
+        )
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .expect("query")
+    };
+    for step_s in [60, 300, 3600, 86_400] {
+        let exact = run(crate::metrics::DOWNSAMPLE, step_s);
+        let rolled = run(crate::metrics::DOWNSAMPLE_MINUTES, step_s);
+        assert_eq!(exact.len(), rolled.len(), "step {step_s}");
+        for (a, b) in exact.iter().zip(&rolled) {
+            let close = |x: f64, y: f64| (x - y).abs() <= 1e-6 * x.abs().max(1.0);
+            assert_eq!(
+                (a.start, a.samples, a.limits, a.oom_kills),
+                (b.start, b.samples, b.limits, b.oom_kills),
+                "step {step_s}"
+            );
+            assert_eq!(
+                (
+                    a.throttled_ratio_max,
+                    a.cpu_pressure_max,
+                    a.memory_pressure_max
+                ),
+                (
+                    b.throttled_ratio_max,
+                    b.cpu_pressure_max,
+                    b.memory_pressure_max
+                )
+            );
+            for (x, y) in [
+                (a.cpu_cores, b.cpu_cores),
+                (a.cpu_percent, b.cpu_percent),
+                (a.memory_bytes, b.memory_bytes),
+                (a.tasks, b.tasks),
+                (a.process_count, b.process_count),
+            ] {
+                assert!(
+                    close(x.avg, y.avg) && close(x.max, y.max),
+                    "step {step_s}: {x:?} vs {y:?}"
+                );
+            }
+        }
+    }
+    // Retention drops whole minutes only once all their samples are gone.
+    store.prune_metrics(Millis(T0 + 90_000)).expect("prune");
+    let first = store
+        .metrics_downsampled(&u, Millis(T0), Millis(T0 + 86_400_000), 60_000)
+        .expect("downsample");
+    assert_eq!(
+        (first[0].start, first[0].samples),
+        (Millis(T0 + 60_000), 60)
+    );
+}
+
+#[test]
 fn downsampling_reads_through_the_unit_time_index() {
     let (_dir, path) = temp_db();
     let store = open(&path);

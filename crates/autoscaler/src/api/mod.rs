@@ -13,6 +13,7 @@ mod prometheus;
 
 use std::net::SocketAddr;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -164,7 +165,16 @@ impl FromRequestParts<AppState> for Target {
         .await
         {
             Ok(Path(params)) => params.get("unit").cloned(),
-            Err(_) => None,
+            // Only a route without `{unit}` means the default unit; a segment that cannot be
+            // read (not UTF-8 once decoded) is a bad name, never the default unit.
+            Err(PathRejection::MissingPathParams(_)) => None,
+            Err(e) => {
+                return Err(ApiError::bad_request(
+                    format!("the unit in the path cannot be read: {}", e.body_text()),
+                    Some("unit"),
+                    Some("a systemd unit name such as autocoder-ui.service"),
+                ));
+            }
         };
         Ok(Target(state.engine.unit(name.as_deref())?))
     }

@@ -1,0 +1,788 @@
+//! End-to-end tests of issue 6 (phase 2 and 3): the fast path on a step load, no resize storm
+//! on a flapping one, an OOM kill answered by a memory bump, a predictive scale-up before the
+//! threshold on a ramping load, and two units scaled independently by one daemon.
+//!
+//! Each test starts its own [`Sandbox`] (a real systemd user manager) and a real `autoscaler`
+//! binary, loads units with small programs the test writes into the sandbox's HOME, and checks
+//! outcomes where they happen: systemd's properties, the v1 cgroup files, the daemon's history,
+//! status and prediction JSON, and the metric rows in its SQLite store. Every wait polls with a
+//! deadline; a failing wait names what it waited for and shows the daemon's log. These tests
+//! must not make the daemon pass: when one fails, the daemon (or the test's arithmetic) is wrong.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail, ensure};
+use autoscaler_core::{Millis, UnitName};
+use autoscaler_store::{HistoryRow, MetricRow, Store};
+use autoscaler_testkit::{Daemon, Http, Sandbox, busy_unit, wait_until};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_autoscaler");
+const GIB: u64 = 1 << 30;
+const MIB: u64 = 1 << 20;
+
+/// A daemon on a sandbox. Fields drop in order: the daemon gets SIGTERM before its manager
+/// goes away.
+struct Rig {
+    daemon: Daemon,
+    http: Http,
+    sb: Sandbox,
+    /// The managed units, the default (first) one first.
+    units: Vec<String>,
+}
+
+impl Rig {
+    /// Starts the daemon on `sb` managing `units` (written, and started or not, by the caller).
+    fn start(sb: Sandbox, units: &[&str]) -> anyhow::Result<Rig> {
+        let args: Vec<&str> = units.iter().flat_map(|u| ["--unit", u]).collect();
+        let daemon = Daemon::start(Path::new(BIN), &sb, &args)?;
+        let http = daemon.http();
+        Ok(Rig {
+            daemon,
+            http,
+            sb,
+            units: units.iter().map(|u| u.to_string()).collect(),
+        })
+    }
+
+    fn put_config(&self, unit: &str, config: &Value) -> anyhow::Result<Value> {
+        let path = api(unit, "/config");
+        let r = self.http.put(&path, &config.to_string())?;
+        ensure!(
+            r.status == 200,
+            "PUT {path} {config} answered {}: {}",
+            r.status,
+            r.text
+        );
+        Ok(r.json)
+    }
+
+    /// History rows of one unit through the API, newest first.
+    fn history(&self, unit: &str) -> anyhow::Result<Vec<Value>> {
+        match self.http.get_ok(&api(unit, "/history?limit=100"))? {
+            Value::Array(rows) => Ok(rows),
+            other => bail!("history of {unit} is not an array: {other}"),
+        }
+    }
+
+    /// The daemon's store, opened beside it (SQLite allows it), for timestamps in ms and the
+    /// metric rows the API does not list.
+    fn store(&self) -> anyhow::Result<Store> {
+        Store::open(&self.daemon.db, &UnitName::parse(&self.units[0])?)
+    }
+
+    /// Polls `f` until it returns `Some`, failing with the daemon's log.
+    fn wait<T>(
+        &self,
+        secs: u64,
+        what: &str,
+        f: impl FnMut() -> anyhow::Result<Option<T>>,
+    ) -> anyhow::Result<T> {
+        wait_until(Duration::from_secs(secs), what, f)
+            .with_context(|| format!("daemon log:\n{}", tail(&self.daemon.log_text(), 40)))
+    }
+
+    /// Waits until the daemon has checked `unit` `n` more times (a new metrics timestamp
+    /// each), and returns the last metrics.
+    fn wait_checks(&self, unit: &str, n: usize) -> anyhow::Result<Value> {
+        let mut seen: Vec<String> = Vec::new();
+        let mut last = Value::Null;
+        self.wait(
+            10 + 3 * n as u64,
+            &format!("{n} new checks of {unit}"),
+            || {
+                let m = self.http.get(&api(unit, "/metrics"))?;
+                if m.status != 200 {
+                    return Ok(None);
+                }
+                let ts = m.json["timestamp"].as_str().unwrap_or_default().to_string();
+                if seen.last() != Some(&ts) {
+                    seen.push(ts);
+                }
+                last = m.json;
+                // The first timestamp seen is a check from before the call.
+                Ok((seen.len() > n).then_some(()))
+            },
+        )?;
+        Ok(last)
+    }
+
+    /// `CPUQuotaPerSecUSec` as systemd shows it, in percent of one core; `None` is infinity.
+    fn cpu_quota(&self, unit: &str) -> anyhow::Result<Option<u32>> {
+        let shown = self.sb.show(unit, "CPUQuotaPerSecUSec")?;
+        let usec = parse_timespan(&shown)
+            .with_context(|| format!("CPUQuotaPerSecUSec of {unit} is {shown:?}"))?;
+        Ok(usec.map(|u| u32::try_from((u + 5_000) / 10_000).unwrap_or(u32::MAX)))
+    }
+
+    /// `MemoryMax` in bytes as systemd shows it; `None` is infinity.
+    fn memory_max(&self, unit: &str) -> anyhow::Result<Option<u64>> {
+        let shown = self.sb.show(unit, "MemoryMax")?;
+        if shown == "infinity" {
+            return Ok(None);
+        }
+        Ok(Some(shown.parse().with_context(|| {
+            format!("MemoryMax of {unit} is {shown:?}")
+        })?))
+    }
+
+    /// The `oom_kill` count of the unit's v1 memory cgroup.
+    fn oom_kills(&self, unit: &str) -> anyhow::Result<u64> {
+        let path = self
+            .sb
+            .cgroup_dir("memory", unit)
+            .join("memory.oom_control");
+        let text = fs::read_to_string(&path).with_context(|| format!("reading {path:?}"))?;
+        let n = text
+            .lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .with_context(|| format!("{} has no oom_kill line: {text:?}", path.display()))?;
+        Ok(n.trim().parse()?)
+    }
+}
+
+/// `/api/autoscaler/units/{unit}{tail}`: every test addresses its unit by name.
+fn api(unit: &str, tail: &str) -> String {
+    format!("/api/autoscaler/units/{unit}{tail}")
+}
+
+/// The config the tests start from: a 1 s loop, reserves and minimums a 2-core, 24 GiB host
+/// can satisfy, and no scale-down (an idle unit shrinking before the load would move the
+/// starting quota and start a cooldown). The pressure triggers keep their defaults (throttled
+/// in > 20% of periods, memory pressure > 10%) unless a test says why not.
+fn base_config(changes: Value) -> Value {
+    let mut c = json!({
+        "check_interval_seconds": 1,
+        "consecutive_scale_up_checks": 2,
+        "consecutive_scale_down_checks": 1000,
+        "scale_cooldown_seconds": 3,
+        "system_cpu_cores": 0,
+        "min_cpu_quota": 20,
+        "max_cpu_quota": 200,
+        "min_step_cpu_quota": 50,
+        "min_memory_max": 1,
+        "min_step_memory_gb": 1,
+        "min_tasks_max": 50,
+        "min_step_tasks": 50,
+    });
+    if let (Some(base), Value::Object(more)) = (c.as_object_mut(), changes) {
+        base.extend(more);
+    }
+    c
+}
+
+/// A service running `/bin/sh SCRIPT`, the script written into the sandbox's HOME (no systemd
+/// `$` escaping to get wrong), with the given limits.
+fn script_unit(sb: &Sandbox, name: &str, script: &str, limits: &str) -> anyhow::Result<PathBuf> {
+    let path = sb.home().join(format!("{name}.sh"));
+    fs::write(&path, script).with_context(|| format!("writing {}", path.display()))?;
+    let text = format!(
+        "[Unit]\nDescription=autoscaler test: {name}\nStartLimitIntervalSec=0\n\n\
+         [Service]\nExecStart=/bin/sh {}\n{limits}",
+        path.display()
+    );
+    sb.write_unit(name, &text)
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A systemd time span as `systemctl show` prints it ("500ms", "1s", "1.500s", "1s 500ms",
+/// "infinity") in microseconds; `Ok(None)` for infinity.
+fn parse_timespan(s: &str) -> anyhow::Result<Option<u64>> {
+    if s == "infinity" {
+        return Ok(None);
+    }
+    ensure!(!s.trim().is_empty(), "empty time span");
+    let mut total = 0.0;
+    for part in s.split_whitespace() {
+        let split = part
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .with_context(|| format!("{part:?} has no unit"))?;
+        let (num, unit) = part.split_at(split);
+        let n: f64 = num.parse().with_context(|| format!("{num:?} in {s:?}"))?;
+        let scale = match unit {
+            "us" | "µs" => 1.0,
+            "ms" => 1e3,
+            "s" => 1e6,
+            "min" => 60e6,
+            other => bail!("unknown unit {other:?} in {s:?}"),
+        };
+        total += n * scale;
+    }
+    Ok(Some(total.round() as u64))
+}
+
+fn epoch_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v[k].as_str().unwrap_or_default()
+}
+
+#[test]
+fn timespans_parse_as_systemctl_prints_them() {
+    fn check(input: &str, want: Option<Option<u64>>) {
+        assert_eq!(parse_timespan(input).ok(), want, "{input:?}");
+    }
+    check("300ms", Some(Some(300_000)));
+    check("1s", Some(Some(1_000_000)));
+    check("1s 500ms", Some(Some(1_500_000)));
+    check("infinity", Some(None));
+    check("", None);
+    check("5 parsecs", None);
+}
+
+/// Issue 6, "a fast path": at a 1 s interval and 2 consecutive checks, a unit at
+/// CPUQuota=30% that goes from idle to two busy loops at a known instant (its own process
+/// starts them when the test creates a marker file; the unit is not restarted) gets a higher
+/// CPUQuota in systemd within 5 s.
+#[test]
+fn a_step_load_raises_cpu_quota_within_5_seconds() -> anyhow::Result<()> {
+    let unit = "step.service";
+    let sb = Sandbox::start()?;
+    let marker = sb.home().join("step-now");
+    let script = format!(
+        "while [ ! -e {} ]; do sleep 0.05; done\nyes >/dev/null &\nyes >/dev/null &\nwait\n",
+        marker.display()
+    );
+    script_unit(
+        &sb,
+        unit,
+        &script,
+        "CPUQuota=30%\nMemoryMax=1G\nTasksMax=200\n",
+    )?;
+    sb.start_unit(unit)?;
+    let r = Rig::start(sb, &[unit])?;
+    r.put_config(unit, &base_config(json!({})))?;
+    // The daemon watches the idle unit at the 1 s interval before the step.
+    let idle = r.wait_checks(unit, 2)?;
+    assert!(idle["cpu_percent"].as_f64() < Some(20.0), "{idle}");
+    let pid = r.sb.main_pid(unit)?;
+    assert_eq!(r.cpu_quota(unit)?, Some(30));
+
+    fs::write(&marker, b"").context("creating the step marker")?;
+    let step = Instant::now();
+    let raised = r.wait(20, "CPUQuota to be raised above 30%", || {
+        Ok(r.cpu_quota(unit)?.filter(|q| *q > 30))
+    })?;
+    let secs = step.elapsed().as_secs_f64();
+    eprintln!("e2e: fast path: step to raised CPUQuota ({raised}%) in systemd: {secs:.2} s");
+    assert!(secs <= 5.0, "the fast path took {secs:.2} s (> 5 s)");
+    // 30% grows by max(x1.5, +50 points) = 80%, inside 20..=200.
+    assert_eq!(raised, 80);
+    assert_eq!(r.sb.main_pid(unit)?, pid, "the unit was restarted");
+
+    let rows = r.history(unit)?;
+    let row = rows.last().context("no history row")?;
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(s(row, "action"), "scale_up", "{row}");
+    // Usage over 85% or throttling over 20% of periods, whichever the check saw first.
+    assert!(
+        ["threshold", "pressure"].contains(&s(row, "trigger_type")),
+        "{row}"
+    );
+    assert_eq!(s(row, "status"), "success", "{row}");
+    assert!(s(row, "reason").contains("CPU 30%->80%"), "{row}");
+    assert_eq!(row["old_limits"]["cpu_quota"], 30, "{row}");
+    assert_eq!(row["new_limits"]["cpu_quota"], 80, "{row}");
+    Ok(())
+}
+
+/// Issue 6, "no resize storm": a load that is on for 1 s and off for 1.3 s, faster than a
+/// streak of 3 checks, watched for 20 s with a 10 s cooldown: at most one resize per cooldown
+/// window in the history and in systemd, whatever the triggers make of it.
+#[test]
+fn a_flapping_load_causes_no_resize_storm() -> anyhow::Result<()> {
+    let unit = "flap.service";
+    let (cooldown, observe) = (10u64, 20u64);
+    let sb = Sandbox::start()?;
+    let script = "while :; do\n  yes >/dev/null & a=$!\n  yes >/dev/null & b=$!\n  sleep 1\n  \
+                  kill $a $b\n  wait\n  sleep 1.3\ndone\n";
+    script_unit(
+        &sb,
+        unit,
+        script,
+        "CPUQuota=30%\nMemoryMax=1G\nTasksMax=200\n",
+    )?;
+    sb.start_unit(unit)?;
+    let r = Rig::start(sb, &[unit])?;
+    r.put_config(
+        unit,
+        &base_config(json!({
+            "consecutive_scale_up_checks": 3,
+            "scale_cooldown_seconds": cooldown,
+        })),
+    )?;
+    r.wait_checks(unit, 1)?;
+    let start = Millis((epoch_secs() * 1000.0) as i64);
+    let began = Instant::now();
+
+    // Watch systemd's quota for the whole window; every change is a resize systemd saw.
+    let mut quotas: Vec<Option<u32>> = vec![r.cpu_quota(unit)?];
+    r.wait(observe + 15, "the observation window to end", || {
+        let q = r.cpu_quota(unit)?;
+        if quotas.last() != Some(&q) {
+            quotas.push(q);
+        }
+        Ok((began.elapsed() >= Duration::from_secs(observe)).then_some(()))
+    })?;
+    let end = Millis((epoch_secs() * 1000.0) as i64);
+    let secs = began.elapsed().as_secs_f64();
+    let allowed = (secs / cooldown as f64).ceil() as usize;
+
+    let store = r.store()?;
+    let name = UnitName::parse(unit)?;
+    let rows: Vec<HistoryRow> = store
+        .history(&name, 100)?
+        .into_iter()
+        .filter(|h| h.at >= start && h.at <= end)
+        .collect();
+    let metrics = store.metrics_since(&name, start, end)?;
+    let percents: Vec<f64> = metrics.iter().map(|m| m.cpu_percent).collect();
+    let why: Vec<String> = rows
+        .iter()
+        .map(|h| format!("{}: {}", h.trigger_type, h.reason))
+        .collect();
+    eprintln!(
+        "e2e: flapping load over {secs:.1} s: {} resize(s) in the history {why:?}, quotas \
+         seen in systemd {quotas:?}, cpu_percent per check {percents:.0?}",
+        rows.len()
+    );
+    // The daemon was watching, and it saw the load flap.
+    ensure!(
+        metrics.len() as f64 >= secs * 0.6,
+        "only {} checks in {secs:.1} s",
+        metrics.len()
+    );
+    let (lo, hi) = percents
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), p| (l.min(*p), h.max(*p)));
+    assert!(
+        lo < 40.0 && hi > 60.0,
+        "the load did not flap: {percents:?}"
+    );
+
+    assert!(
+        rows.len() <= allowed,
+        "{} resizes in {secs:.1} s with a {cooldown} s cooldown: {rows:#?}",
+        rows.len()
+    );
+    for pair in rows.windows(2) {
+        let gap = pair[0].at.secs_since(pair[1].at);
+        assert!(
+            gap >= cooldown as f64,
+            "two resizes {gap:.1} s apart (cooldown {cooldown} s): {pair:#?}"
+        );
+    }
+    assert!(
+        quotas.len() - 1 <= allowed,
+        "systemd's CPUQuota changed {} times in {secs:.1} s: {quotas:?}",
+        quotas.len() - 1
+    );
+    Ok(())
+}
+
+/// Issue 6, "an OOM kill followed by a memory bump": in a unit at MemoryMax=512M, a child
+/// process allocating 640 MiB at once is OOM-killed (the main shell lives on and retries);
+/// the daemon sees the new kill in `memory.oom_control` and raises MemoryMax at once to
+/// max(old + 256 MiB, old x oom_bump_factor) rounded up to a whole GiB, within the bounds;
+/// then the allocation fits.
+#[test]
+fn an_oom_kill_bumps_memory_max_at_once() -> anyhow::Result<()> {
+    let unit = "oom.service";
+    let sb = Sandbox::start()?;
+    let fitted = sb.home().join("allocation-fitted");
+    // `$x x= N` grows the string in place: the peak is N MiB, not twice that.
+    let script = format!(
+        "until perl -e 'my $x = \"x\"; $x x= 640 * 1048576;'; do sleep 0.5; done\n\
+         touch {}\nexec sleep infinity\n",
+        fitted.display()
+    );
+    script_unit(&sb, unit, &script, "MemoryMax=512M\nTasksMax=200\n")?;
+    let r = Rig::start(sb, &[unit])?;
+    // Five checks for a plain scale-up: an allocation that dies within a second cannot make
+    // one, so only the OOM path acts. Memory pressure off for the same reason.
+    let config = r.put_config(
+        unit,
+        &base_config(json!({
+            "consecutive_scale_up_checks": 5,
+            "scale_up_memory_pressure_percent": 0,
+        })),
+    )?;
+    let factor = config["oom_bump_factor"]
+        .as_f64()
+        .context("oom_bump_factor in the config")?;
+    // The daemon is watching (the unit not yet started) before the first allocation.
+    r.wait(10, "the daemon to report the unit not running", || {
+        let st = r.http.get_ok(&api(unit, "/status"))?;
+        Ok((st["unit_available"] == false).then_some(()))
+    })?;
+    r.sb.start_unit(unit)?;
+    let pid = r.sb.main_pid(unit)?;
+    let old = 512 * MIB;
+    assert_eq!(r.memory_max(unit)?, Some(old));
+
+    let raised = r.wait(30, "MemoryMax to be raised above 512M", || {
+        Ok(r.memory_max(unit)?.filter(|m| *m > old))
+    })?;
+    let kills = r.oom_kills(unit)?;
+    assert!(kills >= 1, "memory.oom_control says {kills} OOM kills");
+
+    let status = r.http.get_ok(&api(unit, "/status"))?;
+    let bound = |i: usize| {
+        status["bounds"]["memory_max"][i]
+            .as_f64()
+            .map(|g| g * GIB as f64)
+    };
+    let (lo, hi) = (
+        bound(0).context("bounds.memory_max")?,
+        bound(1).context("bounds.memory_max")?,
+    );
+    let bumped = (old as f64 * factor).max((old + 256 * MIB) as f64);
+    let want = ((bumped / GIB as f64).ceil() * GIB as f64).clamp(lo, hi) as u64;
+    assert_eq!(raised, want, "MemoryMax after the OOM kill");
+    assert_eq!(raised, GIB, "512 MiB bumps to 1 GiB here");
+
+    let rows = r.history(unit)?;
+    let first = rows.last().context("no history row")?;
+    assert_eq!(s(first, "action"), "scale_up", "{first}");
+    assert_eq!(s(first, "trigger_type"), "oom", "{first}");
+    assert_eq!(s(first, "status"), "success", "{first}");
+    assert!(s(first, "reason").contains("OOM kill"), "{first}");
+    assert!(s(first, "reason").contains("Memory 0.5GB->1GB"), "{first}");
+    assert_eq!(first["old_limits"]["memory_max"], 0.5, "{first}");
+    assert_eq!(first["new_limits"]["memory_max"], 1, "{first}");
+    assert_eq!(
+        first["old_limits"]["cpu_quota"],
+        first["new_limits"]["cpu_quota"]
+    );
+
+    // The next attempt fits in the new limit, in the same unit.
+    r.wait(30, "the 640 MiB allocation to fit after the bump", || {
+        Ok(fitted.exists().then_some(()))
+    })?;
+    assert_eq!(r.sb.main_pid(unit)?, pid, "the unit was restarted");
+    assert_eq!(r.memory_max(unit)?, Some(GIB), "{:#?}", r.history(unit)?);
+    Ok(())
+}
+
+/// The seeded ramp: cores at epoch second `t`, from `RAMP_START` cores 10 minutes before the
+/// test, rising `RAMP_PER_MIN` a minute; the unit's program follows the same line live.
+const RAMP_START: f64 = 0.10;
+const RAMP_PER_MIN: f64 = 0.015;
+const RAMP_SEED_SECS: f64 = 600.0;
+const RAMP_SEED_EVERY: f64 = 5.0;
+
+/// A duty-cycled busy loop whose share of one core follows the ramp: in each 50 ms it burns
+/// share x 50 ms of its own CPU time (counted by the kernel, so a busy host stretches the burst
+/// rather than shrinking it), then sleeps for what is left. Under the 50% quota (50 ms per
+/// 100 ms period) it is not throttled.
+const RAMP_PL: &str = r#"use strict;
+use Time::HiRes qw(time sleep clock_gettime CLOCK_PROCESS_CPUTIME_ID);
+my ($t0, $c0, $per_sec) = @ARGV;
+my $period = 0.05;
+while (1) {
+    my $start = time;
+    my $share = $c0 + $per_sec * ($start - $t0);
+    $share = 0.95 if $share > 0.95;
+    my $until = clock_gettime(CLOCK_PROCESS_CPUTIME_ID) + $share * $period;
+    1 while clock_gettime(CLOCK_PROCESS_CPUTIME_ID) < $until;
+    my $left = $start + $period - time;
+    sleep($left) if $left > 0;
+}
+"#;
+
+/// Issue 6, "predictive scale-up before the threshold is crossed on a ramping load": the
+/// store holds 10 minutes of a CPU ramp (0.10 -> 0.25 cores under a 50% quota) before the
+/// daemon starts; the unit continues the ramp live at about 50% of its quota, far under the 85%
+/// threshold. Without `predictive` nothing happens though the prediction shows the
+/// increasing trend and a forecast crossing the threshold; with it, the daemon scales up with
+/// `trigger_type: "predictive"` while every measured check of the streak is under 85%.
+#[test]
+fn a_ramp_is_scaled_up_by_its_forecast_before_the_threshold() -> anyhow::Result<()> {
+    let unit = "ramp.service";
+    let threshold = 85.0;
+    let sb = Sandbox::start()?;
+    let t0 = epoch_secs() - RAMP_SEED_SECS;
+    let program = sb.home().join("ramp.pl");
+    fs::write(&program, RAMP_PL).context("writing ramp.pl")?;
+    sb.write_unit(
+        unit,
+        &format!(
+            "[Unit]\nDescription=autoscaler test: CPU ramp\nStartLimitIntervalSec=0\n\n\
+             [Service]\nExecStart=/usr/bin/perl {} {t0:.3} {RAMP_START} {}\n\
+             CPUQuota=50%\nMemoryMax=1G\nTasksMax=200\n",
+            program.display(),
+            RAMP_PER_MIN / 60.0
+        ),
+    )?;
+    // The config goes in while the unit is not running (no metric is stored), then the store
+    // is seeded with the daemon stopped, since it reads the last hour only at start.
+    let mut r = Rig::start(sb, &[unit])?;
+    r.put_config(
+        unit,
+        &base_config(json!({
+            "predictive": false,
+            "scale_up_cpu_percent": threshold as u32,
+            // Kernel-timed triggers off: the trigger type must come from the forecast alone.
+            "scale_up_throttled_percent": 0,
+            "scale_up_cpu_pressure_percent": 0,
+            "scale_up_memory_pressure_percent": 0,
+        })),
+    )?;
+    r.daemon.stop()?;
+    let name = UnitName::parse(unit)?;
+    let seeded = (RAMP_SEED_SECS / RAMP_SEED_EVERY) as usize;
+    {
+        let store = r.store()?;
+        let rows: Vec<MetricRow> = (0..seeded)
+            .map(|k| {
+                let t = t0 + k as f64 * RAMP_SEED_EVERY;
+                // A little deterministic noise, so the intervals have a width to show.
+                let wiggle = if k % 2 == 0 { 0.01 } else { -0.01 };
+                let cores = RAMP_START + RAMP_PER_MIN * (t - t0) / 60.0 + wiggle;
+                MetricRow {
+                    unit: name.clone(),
+                    at: Millis((t * 1000.0) as i64),
+                    cpu_percent: cores * 100.0 / 0.5,
+                    cpu_cores: cores,
+                    memory_bytes: 4 * MIB,
+                    tasks: 1,
+                    process_count: 1,
+                    agent_count: 0,
+                    testing_agent_count: 0,
+                    api_quota_remaining: None,
+                    features_pending: None,
+                    cpu_quota: Some(50),
+                    memory_max: Some(GIB),
+                    tasks_max: Some(200),
+                    throttled_ratio: Some(0.0),
+                    cpu_pressure: None,
+                    memory_pressure: None,
+                    oom_kills: 0,
+                }
+            })
+            .collect();
+        store.insert_metrics(&rows)?;
+    }
+    r.sb.start_unit(unit)?;
+    r.daemon.restart()?;
+    r.http = r.daemon.http();
+
+    // Without the predictive mode: live checks on top of the seeded ramp, and no action.
+    let live = 6;
+    let p = r.wait(30, "live checks on top of the seeded history", || {
+        let resp = r.http.get(&api(unit, "/prediction"))?;
+        let n = resp.json["samples"].as_u64().unwrap_or(0) as usize;
+        Ok((resp.status == 200 && n >= seeded + live).then_some(resp.json))
+    })?;
+    let cpu = &p["series"]["cpu_cores"];
+    eprintln!("e2e: predictive off: cpu_cores prediction {cpu}");
+    assert_eq!(p["predictive"], false, "{p}");
+    assert_eq!(cpu["trend"], "increasing", "{p}");
+    let points = cpu["forecast"].as_array().context("cpu_cores forecast")?;
+    let horizons: Vec<i64> = points
+        .iter()
+        .filter_map(|f| f["horizon_minutes"].as_i64())
+        .collect();
+    assert_eq!(horizons, [5, 15, 30], "{cpu}");
+    for f in points {
+        let v = |k: &str| f[k].as_f64().with_context(|| format!("{k} of {f}"));
+        let (value, lower, upper) = (v("value")?, v("lower")?, v("upper")?);
+        assert!(lower <= value && value <= upper && lower < upper, "{f}");
+    }
+    let upper_30 = points[2]["upper"].as_f64().unwrap_or(0.0);
+    assert!(
+        upper_30 > 0.5 * threshold / 100.0,
+        "the 30-min upper bound {upper_30} does not cross 85% of 0.5 cores: {cpu}"
+    );
+    assert_eq!(
+        r.history(unit)?,
+        Vec::<Value>::new(),
+        "acted without predictive"
+    );
+    assert_eq!(r.cpu_quota(unit)?, Some(50));
+    let status = r.http.get_ok(&api(unit, "/status"))?;
+    assert!(
+        s(&status, "last_decision").starts_with("within thresholds"),
+        "{status}"
+    );
+
+    // With it: a scale-up whose only evidence is the forecast.
+    let on = Instant::now();
+    r.put_config(unit, &json!({ "predictive": true }))?;
+    let row = r.wait(20, "a predictive scale-up", || Ok(r.history(unit)?.pop()))?;
+    eprintln!(
+        "e2e: predictive on to scale-up: {:.2} s; {}",
+        on.elapsed().as_secs_f64(),
+        s(&row, "reason")
+    );
+    assert_eq!(s(&row, "action"), "scale_up", "{row}");
+    assert_eq!(s(&row, "trigger_type"), "predictive", "{row}");
+    assert_eq!(s(&row, "status"), "success", "{row}");
+    assert!(s(&row, "reason").contains("CPU forecast to reach"), "{row}");
+    assert!(s(&row, "reason").contains("CPU 50%->100%"), "{row}");
+    assert_eq!(r.cpu_quota(unit)?, Some(100));
+
+    // The checks of the streak measured the unit under the threshold.
+    let store = r.store()?;
+    let action = store
+        .last_action(&name)?
+        .context("the store has no action")?;
+    let streak =
+        store.metrics_since(&name, Millis(action.at.0 - 1_500), Millis(action.at.0 + 1))?;
+    let percents: Vec<f64> = streak.iter().map(|m| m.cpu_percent).collect();
+    eprintln!("e2e: measured cpu_percent of the streak's checks: {percents:.1?}");
+    assert!(
+        streak.iter().any(|m| m.at == action.at),
+        "no metric row of the acting check: {streak:#?}"
+    );
+    assert!(
+        percents.iter().all(|p| *p < threshold),
+        "a check of the streak was over {threshold}%: {percents:?}"
+    );
+    Ok(())
+}
+
+/// Issue 6, "two units scaled independently at once": one daemon manages a busy and an idle
+/// unit, each with its own config; the busy one's quota rises, the idle one's stays; the
+/// units list, each unit's history, the spec's default paths and bad unit names behave.
+#[test]
+fn two_units_are_scaled_independently() -> anyhow::Result<()> {
+    let (busy, idle) = ("busy.service", "idle.service");
+    let sb = Sandbox::start()?;
+    let limits = "CPUQuota=50%\nMemoryMax=1G\nTasksMax=200\n";
+    sb.write_unit(busy, &format!("{}{limits}", busy_unit(2)))?;
+    sb.write_unit(
+        idle,
+        &format!(
+            "[Unit]\nDescription=autoscaler test: idle\n\n[Service]\n\
+             ExecStart=/bin/sleep infinity\n{limits}"
+        ),
+    )?;
+    sb.start_unit(busy)?;
+    sb.start_unit(idle)?;
+    let r = Rig::start(sb, &[busy, idle])?;
+    r.put_config(busy, &base_config(json!({})))?;
+    r.put_config(idle, &base_config(json!({ "scale_up_cpu_percent": 70 })))?;
+    assert_eq!(
+        r.http.get_ok(&api(busy, "/config"))?["scale_up_cpu_percent"],
+        85
+    );
+    assert_eq!(
+        r.http.get_ok(&api(idle, "/config"))?["scale_up_cpu_percent"],
+        70
+    );
+
+    let raised = r.wait(30, "the busy unit's CPUQuota to rise", || {
+        Ok(r.cpu_quota(busy)?.filter(|q| *q > 50))
+    })?;
+    assert_eq!(raised, 100);
+    // The idle unit is checked on as often; its quota and history stay as they were.
+    let m = r.wait_checks(idle, 3)?;
+    assert!(m["cpu_percent"].as_f64() < Some(10.0), "{m}");
+    assert_eq!(r.cpu_quota(idle)?, Some(50));
+    assert_eq!(r.history(idle)?, Vec::<Value>::new());
+    let rows = r.history(busy)?;
+    assert!(!rows.is_empty());
+    for row in &rows {
+        assert_eq!(s(row, "unit"), busy, "{row}");
+    }
+    assert_eq!(
+        rows.last().map(|h| h["new_limits"]["cpu_quota"].clone()),
+        Some(json!(100))
+    );
+
+    // The units list: both, the default first, each with its own limits.
+    let units = r.http.get_ok("/api/autoscaler/units")?;
+    let listed: Vec<(&str, Value)> = units
+        .as_array()
+        .context("units is not an array")?
+        .iter()
+        .map(|u| (s(u, "unit"), u["current_limits"]["cpu_quota"].clone()))
+        .collect();
+    assert_eq!(listed, [(busy, json!(100)), (idle, json!(50))], "{units}");
+    // The spec's paths address the default (first) unit.
+    assert_eq!(s(&r.http.get_ok("/api/autoscaler/status")?, "unit"), busy);
+    assert_eq!(
+        r.http.get_ok("/api/autoscaler/history?limit=100")?,
+        Value::Array(rows)
+    );
+
+    // Unit names in the path: systemd's rules or 400; valid but not managed: 404.
+    let check = |name: &str, want: u16| -> anyhow::Result<()> {
+        for path in [api(name, "/status"), api(name, "/history")] {
+            let resp = r.http.get(&path)?;
+            assert_eq!(resp.status, want, "GET {path}: {}", resp.text);
+            assert!(
+                !s(&resp.json, "error").is_empty(),
+                "GET {path}: {}",
+                resp.text
+            );
+            if want == 404 {
+                assert_eq!(
+                    resp.json["managed_units"],
+                    json!([busy, idle]),
+                    "{}",
+                    resp.text
+                );
+            }
+        }
+        let path = api(name, "/config");
+        let resp = r.http.put(&path, r#"{"scale_up_cpu_percent": 90}"#)?;
+        assert_eq!(resp.status, want, "PUT {path}: {}", resp.text);
+        Ok(())
+    };
+    check("a%20b.service", 400)?;
+    check("..%2Fx.service", 400)?;
+    check("x.txt", 400)?;
+    check("other.service", 404)?;
+    // Nothing above changed either unit's config.
+    assert_eq!(
+        r.http.get_ok(&api(busy, "/config"))?["scale_up_cpu_percent"],
+        85
+    );
+    Ok(())
+}
+
+/// Issue 6, "unit names follow systemd's naming rules; anything else is rejected": a unit
+/// segment that does not percent-decode to UTF-8 is a bad name too. It must not fall back to
+/// the default unit: a GET would show the wrong unit, a PUT would change its config.
+#[test]
+fn a_unit_segment_that_is_not_utf8_is_rejected_not_defaulted() -> anyhow::Result<()> {
+    let unit = "default.service";
+    let sb = Sandbox::start()?;
+    let r = Rig::start(sb, &[unit])?;
+    let before = r.http.get_ok(&api(unit, "/config"))?;
+    let mut got = Vec::new();
+    for (method, tail, body) in [
+        ("GET", "/status", None),
+        ("GET", "/history", None),
+        ("PUT", "/config", Some(r#"{"scale_up_cpu_percent": 90}"#)),
+    ] {
+        let resp = r.http.call(method, &api("%FF.service", tail), body)?;
+        got.push((method, tail, resp.status));
+    }
+    assert_eq!(
+        r.http.get_ok(&api(unit, "/config"))?,
+        before,
+        "a PUT to /units/%FF.service/config changed the default unit's config ({got:?})"
+    );
+    assert_eq!(
+        got,
+        [
+            ("GET", "/status", 400),
+            ("GET", "/history", 400),
+            ("PUT", "/config", 400)
+        ]
+    );
+    Ok(())
+}
