@@ -32,7 +32,6 @@ struct Rig {
 /// managing `unit` with `extra` flags, and puts `config` in force.
 fn rig(unit: &str, text: Option<&str>, extra: &[&str], config: Value) -> anyhow::Result<Rig> {
     let sb = Sandbox::start()?;
-    favour_cpu(&sb)?;
     if let Some(text) = text {
         sb.write_unit(unit, text)?;
     }
@@ -43,18 +42,6 @@ fn rig(unit: &str, text: Option<&str>, extra: &[&str], config: Value) -> anyhow:
     let rig = Rig { daemon, http, sb };
     rig.put_config(&config)?;
     Ok(rig)
-}
-
-/// Gives the sandbox's own v1 `cpu` cgroup (made by the harness for this test) a large
-/// `cpu.shares`. On this hybrid host everything else runs in the root cgroup, where each task
-/// weighs as much as the whole sandbox: with a busy neighbour (a build: load 10 on 2 cores)
-/// the units got a fifth of a core and never used their 50% quota, so the scenario "a unit
-/// held back by its quota" did not happen at all. The units' quotas still cap what they take.
-fn favour_cpu(sb: &Sandbox) -> anyhow::Result<()> {
-    let shares = Path::new("/sys/fs/cgroup/cpu")
-        .join(sb.name())
-        .join("cpu.shares");
-    fs::write(&shares, "65536").with_context(|| format!("writing {}", shares.display()))
 }
 
 /// The config every test starts from: a 1 s loop, reserves and minimums a 2-core, 24 GiB host

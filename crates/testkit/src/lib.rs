@@ -146,6 +146,15 @@ impl Sandbox {
             _in_process: in_process,
         };
         sb.wait_ready()?;
+        // On this hybrid host everything else runs in the root v1 `cpu` cgroup, where each
+        // task weighs as much as the whole sandbox: with a busy neighbour (a build, load 10 on
+        // 2 cores) the sandbox's units got a fifth of a core and never reached their quota.
+        // Large shares for the sandbox's own cgroup; the units' quotas still cap what they use.
+        let shares = Path::new(CGROUP_ROOT)
+            .join("cpu")
+            .join(&sb.name)
+            .join("cpu.shares");
+        fs::write(&shares, "65536").with_context(|| format!("writing {}", shares.display()))?;
         Ok(sb)
     }
 
