@@ -13,7 +13,13 @@ use autoscaler_sim::{Machine, PolicySpec, Setup, read_dir, replay};
 
 fn main() -> anyhow::Result<()> {
     let dir = std::env::var_os("AUTOSCALER_TRACES").map_or_else(
-        || PathBuf::from("/work/shared/traces/gcd-vms"),
+        // The shared traces sit beside the repository (../shared/traces), as on CI.
+        || {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../../shared/traces/gcd-vms"
+            ))
+        },
         PathBuf::from,
     );
     let setup = Setup::new(Machine::default());
