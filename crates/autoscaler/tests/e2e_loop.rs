@@ -112,25 +112,6 @@ impl Rig {
             .with_context(|| format!("daemon log:\n{}", tail(&self.daemon.log_text(), 40)))
     }
 
-    /// `CPUQuotaPerSecUSec` as systemd shows it, in percent of one core; `None` is infinity.
-    fn cpu_quota(&self, unit: &str) -> anyhow::Result<Option<u32>> {
-        let shown = self.sb.show(unit, "CPUQuotaPerSecUSec")?;
-        let usec = parse_timespan(&shown)
-            .with_context(|| format!("CPUQuotaPerSecUSec of {unit} is {shown:?}"))?;
-        Ok(usec.map(|u| u32::try_from((u + 5_000) / 10_000).unwrap_or(u32::MAX)))
-    }
-
-    /// `MemoryMax` in bytes as systemd shows it; `None` is infinity.
-    fn memory_max(&self, unit: &str) -> anyhow::Result<Option<u64>> {
-        let shown = self.sb.show(unit, "MemoryMax")?;
-        if shown == "infinity" {
-            return Ok(None);
-        }
-        Ok(Some(shown.parse().with_context(|| {
-            format!("MemoryMax of {unit} is {shown:?}")
-        })?))
-    }
-
     /// The CFS quota the kernel enforces, from the v1 `cpu` hierarchy, in percent of one core.
     fn cfs_quota(&self, unit: &str) -> anyhow::Result<Option<u32>> {
         let dir = self.sb.cgroup_dir("cpu", unit);
@@ -165,32 +146,6 @@ fn read(path: &Path) -> anyhow::Result<String> {
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// A systemd time span as `systemctl show` prints it ("500ms", "1s", "1.500s", "1s 500ms",
-/// "infinity") in microseconds; `Ok(None)` for infinity.
-fn parse_timespan(s: &str) -> anyhow::Result<Option<u64>> {
-    if s == "infinity" {
-        return Ok(None);
-    }
-    let mut total = 0.0;
-    for part in s.split_whitespace() {
-        let split = part
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .with_context(|| format!("{part:?} has no unit"))?;
-        let (num, unit) = part.split_at(split);
-        let n: f64 = num.parse().with_context(|| format!("{num:?} in {s:?}"))?;
-        let scale = match unit {
-            "us" | "µs" => 1.0,
-            "ms" => 1e3,
-            "s" => 1e6,
-            "min" => 60e6,
-            other => bail!("unknown unit {other:?} in {s:?}"),
-        };
-        total += n * scale;
-    }
-    ensure!(!s.trim().is_empty(), "empty time span");
-    Ok(Some(total.round() as u64))
 }
 
 /// What a history row must say; limits are checked field by field (JSON as the API shows
@@ -228,22 +183,6 @@ fn check_row(row: &Value, want: &RowWant<'_>) {
     }
 }
 
-#[test]
-fn timespans_parse_as_systemctl_prints_them() {
-    fn check(input: &str, want: Option<Option<u64>>) {
-        assert_eq!(parse_timespan(input).ok(), want, "{input:?}");
-    }
-    check("500ms", Some(Some(500_000)));
-    check("1s", Some(Some(1_000_000)));
-    check("1.500s", Some(Some(1_500_000)));
-    check("1s 500ms", Some(Some(1_500_000)));
-    check("200ms", Some(Some(200_000)));
-    check("750us", Some(Some(750)));
-    check("infinity", Some(None));
-    check("", None);
-    check("5 parsecs", None);
-}
-
 /// Issue 2, scenarios 1 and 2: CPUQuota=50% with two busy loops is raised live (same main
 /// process), then, with the loops stopped, lowered step by step to the configured minimum.
 #[test]
@@ -262,9 +201,9 @@ fn cpu_quota_is_raised_live_under_load_and_lowered_to_the_minimum_when_idle() ->
     let load_start = Instant::now();
     r.sb.start_unit(unit)?;
     let pid = r.sb.main_pid(unit)?;
-    assert_eq!(r.cpu_quota(unit)?, Some(50));
+    assert_eq!(r.sb.cpu_quota(unit)?, Some(50));
     let raised = r.wait(30, "CPUQuota to be raised above 50%", || {
-        Ok(r.cpu_quota(unit)?.filter(|q| *q > 50))
+        Ok(r.sb.cpu_quota(unit)?.filter(|q| *q > 50))
     })?;
     let secs = load_start.elapsed().as_secs_f64();
     eprintln!(
@@ -307,7 +246,7 @@ fn cpu_quota_is_raised_live_under_load_and_lowered_to_the_minimum_when_idle() ->
     r.sb.systemctl(&["kill", "--signal=SIGSTOP", unit])?;
     let mut lowest = u32::MAX;
     r.wait(40, "CPUQuota to come down to min_cpu_quota (20%)", || {
-        let q = r.cpu_quota(unit)?.context("CPUQuota became infinity")?;
+        let q = r.sb.cpu_quota(unit)?.context("CPUQuota became infinity")?;
         lowest = lowest.min(q);
         Ok((q <= 20).then_some(()))
     })?;
@@ -379,10 +318,10 @@ fn memory_max_is_raised_before_an_oom_kill() -> anyhow::Result<()> {
     let r = rig(unit, Some(&text), &[], config)?;
     r.sb.start_unit(unit)?;
     let pid = r.sb.main_pid(unit)?;
-    assert_eq!(r.memory_max(unit)?, Some(GIB));
+    assert_eq!(r.sb.memory_max(unit)?, Some(GIB));
 
     let raised = r.wait(30, "MemoryMax to be raised above 1G", || {
-        Ok(r.memory_max(unit)?.filter(|m| *m > GIB))
+        Ok(r.sb.memory_max(unit)?.filter(|m| *m > GIB))
     })?;
     assert_eq!(
         raised,
@@ -465,7 +404,7 @@ fn a_failed_restart_is_rolled_back_and_disables_the_autoscaler() -> anyhow::Resu
         "the unit file was not restored byte for byte"
     );
     assert_eq!(r.sb.show(unit, "NeedDaemonReload")?, "no", "not reloaded");
-    assert_eq!(r.cpu_quota(unit)?, Some(50));
+    assert_eq!(r.sb.cpu_quota(unit)?, Some(50));
     assert_eq!(
         r.sb.show(unit, "ActiveState")?,
         "active",

@@ -109,25 +109,6 @@ impl Rig {
         Ok(last)
     }
 
-    /// `CPUQuotaPerSecUSec` as systemd shows it, in percent of one core; `None` is infinity.
-    fn cpu_quota(&self, unit: &str) -> anyhow::Result<Option<u32>> {
-        let shown = self.sb.show(unit, "CPUQuotaPerSecUSec")?;
-        let usec = parse_timespan(&shown)
-            .with_context(|| format!("CPUQuotaPerSecUSec of {unit} is {shown:?}"))?;
-        Ok(usec.map(|u| u32::try_from((u + 5_000) / 10_000).unwrap_or(u32::MAX)))
-    }
-
-    /// `MemoryMax` in bytes as systemd shows it; `None` is infinity.
-    fn memory_max(&self, unit: &str) -> anyhow::Result<Option<u64>> {
-        let shown = self.sb.show(unit, "MemoryMax")?;
-        if shown == "infinity" {
-            return Ok(None);
-        }
-        Ok(Some(shown.parse().with_context(|| {
-            format!("MemoryMax of {unit} is {shown:?}")
-        })?))
-    }
-
     /// The `oom_kill` count of the unit's v1 memory cgroup.
     fn oom_kills(&self, unit: &str) -> anyhow::Result<u64> {
         let path = self
@@ -191,32 +172,6 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// A systemd time span as `systemctl show` prints it ("500ms", "1s", "1.500s", "1s 500ms",
-/// "infinity") in microseconds; `Ok(None)` for infinity.
-fn parse_timespan(s: &str) -> anyhow::Result<Option<u64>> {
-    if s == "infinity" {
-        return Ok(None);
-    }
-    ensure!(!s.trim().is_empty(), "empty time span");
-    let mut total = 0.0;
-    for part in s.split_whitespace() {
-        let split = part
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .with_context(|| format!("{part:?} has no unit"))?;
-        let (num, unit) = part.split_at(split);
-        let n: f64 = num.parse().with_context(|| format!("{num:?} in {s:?}"))?;
-        let scale = match unit {
-            "us" | "µs" => 1.0,
-            "ms" => 1e3,
-            "s" => 1e6,
-            "min" => 60e6,
-            other => bail!("unknown unit {other:?} in {s:?}"),
-        };
-        total += n * scale;
-    }
-    Ok(Some(total.round() as u64))
-}
-
 fn epoch_secs() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -225,19 +180,6 @@ fn epoch_secs() -> f64 {
 
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {
     v[k].as_str().unwrap_or_default()
-}
-
-#[test]
-fn timespans_parse_as_systemctl_prints_them() {
-    fn check(input: &str, want: Option<Option<u64>>) {
-        assert_eq!(parse_timespan(input).ok(), want, "{input:?}");
-    }
-    check("300ms", Some(Some(300_000)));
-    check("1s", Some(Some(1_000_000)));
-    check("1s 500ms", Some(Some(1_500_000)));
-    check("infinity", Some(None));
-    check("", None);
-    check("5 parsecs", None);
 }
 
 /// Issue 6, "a fast path": at a 1 s interval and 2 consecutive checks, a unit at
@@ -266,12 +208,12 @@ fn a_step_load_raises_cpu_quota_within_5_seconds() -> anyhow::Result<()> {
     let idle = r.wait_checks(unit, 2)?;
     assert!(idle["cpu_percent"].as_f64() < Some(20.0), "{idle}");
     let pid = r.sb.main_pid(unit)?;
-    assert_eq!(r.cpu_quota(unit)?, Some(30));
+    assert_eq!(r.sb.cpu_quota(unit)?, Some(30));
 
     fs::write(&marker, b"").context("creating the step marker")?;
     let step = Instant::now();
     let raised = r.wait(20, "CPUQuota to be raised above 30%", || {
-        Ok(r.cpu_quota(unit)?.filter(|q| *q > 30))
+        Ok(r.sb.cpu_quota(unit)?.filter(|q| *q > 30))
     })?;
     let secs = step.elapsed().as_secs_f64();
     eprintln!("e2e: fast path: step to raised CPUQuota ({raised}%) in systemd: {secs:.2} s");
@@ -326,9 +268,9 @@ fn a_flapping_load_causes_no_resize_storm() -> anyhow::Result<()> {
     let began = Instant::now();
 
     // Watch systemd's quota for the whole window; every change is a resize systemd saw.
-    let mut quotas: Vec<Option<u32>> = vec![r.cpu_quota(unit)?];
+    let mut quotas: Vec<Option<u32>> = vec![r.sb.cpu_quota(unit)?];
     r.wait(observe + 15, "the observation window to end", || {
-        let q = r.cpu_quota(unit)?;
+        let q = r.sb.cpu_quota(unit)?;
         if quotas.last() != Some(&q) {
             quotas.push(q);
         }
@@ -428,10 +370,10 @@ fn an_oom_kill_bumps_memory_max_at_once() -> anyhow::Result<()> {
     r.sb.start_unit(unit)?;
     let pid = r.sb.main_pid(unit)?;
     let old = 512 * MIB;
-    assert_eq!(r.memory_max(unit)?, Some(old));
+    assert_eq!(r.sb.memory_max(unit)?, Some(old));
 
     let raised = r.wait(30, "MemoryMax to be raised above 512M", || {
-        Ok(r.memory_max(unit)?.filter(|m| *m > old))
+        Ok(r.sb.memory_max(unit)?.filter(|m| *m > old))
     })?;
     let kills = r.oom_kills(unit)?;
     assert!(kills >= 1, "memory.oom_control says {kills} OOM kills");
@@ -470,7 +412,7 @@ fn an_oom_kill_bumps_memory_max_at_once() -> anyhow::Result<()> {
         Ok(fitted.exists().then_some(()))
     })?;
     assert_eq!(r.sb.main_pid(unit)?, pid, "the unit was restarted");
-    assert_eq!(r.memory_max(unit)?, Some(GIB), "{:#?}", r.history(unit)?);
+    assert_eq!(r.sb.memory_max(unit)?, Some(GIB), "{:#?}", r.history(unit)?);
     Ok(())
 }
 
@@ -609,7 +551,7 @@ fn a_ramp_is_scaled_up_by_its_forecast_before_the_threshold() -> anyhow::Result<
         Vec::<Value>::new(),
         "acted without predictive"
     );
-    assert_eq!(r.cpu_quota(unit)?, Some(50));
+    assert_eq!(r.sb.cpu_quota(unit)?, Some(50));
     let status = r.http.get_ok(&api(unit, "/status"))?;
     assert!(
         s(&status, "last_decision").starts_with("within thresholds"),
@@ -630,7 +572,7 @@ fn a_ramp_is_scaled_up_by_its_forecast_before_the_threshold() -> anyhow::Result<
     assert_eq!(s(&row, "status"), "success", "{row}");
     assert!(s(&row, "reason").contains("CPU forecast to reach"), "{row}");
     assert!(s(&row, "reason").contains("CPU 50%->100%"), "{row}");
-    assert_eq!(r.cpu_quota(unit)?, Some(100));
+    assert_eq!(r.sb.cpu_quota(unit)?, Some(100));
 
     // The checks of the streak measured the unit under the threshold.
     let store = r.store()?;
@@ -683,13 +625,13 @@ fn two_units_are_scaled_independently() -> anyhow::Result<()> {
     );
 
     let raised = r.wait(30, "the busy unit's CPUQuota to rise", || {
-        Ok(r.cpu_quota(busy)?.filter(|q| *q > 50))
+        Ok(r.sb.cpu_quota(busy)?.filter(|q| *q > 50))
     })?;
     assert_eq!(raised, 100);
     // The idle unit is checked on as often; its quota and history stay as they were.
     let m = r.wait_checks(idle, 3)?;
     assert!(m["cpu_percent"].as_f64() < Some(10.0), "{m}");
-    assert_eq!(r.cpu_quota(idle)?, Some(50));
+    assert_eq!(r.sb.cpu_quota(idle)?, Some(50));
     assert_eq!(r.history(idle)?, Vec::<Value>::new());
     let rows = r.history(busy)?;
     assert!(!rows.is_empty());

@@ -300,6 +300,25 @@ impl Sandbox {
     }
 
     /// The unit's main process; an error when it has none.
+    /// `CPUQuotaPerSecUSec` as systemd shows it, in percent of one core; `None` is infinity.
+    pub fn cpu_quota(&self, unit: &str) -> anyhow::Result<Option<u32>> {
+        let shown = self.show(unit, "CPUQuotaPerSecUSec")?;
+        let usec = parse_timespan(&shown)
+            .with_context(|| format!("CPUQuotaPerSecUSec of {unit} is {shown:?}"))?;
+        Ok(usec.map(|u| u32::try_from((u + 5_000) / 10_000).unwrap_or(u32::MAX)))
+    }
+
+    /// `MemoryMax` in bytes as systemd shows it; `None` is infinity.
+    pub fn memory_max(&self, unit: &str) -> anyhow::Result<Option<u64>> {
+        let shown = self.show(unit, "MemoryMax")?;
+        if shown == "infinity" {
+            return Ok(None);
+        }
+        Ok(Some(shown.parse().with_context(|| {
+            format!("MemoryMax of {unit} is {shown:?}")
+        })?))
+    }
+
     pub fn main_pid(&self, unit: &str) -> anyhow::Result<u32> {
         let v = self.show(unit, "MainPID")?;
         let pid: u32 = v
@@ -495,6 +514,32 @@ fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
 /// Polls `f` every 100 ms until it returns `Ok(Some(_))`, or fails after `timeout` saying
 /// what was awaited and the last value or error seen. `Err` from `f` is not fatal: the thing
 /// awaited may not exist yet.
+/// A time span as `systemctl show` prints it ("500ms", "1.500s", "1s 500ms", "infinity") in
+/// microseconds; `None` is infinity.
+pub fn parse_timespan(s: &str) -> anyhow::Result<Option<u64>> {
+    if s == "infinity" {
+        return Ok(None);
+    }
+    anyhow::ensure!(!s.trim().is_empty(), "empty time span");
+    let mut total = 0.0;
+    for part in s.split_whitespace() {
+        let split = part
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .with_context(|| format!("{part:?} has no unit"))?;
+        let (num, unit) = part.split_at(split);
+        let n: f64 = num.parse().with_context(|| format!("{num:?} in {s:?}"))?;
+        let scale = match unit {
+            "us" | "µs" => 1.0,
+            "ms" => 1e3,
+            "s" => 1e6,
+            "min" => 60e6,
+            other => bail!("unknown unit {other:?} in {s:?}"),
+        };
+        total += n * scale;
+    }
+    Ok(Some(total.round() as u64))
+}
+
 pub fn wait_until<T>(
     timeout: Duration,
     what: &str,

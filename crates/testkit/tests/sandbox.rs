@@ -190,3 +190,22 @@ fn wait_until_reports_what_it_waited_for() {
         Err(&["waiting for a file", "no such file"]),
     );
 }
+
+#[test]
+fn timespans_parse_as_systemctl_prints_them() {
+    fn check(input: &str, want: Option<Option<u64>>) {
+        assert_eq!(
+            autoscaler_testkit::parse_timespan(input).ok(),
+            want,
+            "{input:?}"
+        );
+    }
+    check("500ms", Some(Some(500_000)));
+    check("1s", Some(Some(1_000_000)));
+    check("1.500s", Some(Some(1_500_000)));
+    check("1s 500ms", Some(Some(1_500_000)));
+    check("750us", Some(Some(750)));
+    check("infinity", Some(None));
+    check("", None);
+    check("5 parsecs", None);
+}

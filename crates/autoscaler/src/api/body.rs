@@ -218,7 +218,8 @@ fn wrong_type(key: &str, v: &Value, allowed: &str) -> ApiError {
     )
 }
 
-fn kind(v: &Value) -> &'static str {
+/// A JSON value's type in words, for "has the wrong type" messages.
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

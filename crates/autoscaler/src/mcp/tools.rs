@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use crate::api::body::kind;
 use autoscaler_core::config::FIELDS;
 use autoscaler_core::{Mode, Policy};
 use axum::http::Method;
@@ -230,17 +231,6 @@ fn only_unit(args: &Map<String, Value>, allowed: &str) -> Result<(), ToolError> 
 fn bad(message: impl Into<String>, field: Option<&str>, allowed: Option<&str>) -> ToolError {
     let e = ApiError::bad_request(message, field, allowed);
     ToolError::from_api(e.status.as_u16(), e.body)
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// Percent-encodes a path segment, so a unit name can never change which endpoint is called.
