@@ -12,7 +12,7 @@ use crate::engine::{Observation, Snapshot, UnitSnapshot};
 
 /// GiB as the spec writes them: an integer when whole, else a number with 3 decimals.
 pub fn gib(bytes: u64) -> Value {
-    if bytes % GIB == 0 {
+    if bytes.is_multiple_of(GIB) {
         json!(bytes / GIB)
     } else {
         num(bytes as f64 / GIB as f64, 3)
