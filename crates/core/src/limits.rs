@@ -142,7 +142,9 @@ pub enum BoundsError {
     },
     /// The host minus its reserve cannot hold even the hard minimum.
     Infeasible {
-        field: &'static str,
+        /// The config fields that must give: the hard minimum, or the system reserve.
+        min_field: &'static str,
+        reserve_field: &'static str,
         min: String,
         capacity: String,
         unit: &'static str,
@@ -152,7 +154,8 @@ pub enum BoundsError {
 impl BoundsError {
     pub fn field(&self) -> &'static str {
         match self {
-            BoundsError::OutOfRange { field, .. } | BoundsError::Infeasible { field, .. } => field,
+            BoundsError::OutOfRange { field, .. } => field,
+            BoundsError::Infeasible { reserve_field, .. } => reserve_field,
         }
     }
 }
@@ -172,14 +175,15 @@ impl fmt::Display for BoundsError {
                  (hard limits intersected with host capacity minus the system reserve)"
             ),
             BoundsError::Infeasible {
-                field,
+                min_field,
+                reserve_field,
                 min,
                 capacity,
                 unit,
             } => write!(
                 f,
-                "{field}: the hard minimum {min}{unit} exceeds what the host can give \
-                 ({capacity}{unit} after the system reserve); lower the minimum or the reserve"
+                "{min_field} ({min}{unit}) exceeds what the host can give after {reserve_field} \
+                 ({capacity}{unit}); lower {min_field} or {reserve_field}"
             ),
         }
     }
@@ -194,7 +198,8 @@ impl Bounds {
         let cpu_max = u64::from(cfg.max_cpu_quota).min(cpu_cap);
         if cpu_max < u64::from(cfg.min_cpu_quota) {
             return Err(BoundsError::Infeasible {
-                field: "cpu_quota",
+                min_field: "min_cpu_quota",
+                reserve_field: "system_cpu_cores",
                 min: cfg.min_cpu_quota.to_string(),
                 capacity: cpu_cap.to_string(),
                 unit: "%",
@@ -204,7 +209,8 @@ impl Bounds {
         let mem_max_gib = u64::from(cfg.max_memory_max).min(mem_cap_gib);
         if mem_max_gib < u64::from(cfg.min_memory_max) {
             return Err(BoundsError::Infeasible {
-                field: "memory_max",
+                min_field: "min_memory_max",
+                reserve_field: "system_memory_gb",
                 min: cfg.min_memory_max.to_string(),
                 capacity: mem_cap_gib.to_string(),
                 unit: "GB",
@@ -216,7 +222,8 @@ impl Bounds {
         let tasks_max = u64::from(cfg.max_tasks_max).min(tasks_cap);
         if tasks_max < u64::from(cfg.min_tasks_max) {
             return Err(BoundsError::Infeasible {
-                field: "tasks_max",
+                min_field: "min_tasks_max",
+                reserve_field: "system_processes",
                 min: cfg.min_tasks_max.to_string(),
                 capacity: tasks_cap.to_string(),
                 unit: "",

@@ -141,7 +141,15 @@ impl From<autoscaler_core::BoundsError> for EngineError {
             autoscaler_core::BoundsError::OutOfRange { min, max, unit, .. } => {
                 Some(format!("{min}..={max}{unit}"))
             }
-            autoscaler_core::BoundsError::Infeasible { .. } => None,
+            autoscaler_core::BoundsError::Infeasible {
+                min_field,
+                reserve_field,
+                capacity,
+                unit,
+                ..
+            } => Some(format!(
+                "{min_field} at most {capacity}{unit}, or a smaller {reserve_field}"
+            )),
         };
         EngineError::BadRequest {
             message: e.to_string(),
@@ -229,7 +237,7 @@ impl EngineHandle {
         let parsed = UnitName::parse(name).map_err(|e| EngineError::BadRequest {
             message: e.to_string(),
             field: Some("unit".into()),
-            allowed: None,
+            allowed: Some("a systemd unit name such as autocoder-ui.service".into()),
         })?;
         if snap.units.iter().any(|u| u.name == parsed) {
             Ok(parsed)
