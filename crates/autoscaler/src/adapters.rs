@@ -193,7 +193,10 @@ impl Probe for SystemProbe {
                 return Err(e);
             }
         };
-        let pids = paths.pids_of_unit().unwrap_or_default();
+        // Unknown processes must not read as "no agents running" (idle: a scale-down).
+        let pids = paths
+            .pids_of_unit()
+            .context("listing the unit's processes")?;
         let src = self
             .signals
             .get(unit)

@@ -48,7 +48,7 @@ impl Client {
     /// The API path of an endpoint, for the default unit or a named one.
     pub fn path(unit: Option<&str>, endpoint: &str) -> String {
         match unit {
-            Some(u) => format!("/api/autoscaler/units/{u}/{endpoint}"),
+            Some(u) => format!("/api/autoscaler/units/{}/{endpoint}", encode_segment(u)),
             None => format!("/api/autoscaler/{endpoint}"),
         }
     }
@@ -112,6 +112,19 @@ pub fn api_message(body: &Value) -> String {
         message.push_str(&format!(" (allowed: {allowed})"));
     }
     message
+}
+
+/// Percent-encodes a path segment: a unit name given by a user must stay one segment, so
+/// `x/../mode` reaches the API (and is refused there) instead of another endpoint.
+pub fn encode_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'@' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn root_cause(e: &dyn std::error::Error) -> String {

@@ -28,11 +28,22 @@ pub fn read_counters(paths: &CgroupPaths, at: Millis) -> anyhow::Result<Counters
     let cpu_usage_usec = cpu_usage_usec(paths, v2_cpu_stat.as_deref())?;
     let (nr_periods, nr_throttled, throttled_usec) = throttling(paths, v2_cpu_stat.as_deref());
 
-    let memory_bytes = essential_number(&[
+    let usage = essential_number(&[
         (unified, "memory.current"),
         (paths.memory.as_deref(), "memory.usage_in_bytes"),
     ])
     .context("reading the unit's memory use")?;
+    // The working set, as kubelet and VPA count it: usage includes page cache, which grows to
+    // the limit in any service that reads files, and inactive file pages are reclaimed before
+    // anything is killed. Counted, they would push every such service to its maximum.
+    let inactive_file = [
+        (unified, "inactive_file"),
+        (paths.memory.as_deref(), "total_inactive_file"),
+    ]
+    .into_iter()
+    .find_map(|(dir, key)| optional(dir, "memory.stat").and_then(|t| keyed(&t, key)))
+    .unwrap_or(0);
+    let memory_bytes = usage.saturating_sub(inactive_file);
 
     let oom_kills = [
         (unified, "memory.events"),

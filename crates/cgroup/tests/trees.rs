@@ -73,6 +73,11 @@ const HYBRID: Files = &[
         "sys/fs/cgroup/memory/probe1/app.slice/probe-yes.service/memory.usage_in_bytes",
         "3358720\n",
     ),
+    // Page cache: 1 MiB of inactive file pages are not the service's working set.
+    (
+        "sys/fs/cgroup/memory/probe1/app.slice/probe-yes.service/memory.stat",
+        "cache 2097152\nrss 1261568\ninactive_file 4096\ntotal_cache 2097152\ntotal_inactive_file 1048576\n",
+    ),
     (
         "sys/fs/cgroup/memory/probe1/app.slice/probe-yes.service/memory.limit_in_bytes",
         "9223372036854771712\n",
@@ -112,6 +117,10 @@ const PURE_V2: Files = &[
     (
         "sys/fs/cgroup/probe1/app.slice/probe-yes.service/memory.current",
         "1073741824\n",
+    ),
+    (
+        "sys/fs/cgroup/probe1/app.slice/probe-yes.service/memory.stat",
+        "anon 805306368\nfile 268435456\nactive_file 134217728\ninactive_file 134217728\n",
     ),
     (
         "sys/fs/cgroup/probe1/app.slice/probe-yes.service/memory.events",
@@ -289,7 +298,8 @@ fn fixture_trees() {
         nr_throttled: 47,
         throttled_usec: 6_902_962,
         oom_kills: 1,
-        memory_bytes: 3_358_720,
+        // usage_in_bytes 3,358,720 minus total_inactive_file 1,048,576
+        memory_bytes: 2_310_144,
         tasks: 3,
         processes: 2,
         cpu_pressure: Some(Psi {
@@ -353,7 +363,8 @@ fn fixture_trees() {
                 nr_throttled: 25,
                 throttled_usec: 750_000,
                 oom_kills: 2,
-                memory_bytes: 1 << 30,
+                // memory.current 1 GiB minus inactive_file 128 MiB
+                memory_bytes: (1 << 30) - (128 << 20),
                 tasks: 17,
                 processes: 3,
                 cpu_pressure: None,

@@ -244,6 +244,13 @@ impl Controller {
         self.last_action
     }
 
+    /// Forgets the streaks (the unit went away; what comes back is a new process), keeping the
+    /// time of the last action for the cooldown.
+    pub fn reset_streaks(&mut self) {
+        self.up_streak = 0;
+        self.down_streak = 0;
+    }
+
     /// Records an action taken now (automatic or manual): streaks start over.
     pub fn record_action(&mut self, now: Millis) {
         self.up_streak = 0;
@@ -327,7 +334,9 @@ impl Controller {
                 let Some(cur) = i.current.get(r) else {
                     continue;
                 };
-                let target = grow(cfg, r, cur).min(i.bounds.range(r).1);
+                // Clamped on both sides: a limit below the hard minimum (set by hand, or
+                // before the config changed) comes up to it.
+                let target = i.bounds.clamp(r, grow(cfg, r, cur));
                 if target > cur {
                     new = new.with(r, target);
                     changes[slot] = Some((r, cur, target));
@@ -350,9 +359,10 @@ impl Controller {
                 let Some(cur) = i.current.get(r) else {
                     continue;
                 };
-                let target = shrink(cfg, r, cur)
-                    .max(floor_for_usage(cfg, r, i.usage))
-                    .max(i.bounds.range(r).0);
+                // Clamped on both sides: a limit above the hard maximum comes down to it.
+                let target = i
+                    .bounds
+                    .clamp(r, shrink(cfg, r, cur).max(floor_for_usage(cfg, r, i.usage)));
                 if target < cur {
                     new = new.with(r, target);
                     changes[slot] = Some((r, cur, target));

@@ -77,7 +77,7 @@ pub fn predict(
     samples: &[Sample],
     cfg: &Config,
     current: &Limits,
-    bounds: &Bounds,
+    bounds: Option<&Bounds>,
     now: Millis,
 ) -> Prediction {
     let window = f64::from(cfg.forecast_window_minutes) * 60.0;
@@ -123,7 +123,16 @@ pub fn predict(
         })
         .collect();
     let profiles = profiles(samples);
-    let recommendation = recommend(&series, cfg, current, bounds);
+    let recommendation = match bounds {
+        Some(b) => recommend(&series, cfg, current, b),
+        // No limit can be recommended that the host cannot give: say so, keep the current ones.
+        None => Recommendation {
+            limits: *current,
+            reasons: vec![
+                "no recommendation: the configured bounds cannot be met on this host".to_string(),
+            ],
+        },
+    };
     let in_window = samples
         .iter()
         .filter(|s| now.secs_since(s.at) < window && s.at <= now)
@@ -439,7 +448,7 @@ mod tests {
         };
         let bounds = Bounds::new(&cfg, &HOST).expect("bounds");
         let now = samples.last().map_or(Millis(0), |s| s.at);
-        let p = predict(samples, &cfg, &current, &bounds, now);
+        let p = predict(samples, &cfg, &current, Some(&bounds), now);
         let got: Vec<_> = anticipate(&p, &cfg, &current)
             .iter()
             .map(|b| (b.resource, b.trigger))
@@ -617,7 +626,7 @@ mod tests {
             &flat,
             &cfg,
             &Limits::new(400, 32, 1000),
-            &bounds,
+            Some(&bounds),
             Millis::from_secs(1800),
         );
         // 1.7 cores / 0.85 = 200%; memory 4 GiB / 0.8 = 5 -> the 8 GiB minimum.

@@ -164,22 +164,30 @@ impl Store {
         }
         tx.commit().map_err(|e| self.sql_error(e, what))
     }
-
-    /// Deletes the samples of every unit taken before `older_than`; returns how many.
-    pub fn prune_metrics(&self, older_than: Millis) -> anyhow::Result<usize> {
-        let conn = self.writer();
+    /// Deletes `unit`'s samples older than `older_than` (each unit keeps its own retention),
+    /// with the per-minute rollups whose samples are all gone, in one transaction.
+    pub fn prune_metrics(&self, unit: &UnitName, older_than: Millis) -> anyhow::Result<usize> {
+        let mut conn = self.writer();
+        let what = format!(
+            "deleting the metrics of {unit} older than {}",
+            format_ts(older_than)
+        );
+        let tx = conn.transaction().map_err(|e| self.sql_error(e, &what))?;
+        let params = rusqlite::params![unit.as_str(), older_than.0];
         // A minute goes with its last sample: it is kept while any of its samples is.
-        conn.prepare_cached("DELETE FROM autoscaler_metrics_minute WHERE minute_ms + 60000 <= ?1")
-            .and_then(|mut stmt| stmt.execute([older_than.0]))
-            .map_err(|e| self.sql_error(e, "deleting old per-minute rollups"))?;
-        conn.prepare_cached("DELETE FROM autoscaler_metrics WHERE ts_ms < ?1")
-            .and_then(|mut stmt| stmt.execute([older_than.0]))
-            .map_err(|e| {
-                self.sql_error(
-                    e,
-                    format_args!("deleting metrics older than {}", format_ts(older_than)),
-                )
-            })
+        tx.execute(
+            "DELETE FROM autoscaler_metrics_minute WHERE unit = ?1 AND minute_ms + 60000 <= ?2",
+            params,
+        )
+        .map_err(|e| self.sql_error(e, &what))?;
+        let n = tx
+            .execute(
+                "DELETE FROM autoscaler_metrics WHERE unit = ?1 AND ts_ms < ?2",
+                params,
+            )
+            .map_err(|e| self.sql_error(e, &what))?;
+        tx.commit().map_err(|e| self.sql_error(e, &what))?;
+        Ok(n)
     }
 
     /// The samples of `unit` taken in `[since, until)`, oldest first.

@@ -620,7 +620,7 @@ fn metrics_that_cannot_be_stored_are_refused_whole() {
 }
 
 #[test]
-fn retention_prunes_only_old_rows_of_every_unit() {
+fn retention_prunes_only_old_rows_of_the_unit_it_is_for() {
     fn check(older_than_secs: i64, deleted: usize, left: usize) {
         let (_dir, path) = temp_db();
         let store = open(&path);
@@ -630,22 +630,25 @@ fn retention_prunes_only_old_rows_of_every_unit() {
             .collect();
         store.insert_metrics(&rows).expect("insert");
         let got = store
-            .prune_metrics(Millis(T0 + older_than_secs * 1000))
+            .prune_metrics(&units[0], Millis(T0 + older_than_secs * 1000))
             .expect("prune");
         assert_eq!(got, deleted, "older than {older_than_secs} s");
-        for u in &units {
-            let rest = store
-                .metrics_since(u, Millis(0), Millis(i64::MAX))
-                .expect("read");
-            assert_eq!(rest.len(), left, "{u}");
-            assert!(rest.iter().all(|r| r.at.0 >= T0 + older_than_secs * 1000));
-        }
+        let rest = store
+            .metrics_since(&units[0], Millis(0), Millis(i64::MAX))
+            .expect("read");
+        assert_eq!(rest.len(), left);
+        assert!(rest.iter().all(|r| r.at.0 >= T0 + older_than_secs * 1000));
+        // Each unit has its own retention: the other unit's samples are all still there.
+        let other = store
+            .metrics_since(&units[1], Millis(0), Millis(i64::MAX))
+            .expect("read");
+        assert_eq!(other.len(), 10);
     }
     check(-1, 0, 10);
     check(0, 0, 10);
-    check(5, 10, 5);
-    check(9, 18, 1);
-    check(10, 20, 0);
+    check(5, 5, 5);
+    check(9, 9, 1);
+    check(10, 10, 0);
 }
 
 #[test]
@@ -836,7 +839,7 @@ fn the_minute_rollup_gives_the_same_buckets_as_the_samples() {
         }
     }
     // Retention drops whole minutes only once all their samples are gone.
-    store.prune_metrics(Millis(T0 + 90_000)).expect("prune");
+    store.prune_metrics(&u, Millis(T0 + 90_000)).expect("prune");
     let first = store
         .metrics_downsampled(&u, Millis(T0), Millis(T0 + 86_400_000), 60_000)
         .expect("downsample");

@@ -76,22 +76,19 @@ impl Body {
 }
 
 pub fn parse_mode(m: &Map<String, Value>) -> Result<Mode, ApiError> {
-    only(m, &["mode", "unit"])?;
+    only(m, &["mode"])?;
     Mode::parse(required_str(m, "mode", Mode::NAMES)?).map_err(|e| e.into_api())
 }
 
 pub fn parse_policy(m: &Map<String, Value>) -> Result<Policy, ApiError> {
-    only(m, &["policy", "unit"])?;
+    only(m, &["policy"])?;
     Policy::parse(required_str(m, "policy", Policy::NAMES)?).map_err(|e| e.into_api())
 }
 
 /// `{"cpu_quota": 600, "memory_max": 96, "tasks_max": 750, "reason": "..."}`; each limit is
 /// optional (unset ones keep their value) but at least one is needed.
 pub fn parse_scale(m: &Map<String, Value>) -> Result<ScaleRequest, ApiError> {
-    only(
-        m,
-        &["cpu_quota", "memory_max", "tasks_max", "reason", "unit"],
-    )?;
+    only(m, &["cpu_quota", "memory_max", "tasks_max", "reason"])?;
     let cpu = whole(
         m,
         "cpu_quota",
@@ -149,7 +146,6 @@ pub fn parse_config(m: &Map<String, Value>) -> Result<Vec<(String, FieldValue)>,
         ));
     }
     m.iter()
-        .filter(|(k, _)| k.as_str() != "unit")
         .map(|(k, v)| {
             let value = match v {
                 Value::Number(n) => FieldValue::Number(n.as_f64().unwrap_or(f64::NAN)),

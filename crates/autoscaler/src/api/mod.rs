@@ -274,8 +274,20 @@ async fn not_found() -> ApiError {
     }
 }
 
-/// With a token configured, every request that changes something must carry it.
+/// With a token configured, every request that changes something must carry it. Without
+/// one, only loopback `Host` names are served: a web page that rebinds its own name to
+/// 127.0.0.1 is same-origin to the browser and could otherwise read and change everything.
 async fn auth(State(s): State<AppState>, req: axum::extract::Request, next: Next) -> Response {
+    if s.settings.token.is_none()
+        && let Some(host) = req.headers().get(header::HOST)
+        && !loopback_host(host.to_str().unwrap_or(""))
+    {
+        return ApiError {
+            status: StatusCode::FORBIDDEN,
+            body: json!({ "error": "without a token the daemon only answers requests addressed to 127.0.0.1, localhost or [::1]; set a token to serve other names" }),
+        }
+        .into_response();
+    }
     if let Some(token) = &s.settings.token {
         let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
         if changes && !bearer_matches(req.headers(), token) {
@@ -287,6 +299,18 @@ async fn auth(State(s): State<AppState>, req: axum::extract::Request, next: Next
         }
     }
     next.run(req).await
+}
+
+/// `127.0.0.1:8888`, `localhost`, `[::1]:8888` and the like.
+fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Whether the request carries `Authorization: Bearer <token>`, compared in constant time.
@@ -317,4 +341,26 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_hosts() {
+        let cases = [
+            ("127.0.0.1:8888", true),
+            ("127.0.0.1", true),
+            ("localhost:8888", true),
+            ("LOCALHOST", true),
+            ("[::1]:8888", true),
+            ("127.1.2.3:80", true),
+            ("evil.example:8888", false),
+            ("10.0.0.1:8888", false),
+            ("[::2]:8888", false),
+            ("", false),
+        ];
+        for (host, want) in cases {
+            assert_eq!(super::loopback_host(host), want, "{host:?}");
+        }
+    }
 }

@@ -365,6 +365,12 @@ pub fn start<P: Probe, A: Actuator>(
     }
     let (tx, rx) = mpsc::channel(64);
     let due = units.iter().map(|_| tokio::time::Instant::now()).collect();
+    let (snapshot_tx, snap_rx) = watch::channel(Arc::new(Snapshot {
+        units: Vec::new(),
+        strategy: actuator.strategy(),
+        host: setup.host,
+        loop_stats: LoopStats::default(),
+    }));
     let engine = Engine {
         units,
         due,
@@ -373,14 +379,15 @@ pub fn start<P: Probe, A: Actuator>(
         probe,
         actuator,
         loop_stats: Default::default(),
+        snapshot_tx,
     };
-    let (snap_tx, snap_rx) = watch::channel(Arc::new(engine.snapshot()));
+    engine.publish();
     let handle = EngineHandle {
         commands: tx,
         snapshot: snap_rx,
         store: setup.store,
     };
-    let task = tokio::spawn(engine.run(rx, snap_tx, shutdown));
+    let task = tokio::spawn(engine.run(rx, shutdown));
     Ok((handle, task))
 }
 
@@ -404,7 +411,30 @@ struct Engine<P, A> {
     probe: P,
     actuator: A,
     loop_stats: LoopStats,
+    /// Where the fronts read the state: published after every event, and while a change is
+    /// being applied (so `is_running` can be seen).
+    snapshot_tx: watch::Sender<Arc<Snapshot>>,
 }
+
+/// The limits `new` changes relative to `old` (the others unset): what a change must keep in
+/// bounds. A limit that is out of bounds and not touched is not this change's doing.
+fn changed(old: &Limits, new: &Limits) -> Limits {
+    let pick = |o: Option<u64>, n: Option<u64>| if o == n { None } else { n };
+    Limits {
+        cpu_quota: if old.cpu_quota == new.cpu_quota {
+            None
+        } else {
+            new.cpu_quota
+        },
+        memory_max: pick(old.memory_max, new.memory_max),
+        tasks_max: pick(old.tasks_max, new.tasks_max),
+    }
+}
+
+/// How long systemd may take to apply limits (a restart waits for the unit to settle, and a
+/// rollback restarts it again) and to describe a unit, before the engine moves on.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(60);
+const INSPECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The wall clock, read only here and in the fronts: the core gets time as an argument.
 pub fn now() -> Millis {
@@ -418,7 +448,6 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
     async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
-        snapshot: watch::Sender<Arc<Snapshot>>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) {
         tokio::pin!(shutdown);
@@ -459,7 +488,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                     self.due[i] = next_due;
                 }
             }
-            snapshot.send_replace(Arc::new(self.snapshot()));
+            self.publish();
         }
         tracing::info!("engine stopped");
     }
@@ -526,6 +555,10 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
     ) -> Result<Config, EngineError> {
         let new = change(&self.units[i].config)?;
         new.validate()?;
+        // Setting the mode, by any route, is how someone acknowledges a failure.
+        if new.mode != self.units[i].config.mode {
+            self.units[i].last_failure = None;
+        }
         Bounds::new(&new, &self.host)?;
         self.store
             .save_config(&self.units[i].name, &new)
@@ -542,7 +575,14 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
     async fn check(&mut self, i: usize) {
         let at = now();
         let name = self.units[i].name.clone();
-        let view = match self.probe.inspect(&name).await {
+        let view = match tokio::time::timeout(INSPECT_TIMEOUT, self.probe.inspect(&name))
+            .await
+            .unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "systemd did not answer within {} s",
+                    INSPECT_TIMEOUT.as_secs()
+                ))
+            }) {
             Ok(v) if v.active_state == "active" || v.active_state == "reloading" => v,
             Ok(v) => {
                 self.units[i].unavailable(
@@ -581,7 +621,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         }
         if unit.should_prune(at) {
             let cutoff = Millis(at.0 - i64::from(unit.config.metrics_retention_hours) * 3_600_000);
-            if let Err(e) = self.store.prune_metrics(cutoff) {
+            if let Err(e) = self.store.prune_metrics(&name, cutoff) {
                 tracing::warn!("pruning metrics failed: {e:#}");
             }
         }
@@ -622,10 +662,14 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         let bounds = Bounds::new(&self.units[i].config, &self.host)?;
         bounds.check(&req.limits)?;
         let name = self.units[i].name.clone();
-        let view = self
-            .probe
-            .inspect(&name)
+        let view = tokio::time::timeout(INSPECT_TIMEOUT, self.probe.inspect(&name))
             .await
+            .unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "systemd did not answer within {} s",
+                    INSPECT_TIMEOUT.as_secs()
+                ))
+            })
             .map_err(|e| EngineError::Unavailable {
                 unit: name.to_string(),
                 reason: format!("{e:#}"),
@@ -656,6 +700,9 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
     }
 
     /// Applies new limits and writes the history row, success or failure.
+    ///
+    /// The unit's state changes before the store is written: a store that fails must not
+    /// leave a success without its cooldown, nor a failure with the mode still enabled.
     #[allow(clippy::too_many_arguments)]
     async fn apply(
         &mut self,
@@ -668,6 +715,8 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         at: Millis,
     ) -> Result<HistoryRow, EngineError> {
         let name = self.units[i].name.clone();
+        // The invariant every change passes, automatic or manual: what it changes is in bounds.
+        Bounds::new(&self.units[i].config, &self.host)?.check(&changed(&old, &new))?;
         if let Some(wait) = self.units[i].rate_wait(at) {
             return Err(EngineError::RateLimited {
                 unit: name.to_string(),
@@ -676,9 +725,38 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         }
         self.units[i].note_change(at);
         self.units[i].applying = true;
-        let result = self.actuator.apply(&name, &old, &new).await;
+        self.publish();
+        let result = match tokio::time::timeout(
+            APPLY_TIMEOUT,
+            self.actuator.apply(&name, &old, &new),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "systemd did not answer within {} s; the unit may be partly changed: check it with \
+                 `systemctl show {name}`",
+                APPLY_TIMEOUT.as_secs()
+            )),
+        };
         self.units[i].applying = false;
-        let (status, error) = match &result {
+        match &result {
+            Ok(after) => {
+                tracing::info!(unit = %name, action, trigger, "{reason}");
+                self.units[i].record_success(action, *after, at);
+            }
+            Err(message) => {
+                tracing::error!(unit = %name, action, "applying limits failed: {message}");
+                self.loop_stats.apply_failures += 1;
+                self.units[i].count(action, "failed");
+                // DESIGN.md: a failure disables the autoscaler until someone sets the mode.
+                self.units[i].config.mode = Mode::Disabled;
+                if let Err(e) = self.store.save_config(&name, &self.units[i].config) {
+                    tracing::error!(unit = %name, "storing the disabled mode failed: {e:#}");
+                }
+            }
+        }
+        let (status, error_message) = match &result {
             Ok(_) => ("success", None),
             Err(e) => ("failed", Some(e.clone())),
         };
@@ -691,13 +769,25 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             old,
             new,
             status: status.to_string(),
-            error_message: error.clone(),
+            error_message,
         };
-        let id = self
-            .store
-            .insert_history(&row)
-            .map_err(|e| EngineError::Internal(format!("{e:#}")))?;
-        let row = HistoryRow {
+        // 0 when the history could not be written: the change itself stands, and is logged.
+        let id = self.store.insert_history(&row).unwrap_or_else(|e| {
+            tracing::error!(unit = %name, "writing the history row failed: {e:#}; {action}: {reason}");
+            0
+        });
+        if let Err(message) = result {
+            self.units[i].last_failure = Some(Failure {
+                at,
+                message: message.clone(),
+                history_id: id,
+            });
+            return Err(EngineError::ApplyFailed {
+                message,
+                history_id: id,
+            });
+        }
+        Ok(HistoryRow {
             id,
             unit: row.unit,
             at,
@@ -708,35 +798,11 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             new,
             status: row.status,
             error_message: row.error_message,
-        };
-        let unit = &mut self.units[i];
-        match result {
-            Ok(after) => {
-                tracing::info!(unit = %name, action, trigger, "{reason}");
-                unit.record_success(action, after, at);
-                Ok(row)
-            }
-            Err(message) => {
-                tracing::error!(unit = %name, action, "applying limits failed: {message}");
-                self.loop_stats.apply_failures += 1;
-                self.units[i].count(action, "failed");
-                // DESIGN.md: a failure disables the autoscaler until someone sets the mode.
-                let _ = self.update_config(i, |c| {
-                    Ok(Config {
-                        mode: Mode::Disabled,
-                        ..c.clone()
-                    })
-                });
-                self.units[i].last_failure = Some(Failure {
-                    at,
-                    message: message.clone(),
-                    history_id: id,
-                });
-                Err(EngineError::ApplyFailed {
-                    message,
-                    history_id: id,
-                })
-            }
-        }
+        })
+    }
+
+    /// Publishes the current state to the fronts.
+    fn publish(&self) {
+        self.snapshot_tx.send_replace(Arc::new(self.snapshot()));
     }
 }

@@ -147,8 +147,10 @@ impl UnitState {
         tracing::debug!(unit = %self.name, "unavailable: {reason}");
         self.unit_error = Some(reason);
         self.limits = limits.or(self.limits);
-        // The next reading may come from a new cgroup: no rate across the gap.
+        // The next reading may come from a new cgroup: no rate across the gap, and no streak
+        // begun before it.
         self.prev = None;
+        self.controller.reset_streaks();
     }
 
     /// Turns a reading into usage, keeps it for predictions, runs the controller (when the
@@ -190,7 +192,7 @@ impl UnitState {
             self.recent.make_contiguous(),
             &self.config,
             &limits,
-            bounds.unwrap_or(&no_bounds),
+            bounds,
             at,
         );
         let anticipated = anticipate(&prediction, &self.config, &limits);

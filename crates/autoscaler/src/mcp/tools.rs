@@ -167,7 +167,7 @@ pub fn request(
             ));
         }
     };
-    let unit = unit.as_deref().map(encode_segment);
+    // Client::path percent-encodes the unit, as for the CLI.
     let path = |endpoint: &str| Client::path(unit.as_deref(), endpoint);
     let req = match spec.call {
         Call::Get(endpoint) => {
@@ -231,19 +231,6 @@ fn only_unit(args: &Map<String, Value>, allowed: &str) -> Result<(), ToolError> 
 fn bad(message: impl Into<String>, field: Option<&str>, allowed: Option<&str>) -> ToolError {
     let e = ApiError::bad_request(message, field, allowed);
     ToolError::from_api(e.status.as_u16(), e.body)
-}
-
-/// Percent-encodes a path segment, so a unit name can never change which endpoint is called.
-fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~@:".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn definition(spec: &Spec) -> Tool {

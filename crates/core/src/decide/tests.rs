@@ -508,3 +508,37 @@ fn anticipated_breaches_and_the_api_quota_floor() {
         "Memory needed by the agents starting: 120.0% (>80%)",
     );
 }
+
+#[test]
+fn limits_outside_the_bounds_come_back_inside() {
+    // Set by hand at 1600% with a maximum of 800: an idle scale-down lands on the maximum,
+    // not at 960%.
+    let c = cfg(&[
+        ("consecutive_scale_down_checks", 1.0),
+        ("min_memory_max", 1.0),
+    ]);
+    check(
+        c,
+        SPEC_HOST,
+        Limits::new(1600, 64, 1000),
+        &[(
+            S(0.1, 1.0, 10, 0, 0, 0),
+            Down(Limits::new(800, 38, 600), "CPU 1600%->800%"),
+        )],
+    );
+    // Below the minimum with no minimum step: a scale-up reaches at least the minimum.
+    let c = cfg(&[
+        ("consecutive_scale_up_checks", 1.0),
+        ("min_step_cpu_quota", 0.0),
+        ("scale_up_factor", 1.1),
+    ]);
+    check(
+        c,
+        SPEC_HOST,
+        Limits::new(20, 64, 1000),
+        &[(
+            S(0.2, 1.0, 10, 1, 1, 0),
+            Up(Limits::new(100, 64, 1000), "CPU 20%->100%"),
+        )],
+    );
+}
