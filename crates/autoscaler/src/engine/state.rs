@@ -338,3 +338,98 @@ impl UnitState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The daemon and the simulator must take the same decisions on the same usage: here the
+    //! engine's per-unit path (counters -> usage -> prediction -> controller) and
+    //! `autoscaler simulate`'s replay run one recorded sequence side by side.
+
+    use autoscaler_core::{Counters, GIB, Limits, Millis, Policy, UnitName};
+    use autoscaler_sim::{Machine, Observation, PolicySpec, Setup};
+    use autoscaler_store::Store;
+
+    use super::{Sampled, UnitState};
+
+    /// A day's worth of shapes in 5-minute steps: idle, a ramp, a plateau over the threshold,
+    /// spikes, and idle again (cores, GiB).
+    fn recorded() -> Vec<(f64, f64)> {
+        let mut v = Vec::new();
+        v.extend((0..20).map(|_| (0.4, 2.0)));
+        v.extend((0..20).map(|k| (0.4 + 0.3 * f64::from(k), 2.0 + 0.5 * f64::from(k))));
+        v.extend((0..30).map(|_| (6.5, 14.0)));
+        v.extend((0..30).map(|k| if k % 3 == 0 { (6.9, 20.0) } else { (1.0, 4.0) }));
+        v.extend((0..60).map(|_| (0.2, 1.5)));
+        v
+    }
+
+    #[test]
+    fn the_daemon_decides_as_the_simulator_on_a_recorded_sequence() {
+        for policy in Policy::ALL {
+            let step = 300.0;
+            let machine = Machine::default();
+            let setup = Setup::new(machine);
+            let host = machine.host();
+            let start = setup.start_limits().expect("start limits");
+            let mut sim = PolicySpec::Spec(policy)
+                .build(&setup, step, start)
+                .expect("sim policy");
+
+            let dir = tempfile::tempdir().expect("tempdir");
+            let unit = UnitName::parse("replay.service").expect("unit name");
+            let store = Store::open(&dir.path().join("a.db"), &unit).expect("store");
+            let mut daemon = UnitState::load(&store, unit, "user").expect("unit state");
+            // What the simulator's controller runs: the policy's bundle, checked once a step.
+            daemon.config = setup.base.with_policy(policy);
+            daemon.config.check_interval_seconds = step as u32;
+            let bounds = autoscaler_core::Bounds::new(&daemon.config, &host).expect("bounds");
+
+            let (mut sim_limits, mut daemon_limits) = (start, start);
+            // The engine's first check primes a reading before it; so does this one.
+            let mut counters = Counters {
+                at: Millis(0),
+                ..Counters::default()
+            };
+            daemon.prev = Some(counters);
+            for (k, (cores, gib)) in recorded().into_iter().enumerate() {
+                let now = Millis::from_secs((k as i64 + 1) * step as i64);
+                // The simulator sees demand capped at the limit in force; the kernel does the
+                // same to the unit, so that is what the cgroup's counters accumulate.
+                let cap = |l: &Limits| l.cpu_quota.map_or(f64::INFINITY, |q| f64::from(q) / 100.0);
+                let used = cores.min(cap(&sim_limits));
+                let memory = (gib * GIB as f64)
+                    .min(sim_limits.memory_max.map_or(f64::INFINITY, |m| m as f64));
+                sim_limits = sim.observe(&Observation {
+                    now,
+                    current: sim_limits,
+                    cpu_used: used,
+                    cpu_limited: cores > cap(&sim_limits),
+                    memory_used: Some(memory),
+                    oom: false,
+                });
+
+                counters.at = now;
+                counters.cpu_usage_usec +=
+                    (cores.min(cap(&daemon_limits)) * step * 1e6).round() as u64;
+                counters.memory_bytes = memory as u64;
+                let sampled = Sampled {
+                    counters,
+                    ..Sampled::default()
+                };
+                let d = daemon.observe(sampled, daemon_limits, Some(&bounds), &host, now);
+                if let Some((action, new, _)) = d.and_then(|d| d.change) {
+                    daemon.record_success(action.as_str(), new, now);
+                    daemon_limits = new;
+                }
+                assert_eq!(
+                    daemon_limits, sim_limits,
+                    "{policy:?}, step {k}: the daemon and the simulator disagree"
+                );
+            }
+            assert_ne!(
+                daemon_limits, start,
+                "{policy:?}: the sequence should have moved the limits"
+            );
+        }
+    }
+}
