@@ -555,14 +555,15 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
     ) -> Result<Config, EngineError> {
         let new = change(&self.units[i].config)?;
         new.validate()?;
-        // Setting the mode, by any route, is how someone acknowledges a failure.
-        if new.mode != self.units[i].config.mode {
-            self.units[i].last_failure = None;
-        }
         Bounds::new(&new, &self.host)?;
         self.store
             .save_config(&self.units[i].name, &new)
             .map_err(|e| EngineError::Internal(format!("{e:#}")))?;
+        // Setting the mode, by any route, is how someone acknowledges a failure; a refused
+        // change acknowledges nothing, so this comes after every check.
+        if new.mode != self.units[i].config.mode {
+            self.units[i].last_failure = None;
+        }
         // A shorter interval takes effect now, not after the old, longer wait.
         let soonest = tokio::time::Instant::now()
             + Duration::from_secs(u64::from(new.check_interval_seconds));
