@@ -265,19 +265,7 @@ pub fn parse_gcd_vms(name: &str, text: &str, scale: Scale) -> Result<Trace, Pars
 
 /// VASim: `TIMESTAMP,CPU_USAGE_ACTUAL`, timestamps like `2023.04.02-00:09:00:000`.
 pub fn parse_vasim(name: &str, text: &str) -> Result<Trace, ParseError> {
-    let mut points = Vec::new();
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty());
-    expect_header(lines.next(), VASIM_HEADER)?;
-    for (i, line) in lines {
-        let line = line.trim();
-        let bad = |what: &str| ParseError {
-            line: i + 1,
-            expected: what.to_string(),
-            found: line.to_string(),
-        };
+    parse_timed_csv(name, text, VASIM_HEADER, |line, bad| {
         let mut fields = line.split(',');
         let (Some(ts), Some(cpu)) = (fields.next(), fields.next()) else {
             return Err(bad("`TIMESTAMP,CPU_USAGE_ACTUAL`"));
@@ -285,32 +273,17 @@ pub fn parse_vasim(name: &str, text: &str) -> Result<Trace, ParseError> {
         let t = parse_vasim_time(ts.trim())
             .ok_or_else(|| bad("a timestamp like 2023.04.02-00:09:00:000"))?;
         let cpu = number(cpu).ok_or_else(|| bad("CPU usage in cores, a non-negative number"))?;
-        points.push(Point {
+        Ok(Point {
             t_secs: t,
             cpu_cores: cpu,
             memory_bytes: None,
-        });
-        check_order(&points, i + 1, line)?;
-    }
-    let step = median_step(&points);
-    finish(name, points, step)
+        })
+    })
 }
 
 /// Our export: `timestamp,cpu_cores,memory_gib[,...]`, timestamps `YYYY-MM-DDTHH:MM:SS` UTC.
 pub fn parse_export(name: &str, text: &str) -> Result<Trace, ParseError> {
-    let mut points = Vec::new();
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty());
-    expect_header(lines.next(), EXPORT_HEADER)?;
-    for (i, line) in lines {
-        let line = line.trim();
-        let bad = |what: &str| ParseError {
-            line: i + 1,
-            expected: what.to_string(),
-            found: line.to_string(),
-        };
+    parse_timed_csv(name, text, EXPORT_HEADER, |line, bad| {
         let mut fields = line.split(',');
         let (Some(ts), Some(cpu), Some(mem)) = (fields.next(), fields.next(), fields.next()) else {
             return Err(bad(
@@ -327,11 +300,37 @@ pub fn parse_export(name: &str, text: &str) -> Result<Trace, ParseError> {
                     * GIB as f64,
             ),
         };
-        points.push(Point {
+        Ok(Point {
             t_secs: t,
             cpu_cores: cpu,
             memory_bytes: mem,
-        });
+        })
+    })
+}
+
+/// A CSV with a header and a timestamp per row: blank lines skipped, each row turned into a
+/// point by `row` (given the trimmed line and a constructor of this line's error), rows in
+/// time order, the step taken as the median gap.
+fn parse_timed_csv(
+    name: &str,
+    text: &str,
+    header: &str,
+    row: impl Fn(&str, &dyn Fn(&str) -> ParseError) -> Result<Point, ParseError>,
+) -> Result<Trace, ParseError> {
+    let mut points = Vec::new();
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    expect_header(lines.next(), header)?;
+    for (i, line) in lines {
+        let line = line.trim();
+        let bad = |what: &str| ParseError {
+            line: i + 1,
+            expected: what.to_string(),
+            found: line.to_string(),
+        };
+        points.push(row(line, &bad)?);
         check_order(&points, i + 1, line)?;
     }
     let step = median_step(&points);
