@@ -24,10 +24,6 @@ const CONFIG: &str = r#"{"check_interval_seconds":1,"consecutive_scale_up_checks
     "min_step_memory_gb":1,"min_tasks_max":50}"#;
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// `<target dir>/screenshots`: `target/screenshots` in a plain build.
 fn screenshot_dir() -> PathBuf {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
@@ -92,7 +88,7 @@ fn run_driver(url: &str) -> anyhow::Result<Value> {
 
 #[test]
 fn dashboard_in_a_real_browser() -> anyhow::Result<()> {
-    let playwright = repo().join("node_modules/playwright-core/package.json");
+    let playwright = autoscaler_testkit::repo().join("node_modules/playwright-core/package.json");
     ensure!(
         playwright.exists(),
         "{} is missing: run scripts/setup-test-env",

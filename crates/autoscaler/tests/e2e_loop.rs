@@ -53,20 +53,19 @@ fn base_config(changes: Value) -> Value {
         "consecutive_scale_up_checks": 2,
         "consecutive_scale_down_checks": 2,
         "scale_cooldown_seconds": 4,
-        "system_cpu_cores": 0,
-        "min_cpu_quota": 20,
         "max_cpu_quota": 200,
         "min_step_cpu_quota": 50,
-        "min_memory_max": 1,
-        "min_step_memory_gb": 1,
-        "min_tasks_max": 50,
         "min_step_tasks": 50,
         "scale_up_throttled_percent": 0,
         "scale_up_cpu_pressure_percent": 0,
         "scale_up_memory_pressure_percent": 0,
     });
-    if let (Some(base), Value::Object(more)) = (c.as_object_mut(), changes) {
-        base.extend(more);
+    let bounds: Value = serde_json::from_str(autoscaler_testkit::SMALL_HOST_BOUNDS)
+        .expect("the testkit's bounds are JSON");
+    for more in [bounds, changes] {
+        if let (Some(base), Value::Object(more)) = (c.as_object_mut(), more) {
+            base.extend(more);
+        }
     }
     c
 }

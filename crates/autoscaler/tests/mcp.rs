@@ -7,7 +7,7 @@
 //! change the unit's limits in systemd. Also: the daemon down (tools say how to start it),
 //! and `--token` guarding `/mcp`. Nothing skips: a missing tool fails with the setup command.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -35,23 +35,7 @@ const TOOLS: [&str; 9] = [
 ];
 
 /// Bounds that let manual limits through on a 2-core host: no CPU reserve, low minimums.
-const ROOMY: &str = r#"{"system_cpu_cores":0,"min_cpu_quota":20,"min_memory_max":1,"min_step_memory_gb":1,"min_tasks_max":50}"#;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A tool of the repo's test environment, or an error naming the setup script.
-fn test_tool(rel: &str) -> anyhow::Result<PathBuf> {
-    let p = repo().join(rel);
-    if !p.exists() {
-        bail!(
-            "{} is missing: run scripts/setup-test-env (venv with the `mcp` package, node_modules with @modelcontextprotocol/inspector)",
-            p.display()
-        );
-    }
-    Ok(p)
-}
+const ROOMY: &str = autoscaler_testkit::SMALL_HOST_BOUNDS;
 
 /// A sandbox running two idle units with known limits, and a daemon managing both that has
 /// read them. The daemon is declared first so it stops before the sandbox.
@@ -98,7 +82,7 @@ impl World {
 
 /// Runs the Python SDK driver with a plan and returns what it saw.
 fn drive(plan: &Value) -> anyhow::Result<Value> {
-    let python = test_tool(".venv/bin/python")?;
+    let python = autoscaler_testkit::repo_tool(".venv/bin/python")?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp_client.py");
     let out = bounded(
         Command::new("timeout")
@@ -544,7 +528,8 @@ fn python_sdk_over_streamable_http() {
 /// The Inspector's CLI: `tools/list` and a `tools/call` with a typed argument, over stdio.
 #[test]
 fn inspector_cli_over_stdio() {
-    let inspector = test_tool("node_modules/.bin/mcp-inspector").expect("the MCP Inspector");
+    let inspector = autoscaler_testkit::repo_tool("node_modules/.bin/mcp-inspector")
+        .expect("the MCP Inspector");
     let w = World::start(&[]).expect("sandbox and daemon");
     let run = |method_args: &[&str]| -> Value {
         let out = bounded(

@@ -540,6 +540,29 @@ pub fn parse_timespan(s: &str) -> anyhow::Result<Option<u64>> {
     Ok(Some(total.round() as u64))
 }
 
+/// Config that fits limits of a few GiB and a fraction of a core on this kind of host (2 cores,
+/// 24 GiB): no CPU reserve and low minimums. With the spec's defaults (1 core reserved, 100%
+/// minimum) the only CPU quota left on 2 cores would be exactly 100%.
+pub const SMALL_HOST_BOUNDS: &str = r#"{"system_cpu_cores":0,"min_cpu_quota":20,"min_memory_max":1,"min_step_memory_gb":1,"min_tasks_max":50}"#;
+
+/// The repository's root (tests run from their crate's directory).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A tool of the repository's test environment (`.venv/...`, `node_modules/...`), or an error
+/// naming the script that installs it: tests fail, never skip, when a tool is missing.
+pub fn repo_tool(rel: &str) -> anyhow::Result<PathBuf> {
+    let p = repo().join(rel);
+    if !p.exists() {
+        bail!(
+            "{} is missing: run scripts/setup-test-env, which installs every test tool",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
 pub fn wait_until<T>(
     timeout: Duration,
     what: &str,

@@ -21,26 +21,15 @@ pub const UNIT: &str = "autocoder-ui.service";
 
 /// Config that makes manual limits possible on a small host (2 cores, 24 GiB): no CPU
 /// reserve, low minimums. The interval stays long unless a test asks for a fast loop.
-pub const ROOMY: &str = r#"{"system_cpu_cores":0,"min_cpu_quota":20,"min_memory_max":1,"min_step_memory_gb":1,"min_tasks_max":50}"#;
+pub const ROOMY: &str = autoscaler_testkit::SMALL_HOST_BOUNDS;
 
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_autoscaler"))
 }
 
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// A tool from the repo's test environment; an error naming the setup script when absent.
 pub fn tool(rel: &str) -> anyhow::Result<PathBuf> {
-    let p = repo().join(rel);
-    if !p.exists() {
-        bail!(
-            "{} is missing: run scripts/setup-test-env (it installs the venv with prometheus-client and schemathesis)",
-            p.display()
-        );
-    }
-    Ok(p)
+    autoscaler_testkit::repo_tool(rel)
 }
 
 /// A system tool on PATH (curl, jq); an error saying what to install when absent.
