@@ -19,7 +19,8 @@ pub fn gib(bytes: u64) -> Value {
     }
 }
 
-fn num(v: f64, decimals: i32) -> Value {
+/// A JSON number rounded to `decimals` places; null for a value JSON cannot hold.
+pub(crate) fn num(v: f64, decimals: i32) -> Value {
     let p = 10f64.powi(decimals);
     Number::from_f64((v * p).round() / p).map_or(Value::Null, Value::Number)
 }

@@ -19,8 +19,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{Map, Number, Value, json};
+use serde_json::{Map, Value, json};
 
+use super::json::num;
 use super::{ApiError, AppState, Target, history_json};
 use autoscaler_core::config::FIELDS;
 use autoscaler_core::{GIB, Millis, UnitName};
@@ -324,11 +325,6 @@ fn series_json(buckets: &[MetricBucket]) -> Value {
         "memory_pressure": col(&|b| opt(b.memory_pressure_max, 2)),
         "oom_kills": col(&|b| json!(b.oom_kills)),
     })
-}
-
-fn num(v: f64, decimals: i32) -> Value {
-    let p = 10f64.powi(decimals);
-    Number::from_f64((v * p).round() / p).map_or(Value::Null, Value::Number)
 }
 
 /// Reads `since` (default 1h) and `step` (default: a round step giving at most
