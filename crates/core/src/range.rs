@@ -150,6 +150,9 @@ impl Range {
 mod tests {
     use super::*;
 
+    /// `since`, `step`, and `Ok((since, step_ms))` or `Err(field)`.
+    type Case = (Option<i64>, Option<i64>, Result<(i64, i64), &'static str>);
+
     /// `Ok((since, step_ms))` or `Err(field)`.
     fn check(since: Option<i64>, step: Option<i64>, want: Result<(i64, i64), &str>) {
         let now = Millis(1_800_000_000_000);
@@ -164,7 +167,7 @@ mod tests {
     #[test]
     fn plans() {
         let now = 1_800_000_000_000;
-        let cases: &[(Option<i64>, Option<i64>, Result<(i64, i64), &str>)] = &[
+        let cases: &[Case] = &[
             // Defaults: an hour in 5 s steps (720 points).
             (None, None, Ok((now - 3_600_000, 5_000))),
             (Some(now - 900_000), None, Ok((now - 900_000, 2_000))),
@@ -202,7 +205,7 @@ mod tests {
     #[test]
     fn errors_say_what_is_allowed() {
         let now = Millis(1_800_000_000_000);
-        let e = Range::plan(None, Some(10), now, "", "10ms").unwrap_err();
+        let e = Range::plan(None, Some(10), now, "", "10ms").expect_err("a 10 ms step");
         assert_eq!(e.allowed(), STEP_ALLOWED);
         assert!(e.to_string().contains("10ms"), "{e}");
     }
