@@ -255,7 +255,7 @@ async fn metrics_history(
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) =
         q.map_err(|e| ApiError::bad_request(e.body_text(), Some("since"), Some(SINCE_ALLOWED)))?;
-    let range = parse_range(q.since.as_deref(), q.step.as_deref(), crate::engine::now())?;
+    let range = parse_range(q.since.as_deref(), q.step.as_deref(), s.engine.now())?;
     let store = s.engine.store().clone();
     let unit2 = unit.clone();
     // SQLite calls block (a cold day of samples takes a good part of a second on a busy
