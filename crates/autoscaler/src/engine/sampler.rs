@@ -71,11 +71,10 @@ pub(super) async fn read<P: Probe>(
         return (unavailable(reason, Some(view.limits)), None);
     }
     let at = clock.wall();
-    let job = {
+    let mut job = {
         let (probe, name, view) = (probe.clone(), name.clone(), view.clone());
         tokio::task::spawn_blocking(move || probe.sample(&name, &view, at))
     };
-    let mut job = job;
     match timeout(SAMPLE_TIMEOUT, &mut job).await {
         Ok(Ok(Ok(sampled))) => {
             let sampled = Box::new(sampled);
