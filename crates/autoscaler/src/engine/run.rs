@@ -21,12 +21,15 @@ use super::sampler::{self, Outcome, Reading, StuckRead};
 use super::state::UnitState;
 use super::{Actuator, Clock, EngineError, LoopStats, Probe, SAMPLE_TIMEOUT, Snapshot};
 
-/// How soon after a unit's first reading the second is taken: a CPU rate needs two.
-const FIRST_RATE_DELAY: Duration = Duration::from_secs(1);
+/// How soon after a unit's first reading the second is taken: a CPU rate needs two. The
+/// second belongs to the same check: it does not move the unit's schedule.
+const FIRST_RATE_DELAY: Duration = Duration::from_millis(250);
 
 /// Why the engine task woke up.
 enum Event {
     Due(usize, Instant),
+    /// The second reading of a unit's first check (see [`FIRST_RATE_DELAY`]).
+    FollowUp(usize),
     Reading(Box<Reading>),
     Command(Command),
     Shutdown,
@@ -36,6 +39,8 @@ pub(super) struct Engine<P, A> {
     pub(super) units: Vec<UnitState>,
     /// When each unit's next check is due.
     pub(super) due: Vec<Instant>,
+    /// When a unit's first check takes its second reading, if it is waiting for one.
+    follow_up: Vec<Option<Instant>>,
     /// A unit whose reading is under way gets no second one.
     reading: Vec<bool>,
     /// A unit's blocking read that outlived its timeout and has not returned yet.
@@ -67,6 +72,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         let (readings_tx, readings_rx) = mpsc::channel(64);
         Engine {
             due: units.iter().map(|_| now).collect(),
+            follow_up: units.iter().map(|_| None).collect(),
             reading: units.iter().map(|_| false).collect(),
             stuck: units.iter().map(|_| None).collect(),
             units,
@@ -99,17 +105,32 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                 .min_by_key(|(_, t)| **t)
                 .map(|(i, t)| (i, *t))
                 .unwrap_or((0, self.clock.instant() + Duration::from_secs(3600)));
+            let follow_up = self
+                .follow_up
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| t.map(|t| (i, t)))
+                .min_by_key(|(_, t)| *t)
+                .filter(|(_, t)| *t < when);
+            let (timer, timer_event) = match follow_up {
+                Some((i, t)) => (t, Event::FollowUp(i)),
+                None => (when, Event::Due(next, when)),
+            };
             let event = tokio::select! {
                 biased;
                 () = &mut shutdown => Event::Shutdown,
                 Some(cmd) = commands.recv() => Event::Command(cmd),
                 Some(r) = readings.recv() => Event::Reading(r),
-                () = tokio::time::sleep_until(when) => Event::Due(next, when),
+                () = tokio::time::sleep_until(timer) => timer_event,
             };
             match event {
                 Event::Shutdown => break,
                 Event::Command(cmd) => self.handle(cmd).await,
                 Event::Due(i, when) => self.start_check(i, when),
+                Event::FollowUp(i) => {
+                    self.follow_up[i] = None;
+                    self.start_read(i, self.clock.instant());
+                }
                 Event::Reading(r) => self.finish_check(r).await,
             }
             self.publish();
@@ -184,6 +205,12 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             next_due = started + interval;
         }
         self.due[i] = next_due;
+        self.start_read(i, started);
+    }
+
+    /// Starts reading a unit in a task of its own, unless a reading is still under way or
+    /// stuck.
+    fn start_read(&mut self, i: usize, started: Instant) {
         if self.reading[i] {
             return;
         }
@@ -248,8 +275,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         // A CPU rate needs two readings: the first one is kept, and the second follows soon
         // as a timer event, not a sleep.
         if self.units[i].prime(&sampled, view.limits) {
-            let soon = self.clock.instant() + FIRST_RATE_DELAY;
-            self.due[i] = self.due[i].min(soon);
+            self.follow_up[i] = Some(self.clock.instant() + FIRST_RATE_DELAY);
             return;
         }
         let name = self.units[i].name.clone();
