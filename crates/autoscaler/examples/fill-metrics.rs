@@ -66,12 +66,12 @@ fn main() -> anyhow::Result<()> {
         store.insert_history(&NewHistory {
             unit: unit.clone(),
             at: Millis(now.0 - (samples - h * 3600) * 1000 + 1_800_000),
-            action: "scale_up".into(),
-            trigger_type: "threshold".into(),
+            action: autoscaler_core::Action::ScaleUp,
+            trigger_type: autoscaler_core::TriggerType::Threshold,
             reason: format!("benchmark action {h}"),
             old: limits,
             new: limits,
-            status: "success".into(),
+            status: autoscaler_core::Status::Success,
             error_message: None,
         })?;
     }

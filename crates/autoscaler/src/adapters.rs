@@ -14,7 +14,7 @@ use autoscaler_cgroup::{
 use autoscaler_core::{Limits, Millis, UnitName};
 use autoscaler_systemd::{Bus, Systemd};
 
-use crate::engine::{Actuator, Probe, Sampled, UnitView};
+use crate::engine::{Actuator, ApplyError, ApplyErrorKind, Probe, Rollback, Sampled, UnitView};
 use crate::settings::{SignalSettings, Strategy, UnitSettings};
 
 /// A systemd connection made on first use and made again after it breaks.
@@ -222,20 +222,45 @@ impl SystemActuator {
 }
 
 impl Actuator for SystemActuator {
-    async fn apply(&self, unit: &UnitName, _old: &Limits, new: &Limits) -> Result<Limits, String> {
-        let sd = self
-            .managers
-            .get(unit)
-            .await
-            .map_err(|e| format!("{e:#}"))?;
+    async fn apply(
+        &self,
+        unit: &UnitName,
+        _old: &Limits,
+        new: &Limits,
+    ) -> Result<Limits, ApplyError> {
+        let sd = self.managers.get(unit).await.map_err(|e| ApplyError {
+            kind: ApplyErrorKind::Refused,
+            what: format!("{e:#}"),
+            rollback: Rollback::NothingChanged,
+        })?;
         match autoscaler_systemd::apply(&sd, self.strategy, unit, new).await {
             Ok(applied) if applied.dry_run => Ok(*new),
             Ok(applied) => Ok(applied.limits_after),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(apply_error(e)),
         }
     }
 
     fn strategy(&self) -> &'static str {
         self.strategy.as_str()
+    }
+}
+
+/// systemd's apply error as the engine's: the kind and the rollback's outcome kept apart, the
+/// sentence unchanged.
+fn apply_error(e: autoscaler_systemd::ApplyError) -> ApplyError {
+    let kind = if e.is_unit_not_found() {
+        ApplyErrorKind::UnitNotFound
+    } else {
+        ApplyErrorKind::Refused
+    };
+    let rollback = match e.rollback {
+        autoscaler_systemd::Rollback::NothingChanged => Rollback::NothingChanged,
+        autoscaler_systemd::Rollback::Done(what) => Rollback::Done(what),
+        autoscaler_systemd::Rollback::Failed(why) => Rollback::Failed(why),
+    };
+    ApplyError {
+        kind,
+        what: format!("{} apply to {} failed: {}", e.strategy, e.unit, e.what),
+        rollback,
     }
 }

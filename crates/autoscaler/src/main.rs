@@ -25,6 +25,9 @@ fn main() -> std::process::ExitCode {
             other => autoscaler::cli::run_client(other).await,
         }
     });
+    // A read still stuck on tokio's blocking pool (a hung cgroup file or database) must not
+    // keep the process from exiting: dropping the runtime would wait for it forever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

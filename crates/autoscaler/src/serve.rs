@@ -60,6 +60,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .collect(),
         host,
         store,
+        clock: Arc::new(engine::SystemClock),
     };
     let (handle, engine_task) = engine::start(setup, probe, actuator, stopped(stop_rx.clone()))?;
     let state = AppState {

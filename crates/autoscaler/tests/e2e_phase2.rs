@@ -612,7 +612,9 @@ fn two_units_are_scaled_independently() -> anyhow::Result<()> {
     sb.start_unit(busy)?;
     sb.start_unit(idle)?;
     let r = Rig::start(sb, &[busy, idle])?;
-    r.put_config(busy, &base_config(json!({})))?;
+    // The busy unit stays over its threshold at 100% too: a cooldown longer than the test
+    // keeps it there, instead of racing its next raise (3 s later) against the checks below.
+    r.put_config(busy, &base_config(json!({ "scale_cooldown_seconds": 120 })))?;
     r.put_config(idle, &base_config(json!({ "scale_up_cpu_percent": 70 })))?;
     assert_eq!(
         r.http.get_ok(&api(busy, "/config"))?["scale_up_cpu_percent"],

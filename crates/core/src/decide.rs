@@ -13,26 +13,10 @@
 use std::fmt;
 
 use crate::config::{Config, Mode};
+pub use crate::history::{Action, TriggerType};
 use crate::limits::{Bounds, GIB, Host, Limits, MIB, Resource, fmt_gib};
 use crate::sample::Usage;
 use crate::time::Millis;
-
-/// Which way a change goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    ScaleUp,
-    ScaleDown,
-}
-
-impl Action {
-    /// The spec's history `action` value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::ScaleUp => "scale_up",
-            Action::ScaleDown => "scale_down",
-        }
-    }
-}
 
 /// What made a resource count as breached at one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +130,7 @@ pub enum Why {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     /// The change to make, if any: direction, the complete new limits, and the trigger type.
-    pub change: Option<(Action, Limits, &'static str)>,
+    pub change: Option<(Action, Limits, TriggerType)>,
     pub why: Why,
     pub evaluation: Evaluation,
 }
@@ -300,7 +284,7 @@ impl Controller {
                 };
                 let limits = i.current.with(Resource::Memory, new);
                 return Decision {
-                    change: Some((Action::ScaleUp, limits, "oom")),
+                    change: Some((Action::ScaleUp, limits, TriggerType::Oom)),
                     why,
                     evaluation: ev,
                 };
@@ -372,7 +356,7 @@ impl Controller {
                 return hold(Why::AtMinimum, ev);
             }
             return Decision {
-                change: Some((Action::ScaleDown, new, "threshold")),
+                change: Some((Action::ScaleDown, new, TriggerType::Threshold)),
                 why: Why::ScaleDown { changes },
                 evaluation: ev,
             };
@@ -396,16 +380,16 @@ impl Controller {
 }
 
 /// The history's `trigger_type`: the kind of the strongest evidence among the breaches.
-fn trigger_type(breaches: &[Breach]) -> &'static str {
+fn trigger_type(breaches: &[Breach]) -> TriggerType {
     let has = |t: Trigger| breaches.iter().any(|b| b.trigger == t);
     if has(Trigger::Usage) {
-        "threshold"
+        TriggerType::Threshold
     } else if has(Trigger::Throttled) || has(Trigger::Pressure) {
-        "pressure"
+        TriggerType::Pressure
     } else if has(Trigger::Queue) {
-        "queue"
+        TriggerType::Queue
     } else {
-        "predictive"
+        TriggerType::Predictive
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`sample`]: cumulative cgroup [`Counters`] and the [`Usage`] derived from two of them.
 //! - [`decide`]: the threshold controller: streaks, cooldown, steps, bounds, reasons.
 //! - [`range`]: the [`Range`] a chart reads: start, step and bucket alignment, checked.
+//! - [`history`]: a history row's [`Action`], [`TriggerType`] and [`Status`], as enums.
 //! - [`unit`]: [`UnitName`], a unit name that passed systemd's naming rules.
 //!
 //! Architecture invariant: nothing in this crate does I/O, reads a clock, knows JSON, or can
@@ -19,6 +20,7 @@
 pub mod config;
 pub mod decide;
 pub mod forecast;
+pub mod history;
 pub mod limits;
 pub mod predict;
 pub mod profile;
@@ -29,7 +31,8 @@ pub mod trend;
 pub mod unit;
 
 pub use config::{Config, ConfigError, FieldValue, Mode, Policy};
-pub use decide::{Action, Breach, Controller, Decision, Evaluation, Inputs, Trigger, Why};
+pub use decide::{Breach, Controller, Decision, Evaluation, Inputs, Trigger, Why};
+pub use history::{Action, Status, TriggerType};
 pub use limits::{Bounds, BoundsError, GIB, Host, Limits, MIB, Resource};
 pub use range::{Range, RangeError};
 pub use sample::{Counters, InvalidSample, Psi, Signals, Usage};

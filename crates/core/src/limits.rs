@@ -122,11 +122,14 @@ pub struct Host {
 }
 
 /// The inclusive range each limit must lie in: hard bounds intersected with capacity.
+///
+/// The fields are private so every `Bounds` has `min <= max` in each range: only
+/// [`Bounds::new`] makes one, and it refuses a config whose minimum the host cannot give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounds {
-    pub cpu: (u32, u32),
-    pub memory: (u64, u64),
-    pub tasks: (u64, u64),
+    cpu: (u32, u32),
+    memory: (u64, u64),
+    tasks: (u64, u64),
 }
 
 /// A limit, or a set of bounds, that cannot be used.
@@ -236,6 +239,29 @@ impl Bounds {
         })
     }
 
+    /// Bounds that allow only zero, for evaluating usage where no bounds can be met: the
+    /// controller never runs with them.
+    pub const ZERO: Bounds = Bounds {
+        cpu: (0, 0),
+        memory: (0, 0),
+        tasks: (0, 0),
+    };
+
+    /// `CPUQuota=` range, percent of one core.
+    pub fn cpu(&self) -> (u32, u32) {
+        self.cpu
+    }
+
+    /// `MemoryMax=` range, bytes.
+    pub fn memory(&self) -> (u64, u64) {
+        self.memory
+    }
+
+    /// `TasksMax=` range.
+    pub fn tasks(&self) -> (u64, u64) {
+        self.tasks
+    }
+
     /// The range of one resource as plain numbers (percent, bytes, tasks).
     pub fn range(&self, r: Resource) -> (u64, u64) {
         match r {
@@ -245,10 +271,12 @@ impl Bounds {
         }
     }
 
-    /// Clamps one value into its resource's range.
+    /// Clamps one value into its resource's range. `max` then `min` rather than
+    /// `Ord::clamp`, which panics when `lo > hi`: the constructor rules that out, and this
+    /// must not panic even if that ever changed.
     pub fn clamp(&self, r: Resource, v: u64) -> u64 {
         let (lo, hi) = self.range(r);
-        v.clamp(lo, hi)
+        v.max(lo).min(hi)
     }
 
     /// Every limit that is set must lie in range; unset ones are not checked.

@@ -85,8 +85,8 @@ impl Setup {
     pub fn start_limits(&self) -> Result<Limits, BoundsError> {
         let b = self.bounds()?;
         Ok(Limits {
-            cpu_quota: Some(b.cpu.1),
-            memory_max: Some(b.memory.1),
+            cpu_quota: Some(b.cpu().1),
+            memory_max: Some(b.memory().1),
             tasks_max: None,
         })
     }
@@ -395,7 +395,7 @@ mod tests {
     fn default_machine_bounds_are_the_documented_ones() {
         let s = Setup::new(Machine::default());
         let b = s.bounds().expect("8 cores / 32 GiB is feasible");
-        assert_eq!((b.cpu, b.memory), ((100, 700), (8 * GIB, 24 * GIB)));
+        assert_eq!((b.cpu(), b.memory()), ((100, 700), (8 * GIB, 24 * GIB)));
         let tiny = Setup::new(Machine {
             cores: 1,
             memory_gib: 4,

@@ -11,31 +11,23 @@
 //!
 //! This module records what happened; it must not decide what counts as an action.
 
-use autoscaler_core::{GIB, Limits, Millis, UnitName};
+use autoscaler_core::{Action, GIB, Limits, Millis, Status, TriggerType, UnitName};
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, Row};
 
 use crate::{Store, U64, format_ts, sql_int};
-
-/// The history `status` of an action that was applied.
-pub const STATUS_SUCCESS: &str = "success";
-/// The history `status` of an action that failed and was rolled back.
-pub const STATUS_FAILED: &str = "failed";
 
 /// A history row to be written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewHistory {
     pub unit: UnitName,
     pub at: Millis,
-    /// `scale_up`, `scale_down`, `manual`, ...
-    pub action: String,
-    /// `threshold`, `manual`, `oom`, `forecast`, ...
-    pub trigger_type: String,
+    pub action: Action,
+    pub trigger_type: TriggerType,
     pub reason: String,
     pub old: Limits,
     pub new: Limits,
-    /// [`STATUS_SUCCESS`] or [`STATUS_FAILED`].
-    pub status: String,
+    pub status: Status,
     pub error_message: Option<String>,
 }
 
@@ -45,12 +37,12 @@ pub struct HistoryRow {
     pub id: i64,
     pub unit: UnitName,
     pub at: Millis,
-    pub action: String,
-    pub trigger_type: String,
+    pub action: Action,
+    pub trigger_type: TriggerType,
     pub reason: String,
     pub old: Limits,
     pub new: Limits,
-    pub status: String,
+    pub status: Status,
     pub error_message: Option<String>,
 }
 
@@ -72,8 +64,8 @@ impl Store {
         let (old, new) = (limit_values(&h.old, "old")?, limit_values(&h.new, "new")?);
         let params: Vec<Value> = vec![
             Value::Text(format_ts(h.at)),
-            Value::Text(h.action.clone()),
-            Value::Text(h.trigger_type.clone()),
+            Value::Text(h.action.as_str().to_string()),
+            Value::Text(h.trigger_type.as_str().to_string()),
             Value::Text(h.reason.clone()),
             old.cpu,
             old.memory_gib,
@@ -81,7 +73,7 @@ impl Store {
             new.cpu,
             new.memory_gib,
             new.tasks,
-            Value::Text(h.status.clone()),
+            Value::Text(h.status.as_str().to_string()),
             h.error_message.clone().map_or(Value::Null, Value::Text),
             Value::Text(h.unit.as_str().to_string()),
             Value::Integer(h.at.0),
@@ -145,7 +137,7 @@ impl Store {
 
     /// How many actions of `unit` there were, ever, by (action, status): the status
     /// endpoint's counts and Prometheus' counters both come from these.
-    pub fn action_counts(&self, unit: &UnitName) -> anyhow::Result<Vec<(String, String, u64)>> {
+    pub fn action_counts(&self, unit: &UnitName) -> anyhow::Result<Vec<(Action, Status, u64)>> {
         self.reader()
             .prepare_cached(
                 "SELECT action, status, count(*) FROM autoscaler_history
@@ -154,8 +146,8 @@ impl Store {
             .and_then(|mut stmt| {
                 stmt.query_map(rusqlite::params![unit.as_str()], |r| {
                     Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
+                        spelled(r, 0, Action::parse)?,
+                        spelled(r, 1, Status::parse)?,
                         r.get::<_, U64>(2)?.0,
                     ))
                 })?
@@ -173,9 +165,10 @@ impl Store {
         self.reader()
             .prepare_cached(&sql)
             .and_then(|mut stmt| {
-                stmt.query_row(rusqlite::params![unit.as_str(), STATUS_SUCCESS], |r| {
-                    from_row(unit, r)
-                })
+                stmt.query_row(
+                    rusqlite::params![unit.as_str(), Status::Success.as_str()],
+                    |r| from_row(unit, r),
+                )
                 .optional()
             })
             .map_err(|e| self.sql_error(e, format_args!("reading the last action of {unit}")))
@@ -233,12 +226,25 @@ fn from_row(unit: &UnitName, r: &Row<'_>) -> rusqlite::Result<HistoryRow> {
         id: r.get(0)?,
         unit: unit.clone(),
         at: Millis(r.get(1)?),
-        action: r.get(2)?,
-        trigger_type: r.get(3)?,
+        action: spelled(r, 2, Action::parse)?,
+        trigger_type: spelled(r, 3, TriggerType::parse)?,
         reason: r.get(4)?,
         old: limits_from(r, 5, 13)?,
         new: limits_from(r, 8, 14)?,
-        status: r.get(11)?,
+        status: spelled(r, 11, Status::parse)?,
         error_message: r.get(12)?,
+    })
+}
+
+/// A closed vocabulary's column, parsed back into its enum. A spelling this version does not
+/// know (a row written by another tool) is an error that names it, not a silent default.
+fn spelled<T>(r: &Row<'_>, i: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown value {text:?} in column {i} of autoscaler_history").into(),
+        )
     })
 }

@@ -10,7 +10,10 @@ use autoscaler_core::{Config, FieldValue, GIB, Limits, MIB, Millis, UnitName};
 use rusqlite::Connection;
 use rusqlite::types::Value;
 
-use crate::history::{STATUS_FAILED, STATUS_SUCCESS};
+use autoscaler_core::{Action, Status, TriggerType};
+
+const STATUS_SUCCESS: &str = "success";
+const STATUS_FAILED: &str = "failed";
 use crate::{MetricRow, NewHistory, Store, format_ts};
 
 /// 2026-01-25T10:30:00Z, the spec's example time.
@@ -66,12 +69,12 @@ fn history_entry(u: &UnitName, at: i64, action: &str, status: &str) -> NewHistor
     NewHistory {
         unit: u.clone(),
         at: Millis(at),
-        action: action.to_string(),
-        trigger_type: "threshold".to_string(),
+        action: Action::parse(action).expect("a known action"),
+        trigger_type: TriggerType::Threshold,
         reason: "Thresholds breached: CPU=90.0%".to_string(),
         old: Limits::new(200, 32, 250),
         new: Limits::new(300, 40, 350),
-        status: status.to_string(),
+        status: Status::parse(status).expect("a known status"),
         error_message: (status == STATUS_FAILED).then(|| "restart failed".to_string()),
     }
 }
@@ -473,7 +476,7 @@ fn a_restart_keeps_history_counts_and_the_last_action() {
         (&b, 70, "scale_down", STATUS_SUCCESS),
         (&a, 120, "scale_down", STATUS_SUCCESS),
         (&a, 180, "scale_up", STATUS_FAILED),
-        (&a, 240, "manual", STATUS_SUCCESS),
+        (&a, 240, "manual_scale", STATUS_SUCCESS),
         (&a, 300, "scale_down", STATUS_FAILED),
     ];
     {
@@ -506,7 +509,7 @@ fn a_restart_keeps_history_counts_and_the_last_action() {
     check(
         &a,
         &[
-            ("manual", "success", 1),
+            ("manual_scale", "success", 1),
             ("scale_down", "failed", 1),
             ("scale_down", "success", 1),
             ("scale_up", "failed", 1),

@@ -10,6 +10,8 @@
 //! - [`busy_unit`] and [`memory_hog_unit`]: unit files that load a service in a known way.
 //! - [`Daemon`] and [`Http`]: a real `autoscaler serve` on an ephemeral loopback port, and
 //!   HTTP calls through `curl`.
+//! - [`fakes`]: a scriptable fake systemd ([`fakes::FakeSystemd`], the engine's `Probe` and
+//!   `Actuator`) and a [`fakes::FakeClock`], for engine tests without root or systemd.
 //!
 //! Architecture invariant: the harness only ever touches processes and cgroups it created
 //! itself (cgroups named `autoscaler-test-<pid>-<n>`), never PID 1's, never the host's other
@@ -26,6 +28,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub mod daemon;
+pub mod fakes;
 
 use anyhow::{Context, bail};
 use tempfile::TempDir;

@@ -41,9 +41,9 @@ pub fn status_json(u: &UnitSnapshot, snap: &Snapshot) -> Value {
     let ev = u.observation.as_ref().map(|o| &o.evaluation);
     let bounds = match &u.bounds {
         Ok(b) => json!({
-            "cpu_quota": [b.cpu.0, b.cpu.1],
-            "memory_max": [gib(b.memory.0), gib(b.memory.1)],
-            "tasks_max": [b.tasks.0, b.tasks.1],
+            "cpu_quota": [b.cpu().0, b.cpu().1],
+            "memory_max": [gib(b.memory().0), gib(b.memory().1)],
+            "tasks_max": [b.tasks().0, b.tasks().1],
         }),
         Err(e) => json!({ "error": e }),
     };
@@ -104,12 +104,12 @@ pub fn history_json(h: &HistoryRow) -> Value {
     json!({
         "id": h.id,
         "timestamp": format_ts(h.at),
-        "action": h.action,
-        "trigger_type": h.trigger_type,
+        "action": h.action.as_str(),
+        "trigger_type": h.trigger_type.as_str(),
         "reason": h.reason,
         "old_limits": limits_json(&h.old),
         "new_limits": limits_json(&h.new),
-        "status": h.status,
+        "status": h.status.as_str(),
         "error_message": h.error_message,
         "unit": h.unit.as_str(),
     })

@@ -136,8 +136,8 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
             actions
                 .get_or_create(&l(&[
                     ("unit", unit),
-                    ("action", action),
-                    ("status", status),
+                    ("action", action.as_str()),
+                    ("status", status.as_str()),
                 ]))
                 .inc_by(*n as f64);
         }

@@ -16,7 +16,7 @@ impl EngineHandle {
         since: Option<&str>,
         step: Option<&str>,
     ) -> Result<RangeData, EngineError> {
-        let now = super::now();
+        let now = self.now();
         let bad = |e: autoscaler_core::RangeError| EngineError::BadRequest {
             allowed: Some(e.allowed().into()),
             field: Some(e.field.into()),

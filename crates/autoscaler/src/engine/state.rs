@@ -4,25 +4,29 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use autoscaler_core::decide::{Inputs, evaluate};
 use autoscaler_core::predict::{
     FeatureLedger, FeatureUsage, Prediction, Sample, anticipate, predict,
 };
 use autoscaler_core::{
-    Bounds, Config, Controller, Counters, Decision, Evaluation, Host, Limits, Millis, UnitName,
-    Usage,
+    Action, Bounds, Config, Controller, Counters, Decision, Evaluation, Host, Limits, Millis,
+    Status, UnitName, Usage,
 };
 use autoscaler_store::{MetricRow, Store};
 
-use super::{LoopStats, Sampled};
+use super::{LoopStats, Rollback, Sampled};
 
 /// A failed apply, shown by the status until someone sets the mode again.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
     pub at: Millis,
+    /// The whole story in one line, as in the history row: what failed and the rollback.
     pub message: String,
     pub history_id: i64,
+    /// Whether the previous limits are back.
+    pub rollback: Rollback,
 }
 
 /// What the last check saw.
@@ -54,7 +58,7 @@ pub struct UnitSnapshot {
     pub scale_up_count: u64,
     pub scale_down_count: u64,
     /// Actions by (action, status), as stored: what Prometheus counts.
-    pub action_counts: BTreeMap<(String, String), u64>,
+    pub action_counts: BTreeMap<(Action, Status), u64>,
     pub last_scale_time: Option<Millis>,
     pub bounds: Result<Bounds, String>,
     /// Trends, forecasts and the recommendation as of the last check.
@@ -84,7 +88,7 @@ pub(super) struct UnitState {
     pub last_failure: Option<Failure>,
     pub decision_note: String,
     pub applying: bool,
-    action_counts: BTreeMap<(String, String), u64>,
+    action_counts: BTreeMap<(Action, Status), u64>,
     last_scale_time: Option<Millis>,
     last_prune: Millis,
     /// Recent samples for trends, forecasts and profiles, oldest first.
@@ -97,8 +101,13 @@ pub(super) struct UnitState {
 
 impl UnitState {
     /// The unit as the store remembers it: config, counters and the last action's time, so a
-    /// restarted daemon keeps its cooldown and its counts.
-    pub fn load(store: &Store, name: UnitName, manager: &'static str) -> anyhow::Result<UnitState> {
+    /// restarted daemon keeps its cooldown and its counts. `now` is the engine clock's.
+    pub fn load(
+        store: &Store,
+        name: UnitName,
+        manager: &'static str,
+        now: Millis,
+    ) -> anyhow::Result<UnitState> {
         let config = store.load_config(&name)?.unwrap_or_default();
         let action_counts = store
             .action_counts(&name)?
@@ -107,7 +116,6 @@ impl UnitState {
             .collect();
         let last = store.last_action(&name)?.map(|h| h.at);
         // Predictions start from the stored last hour rather than from nothing.
-        let now = super::now();
         let recent = store
             .metrics_since(&name, Millis(now.0 - 3_600_000), now)?
             .into_iter()
@@ -153,6 +161,28 @@ impl UnitState {
         self.controller.reset_streaks();
     }
 
+    /// Keeps a unit's first reading after a start or a gap, which has no CPU rate yet, as the
+    /// base of the next one. True when it was such a first reading.
+    pub fn prime(&mut self, sampled: &Sampled, limits: Limits) -> bool {
+        if self.prev.is_some() {
+            return false;
+        }
+        self.prev = Some(sampled.counters);
+        self.unit_error = None;
+        self.limits = Some(limits);
+        true
+    }
+
+    /// Time between two checks, as configured now.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(u64::from(self.config.check_interval_seconds))
+    }
+
+    /// The limits systemd last reported.
+    pub fn limits(&self) -> Option<Limits> {
+        self.limits
+    }
+
     /// Turns a reading into usage, keeps it for predictions, runs the controller (when the
     /// bounds are feasible, with the anticipated breaches in predictive mode) and keeps the
     /// observation. Returns the decision, if the controller ran.
@@ -183,11 +213,6 @@ impl UnitState {
                 .record(&sampled.features, cores, usage.memory_bytes as f64);
         }
         // Bounds that cannot be met leave the controller out; the evaluation is still shown.
-        let no_bounds = Bounds {
-            cpu: (0, 0),
-            memory: (0, 0),
-            tasks: (0, 0),
-        };
         let prediction = predict(
             self.recent.make_contiguous(),
             &self.config,
@@ -199,7 +224,7 @@ impl UnitState {
         self.prediction = Some(Arc::new(prediction));
         let inputs = Inputs {
             config: &self.config,
-            bounds: bounds.unwrap_or(&no_bounds),
+            bounds: bounds.unwrap_or(&Bounds::ZERO),
             host,
             current: &limits,
             usage: &usage,
@@ -264,7 +289,9 @@ impl UnitState {
             throttled_ratio: u.throttled_ratio,
             cpu_pressure: u.cpu_pressure,
             memory_pressure: u.memory_pressure,
-            oom_kills: o.counters.oom_kills,
+            // The store sums this column over time: kills since the last reading, not the
+            // cgroup's running total.
+            oom_kills: u.new_oom_kills,
         })
     }
 
@@ -277,11 +304,11 @@ impl UnitState {
         true
     }
 
-    pub fn record_success(&mut self, action: &str, after: Limits, at: Millis) {
+    pub fn record_success(&mut self, action: Action, after: Limits, at: Millis) {
         self.controller.record_action(at);
         self.limits = Some(after);
         self.last_scale_time = Some(at);
-        self.count(action, "success");
+        self.count(action, Status::Success);
     }
 
     /// `Some(seconds to wait)` when another change now would exceed the rate limit.
@@ -303,16 +330,13 @@ impl UnitState {
         self.changes.push_back(at);
     }
 
-    pub fn count(&mut self, action: &str, status: &str) {
-        *self
-            .action_counts
-            .entry((action.to_string(), status.to_string()))
-            .or_default() += 1;
+    pub fn count(&mut self, action: Action, status: Status) {
+        *self.action_counts.entry((action, status)).or_default() += 1;
     }
 
-    fn successes(&self, action: &str) -> u64 {
+    fn successes(&self, action: Action) -> u64 {
         self.action_counts
-            .get(&(action.to_string(), "success".to_string()))
+            .get(&(action, Status::Success))
             .copied()
             .unwrap_or(0)
     }
@@ -328,8 +352,8 @@ impl UnitState {
             last_failure: self.last_failure.clone(),
             decision: self.decision_note.clone(),
             applying: self.applying,
-            scale_up_count: self.successes("scale_up"),
-            scale_down_count: self.successes("scale_down"),
+            scale_up_count: self.successes(Action::ScaleUp),
+            scale_down_count: self.successes(Action::ScaleDown),
             action_counts: self.action_counts.clone(),
             last_scale_time: self.last_scale_time,
             bounds: Bounds::new(&self.config, host).map_err(|e| e.to_string()),
@@ -378,7 +402,7 @@ mod tests {
             let dir = tempfile::tempdir().expect("tempdir");
             let unit = UnitName::parse("replay.service").expect("unit name");
             let store = Store::open(&dir.path().join("a.db"), &unit).expect("store");
-            let mut daemon = UnitState::load(&store, unit, "user").expect("unit state");
+            let mut daemon = UnitState::load(&store, unit, "user", Millis(0)).expect("unit state");
             // What the simulator's controller runs: the policy's bundle, checked once a step.
             daemon.config = setup.base.with_policy(policy);
             daemon.config.check_interval_seconds = step as u32;
@@ -418,7 +442,7 @@ mod tests {
                 };
                 let d = daemon.observe(sampled, daemon_limits, Some(&bounds), &host, now);
                 if let Some((action, new, _)) = d.and_then(|d| d.change) {
-                    daemon.record_success(action.as_str(), new, now);
+                    daemon.record_success(action, new, now);
                     daemon_limits = new;
                 }
                 assert_eq!(

@@ -401,7 +401,11 @@ fn pressure_triggers_count_as_cpu_and_memory_breaches() {
     let (action, new, trigger) = d.change.expect("scale up");
     assert_eq!(
         (action, new, trigger),
-        (Action::ScaleUp, Limits::new(300, 48, 250), "pressure"),
+        (
+            Action::ScaleUp,
+            Limits::new(300, 48, 250),
+            TriggerType::Pressure
+        ),
         "{}",
         d.reason()
     );
@@ -457,33 +461,35 @@ fn anticipated_breaches_and_the_api_quota_floor() {
         amount: 1.94,
         horizon_secs: 900.0,
     };
-    let check =
-        |quota: Option<u64>, anticipated: &[Breach], want: Option<(Limits, &str)>, text: &str| {
-            let mut u = usage(Millis(0), S(1.0, 4.0, 20, 2, 5, 0)); // 50% CPU: no measured breach
-            u.signals.api_quota_remaining = quota;
-            let inputs = Inputs {
-                config: &c,
-                bounds: &bounds,
-                host: &SPEC_HOST,
-                current: &current,
-                usage: &u,
-                now: Millis(0),
-                anticipated,
-            };
-            let d = Controller::default().observe(inputs);
-            assert_eq!(d.change.map(|(_, l, t)| (l, t)), want, "{}", d.reason());
-            assert!(d.reason().contains(text), "{:?} lacks {text:?}", d.reason());
+    let check = |quota: Option<u64>,
+                 anticipated: &[Breach],
+                 want: Option<(Limits, TriggerType)>,
+                 text: &str| {
+        let mut u = usage(Millis(0), S(1.0, 4.0, 20, 2, 5, 0)); // 50% CPU: no measured breach
+        u.signals.api_quota_remaining = quota;
+        let inputs = Inputs {
+            config: &c,
+            bounds: &bounds,
+            host: &SPEC_HOST,
+            current: &current,
+            usage: &u,
+            now: Millis(0),
+            anticipated,
         };
+        let d = Controller::default().observe(inputs);
+        assert_eq!(d.change.map(|(_, l, t)| (l, t)), want, "{}", d.reason());
+        assert!(d.reason().contains(text), "{:?} lacks {text:?}", d.reason());
+    };
     check(
         None,
         &[forecast],
-        Some((Limits::new(300, 32, 250), "predictive")),
+        Some((Limits::new(300, 32, 250), TriggerType::Predictive)),
         "CPU forecast to reach 97.0% within 15 min (>85%)",
     );
     check(
         Some(5000),
         &[forecast],
-        Some((Limits::new(300, 32, 250), "predictive")),
+        Some((Limits::new(300, 32, 250), TriggerType::Predictive)),
         "CPU 200%->300%",
     );
     check(
@@ -504,7 +510,7 @@ fn anticipated_breaches_and_the_api_quota_floor() {
     check(
         None,
         &[queue],
-        Some((Limits::new(200, 48, 250), "queue")),
+        Some((Limits::new(200, 48, 250), TriggerType::Queue)),
         "Memory needed by the agents starting: 120.0% (>80%)",
     );
 }

@@ -1,0 +1,307 @@
+//! The event loop: one task owns every unit, wakes on one [`Event`] at a time and publishes a
+//! snapshot after each.
+//!
+//! A due check does not read the unit here: it starts a reading task ([`super::sampler`]) and
+//! schedules the next check; the reading comes back as an event and is then stored, decided
+//! on and, when the decision says so, applied. So the loop never sleeps and never waits on a
+//! file or on systemd's answer about a unit; only applying a change (under
+//! [`super::APPLY_TIMEOUT`]) and a manual scale's look at the unit are awaited here.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use autoscaler_core::{Bounds, Host, Millis, UnitName};
+use autoscaler_store::Store;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::handle::Command;
+use super::sampler::{self, Outcome, Reading, StuckRead};
+use super::state::UnitState;
+use super::{Actuator, Clock, EngineError, LoopStats, Probe, SAMPLE_TIMEOUT, Snapshot};
+
+/// How soon after a unit's first reading the second is taken: a CPU rate needs two. The
+/// second belongs to the same check: it does not move the unit's schedule.
+const FIRST_RATE_DELAY: Duration = Duration::from_millis(250);
+
+/// Why the engine task woke up.
+enum Event {
+    Due(usize, Instant),
+    /// The second reading of a unit's first check (see [`FIRST_RATE_DELAY`]).
+    FollowUp(usize),
+    Reading(Box<Reading>),
+    Command(Command),
+    Shutdown,
+}
+
+pub(super) struct Engine<P, A> {
+    pub(super) units: Vec<UnitState>,
+    /// When each unit's next check is due.
+    pub(super) due: Vec<Instant>,
+    /// When a unit's first check takes its second reading, if it is waiting for one.
+    follow_up: Vec<Option<Instant>>,
+    /// A unit whose reading is under way gets no second one.
+    reading: Vec<bool>,
+    /// A unit's blocking read that outlived its timeout and has not returned yet.
+    stuck: Vec<Option<StuckRead>>,
+    pub(super) host: Host,
+    pub(super) store: Store,
+    pub(super) probe: Arc<P>,
+    pub(super) actuator: A,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) loop_stats: LoopStats,
+    /// Where the fronts read the state: published after every event, and while a change is
+    /// being applied (so `applying` can be seen).
+    snapshot_tx: watch::Sender<Arc<Snapshot>>,
+    readings_tx: mpsc::Sender<Box<Reading>>,
+    readings_rx: Option<mpsc::Receiver<Box<Reading>>>,
+}
+
+impl<P: Probe, A: Actuator> Engine<P, A> {
+    pub(super) fn new(
+        units: Vec<UnitState>,
+        host: Host,
+        store: Store,
+        probe: Arc<P>,
+        actuator: A,
+        clock: Arc<dyn Clock>,
+        snapshot_tx: watch::Sender<Arc<Snapshot>>,
+    ) -> Self {
+        let now = clock.instant();
+        let (readings_tx, readings_rx) = mpsc::channel(64);
+        Engine {
+            due: units.iter().map(|_| now).collect(),
+            follow_up: units.iter().map(|_| None).collect(),
+            reading: units.iter().map(|_| false).collect(),
+            stuck: units.iter().map(|_| None).collect(),
+            units,
+            host,
+            store,
+            probe,
+            actuator,
+            clock,
+            loop_stats: LoopStats::default(),
+            snapshot_tx,
+            readings_tx,
+            readings_rx: Some(readings_rx),
+        }
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) {
+        tokio::pin!(shutdown);
+        let Some(mut readings) = self.readings_rx.take() else {
+            return;
+        };
+        loop {
+            let (next, when) = self
+                .due
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, t)| **t)
+                .map(|(i, t)| (i, *t))
+                .unwrap_or((0, self.clock.instant() + Duration::from_secs(3600)));
+            let follow_up = self
+                .follow_up
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| t.map(|t| (i, t)))
+                .min_by_key(|(_, t)| *t)
+                .filter(|(_, t)| *t < when);
+            let (timer, timer_event) = match follow_up {
+                Some((i, t)) => (t, Event::FollowUp(i)),
+                None => (when, Event::Due(next, when)),
+            };
+            let event = tokio::select! {
+                biased;
+                () = &mut shutdown => Event::Shutdown,
+                Some(cmd) = commands.recv() => Event::Command(cmd),
+                Some(r) = readings.recv() => Event::Reading(r),
+                () = tokio::time::sleep_until(timer) => timer_event,
+            };
+            match event {
+                Event::Shutdown => break,
+                Event::Command(cmd) => self.handle(cmd).await,
+                Event::Due(i, when) => self.start_check(i, when),
+                Event::FollowUp(i) => {
+                    self.follow_up[i] = None;
+                    self.start_read(i, self.clock.instant());
+                }
+                Event::Reading(r) => self.finish_check(r).await,
+            }
+            self.publish();
+        }
+        tracing::info!("engine stopped");
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            units: self.units.iter().map(|u| u.snapshot(&self.host)).collect(),
+            strategy: self.actuator.strategy(),
+            host: self.host,
+            loop_stats: self.loop_stats,
+        }
+    }
+
+    /// Publishes the current state to the fronts.
+    pub(super) fn publish(&self) {
+        self.snapshot_tx.send_replace(Arc::new(self.snapshot()));
+    }
+
+    pub(super) fn index(&self, unit: &UnitName) -> Result<usize, EngineError> {
+        self.units
+            .iter()
+            .position(|u| &u.name == unit)
+            .ok_or_else(|| EngineError::UnknownUnit {
+                unit: unit.to_string(),
+                managed: self.units.iter().map(|u| u.name.to_string()).collect(),
+            })
+    }
+
+    async fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::SetMode(unit, mode, reply) => {
+                let _ = reply.send(self.set_mode(&unit, mode));
+            }
+            Command::SetPolicy(unit, policy, reply) => {
+                let r = self.index(&unit).and_then(|i| {
+                    self.update_config(i, |c| Ok(c.with_policy(policy)))?;
+                    Ok(self.units[i].snapshot(&self.host))
+                });
+                let _ = reply.send(r);
+            }
+            Command::SetConfig(unit, changes, reply) => {
+                let r = self
+                    .index(&unit)
+                    .and_then(|i| self.update_config(i, |c| Ok(c.apply(&changes)?)));
+                let _ = reply.send(r);
+            }
+            Command::Scale(unit, req, reply) => {
+                let r = match self.index(&unit) {
+                    Ok(i) => self.manual_scale(i, req).await,
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    /// A unit's check is due: schedule the next one, and start reading it unless a reading
+    /// is still under way or stuck.
+    fn start_check(&mut self, i: usize, when: Instant) {
+        let started = self.clock.instant();
+        let lag = started.saturating_duration_since(when).as_secs_f64();
+        let s = &mut self.loop_stats;
+        s.last_lag_seconds = lag;
+        s.max_lag_seconds = s.max_lag_seconds.max(lag);
+        // Schedule from when it was due, not from when it ran: no drift builds up.
+        let interval = self.units[i].interval();
+        let mut next_due = when + interval;
+        if next_due < started {
+            next_due = started + interval;
+        }
+        self.due[i] = next_due;
+        self.start_read(i, started);
+    }
+
+    /// Starts reading a unit in a task of its own, unless a reading is still under way or
+    /// stuck.
+    fn start_read(&mut self, i: usize, started: Instant) {
+        if self.reading[i] {
+            return;
+        }
+        if let Some(job) = &self.stuck[i] {
+            if !job.is_finished() {
+                let limits = self.units[i].limits();
+                self.units[i].unavailable(
+                    format!(
+                        "an earlier read of its cgroup, processes or AutoCoder's databases \
+                         did not finish within {} s and has still not returned: a file or \
+                         database is stuck",
+                        SAMPLE_TIMEOUT.as_secs()
+                    ),
+                    limits,
+                );
+                return;
+            }
+            self.stuck[i] = None;
+        }
+        self.reading[i] = true;
+        let (probe, clock, tx) = (
+            self.probe.clone(),
+            self.clock.clone(),
+            self.readings_tx.clone(),
+        );
+        let name = self.units[i].name.clone();
+        tokio::spawn(async move {
+            let (outcome, stuck) = sampler::read(probe, clock, name).await;
+            // The engine may have stopped; then nobody needs the reading.
+            let _ = tx
+                .send(Box::new(Reading {
+                    unit: i,
+                    started,
+                    outcome,
+                    stuck,
+                }))
+                .await;
+        });
+    }
+
+    /// A unit's reading came in: store it, decide, and apply what the decision says. Failures
+    /// are recorded on the unit and the loop goes on.
+    async fn finish_check(&mut self, r: Box<Reading>) {
+        let r = *r;
+        let i = r.unit;
+        self.reading[i] = false;
+        self.stuck[i] = r.stuck;
+        let s = &mut self.loop_stats;
+        s.checks += 1;
+        s.last_check_seconds = self
+            .clock
+            .instant()
+            .saturating_duration_since(r.started)
+            .as_secs_f64();
+        let (view, sampled, at) = match r.outcome {
+            Outcome::Unavailable { reason, limits } => {
+                self.units[i].unavailable(reason, limits);
+                return;
+            }
+            Outcome::Sampled { view, sampled, at } => (view, sampled, at),
+        };
+        // A CPU rate needs two readings: the first one is kept, and the second follows soon
+        // as a timer event, not a sleep.
+        if self.units[i].prime(&sampled, view.limits) {
+            self.follow_up[i] = Some(self.clock.instant() + FIRST_RATE_DELAY);
+            return;
+        }
+        let name = self.units[i].name.clone();
+        let unit = &mut self.units[i];
+        let bounds = Bounds::new(&unit.config, &self.host);
+        let decision = unit.observe(*sampled, view.limits, bounds.as_ref().ok(), &self.host, at);
+        if let Err(e) = unit.store_metric(&self.store) {
+            tracing::warn!(unit = %name, "storing a metric failed: {e:#}");
+        }
+        if unit.should_prune(at) {
+            let cutoff = Millis(at.0 - i64::from(unit.config.metrics_retention_hours) * 3_600_000);
+            if let Err(e) = self.store.prune_metrics(&name, cutoff) {
+                tracing::warn!("pruning metrics failed: {e:#}");
+            }
+        }
+        if let Err(e) = &bounds {
+            self.units[i].decision_note = format!("no automatic action: {e}");
+            return;
+        }
+        let Some(d) = decision else { return };
+        let Some((action, new, trigger)) = d.change else {
+            return;
+        };
+        // A failure is recorded on the unit and in the history; the loop goes on.
+        let _ = self
+            .apply(i, action, trigger, &d.reason(), view.limits, new, at)
+            .await;
+    }
+}
