@@ -79,6 +79,17 @@ pub enum Command {
         #[command(subcommand)]
         what: ExportWhat,
     },
+    /// Print a shell completion script: `autoscaler completions bash > /etc/bash_completion.d/autoscaler`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (autoscaler.1 and one per subcommand) into a directory.
+    Man {
+        /// The directory to write to; created if missing.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -109,7 +120,8 @@ pub enum ExportWhat {
 
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// TOML file with listen, db, units, bus, strategy, token, cors_origins, [signals].
+    /// TOML file with listen, db, units, bus, strategy, token, cors_origins, [signals] and
+    /// [config] (fields of the config API); SIGHUP re-reads it.
     #[arg(long, env = "AUTOSCALER_CONFIG")]
     pub config: Option<PathBuf>,
     /// SQLite file [default: ~/.autocoder/autoscaler.db]

@@ -186,8 +186,15 @@ type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 enum Event {
     Due(usize),
     Command(Command),
+    /// Nothing was due for [`IDLE_WAKE`]: the loop goes round anyway, so whoever watches
+    /// its iterations (the systemd watchdog) hears from it.
+    Idle,
     Shutdown,
 }
+
+/// The longest the loop sleeps without going round, even when no check is due for longer.
+/// Going round idle costs one counter bump; it bounds how short a watchdog period can be.
+pub const IDLE_WAKE: Duration = Duration::from_secs(1);
 
 /// One managed unit as the engine starts it.
 #[derive(Debug, Clone)]
@@ -209,6 +216,7 @@ pub struct EngineSetup {
 pub struct EngineHandle {
     commands: mpsc::Sender<Command>,
     snapshot: watch::Receiver<Arc<Snapshot>>,
+    rounds: watch::Receiver<u64>,
     store: Store,
 }
 
@@ -313,6 +321,12 @@ impl EngineHandle {
         &self.store
     }
 
+    /// Counts the loop's rounds: one per event, and at least one every [`IDLE_WAKE`] when
+    /// idle. A loop that hangs stops counting; the systemd watchdog pings only when it counts.
+    pub fn rounds(&self) -> watch::Receiver<u64> {
+        self.rounds.clone()
+    }
+
     pub async fn set_mode(&self, unit: UnitName, mode: Mode) -> Result<UnitSnapshot, EngineError> {
         self.call(|r| Command::SetMode(unit, mode, r)).await
     }
@@ -371,7 +385,9 @@ pub fn start<P: Probe, A: Actuator>(
         host: setup.host,
         loop_stats: LoopStats::default(),
     }));
+    let (rounds_tx, rounds) = watch::channel(0);
     let engine = Engine {
+        rounds: rounds_tx,
         units,
         due,
         host: setup.host,
@@ -385,6 +401,7 @@ pub fn start<P: Probe, A: Actuator>(
     let handle = EngineHandle {
         commands: tx,
         snapshot: snap_rx,
+        rounds,
         store: setup.store,
     };
     let task = tokio::spawn(engine.run(rx, shutdown));
@@ -414,6 +431,8 @@ struct Engine<P, A> {
     /// Where the fronts read the state: published after every event, and while a change is
     /// being applied (so `is_running` can be seen).
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
+    /// Bumped at the top of every round of the loop: its liveness, for the watchdog.
+    rounds: watch::Sender<u64>,
 }
 
 /// The limits `new` changes relative to `old` (the others unset): what a change must keep in
@@ -452,6 +471,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
     ) {
         tokio::pin!(shutdown);
         loop {
+            self.rounds.send_modify(|n| *n = n.wrapping_add(1));
             let (next, when) = self
                 .due
                 .iter()
@@ -459,14 +479,17 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                 .min_by_key(|(_, t)| **t)
                 .map(|(i, t)| (i, *t))
                 .unwrap_or((0, tokio::time::Instant::now() + Duration::from_secs(3600)));
+            let idle = tokio::time::Instant::now() + IDLE_WAKE;
             let event = tokio::select! {
                 biased;
                 () = &mut shutdown => Event::Shutdown,
                 Some(cmd) = commands.recv() => Event::Command(cmd),
                 () = tokio::time::sleep_until(when) => Event::Due(next),
+                () = tokio::time::sleep_until(idle), if idle < when => Event::Idle,
             };
             match event {
                 Event::Shutdown => break,
+                Event::Idle => {}
                 Event::Command(cmd) => self.handle(cmd).await,
                 Event::Due(i) => {
                     let started = tokio::time::Instant::now();
