@@ -32,7 +32,13 @@ pub fn init_logging() {
         Some(Ok(layer)) => {
             let _ = tracing_subscriber::registry()
                 .with(filter())
-                .with(layer.with_syslog_identifier("autoscaler".into()))
+                // `AUTOSCALER_UNIT=...`, not `UNIT=`: systemd's own field for the unit a
+                // message is about, which `journalctl -u` matches.
+                .with(
+                    layer
+                        .with_syslog_identifier("autoscaler".into())
+                        .with_field_prefix(Some("AUTOSCALER".into())),
+                )
                 .try_init();
         }
         other => {
