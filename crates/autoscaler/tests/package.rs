@@ -129,6 +129,34 @@ fn the_package_installs_a_user_unit_that_runs_and_manages_a_unit() -> anyhow::Re
     // The unit made from the package only: no path of this build in it.
     let written = std::fs::read_to_string(sb.unit_dir().join(UNIT))?;
     assert!(!written.contains("target/debug"), "{written}");
+    // A new user's first start: no config file yet. The unit creates it from the packaged
+    // example (every line a comment, so the daemon runs on its defaults); only the port and
+    // the store come from the environment here, so the test's port is used.
+    let config_text = std::fs::read_to_string(&svc.config)?;
+    std::fs::remove_file(&svc.config)?;
+    let first = sb.unit_dir().join(format!("{UNIT}.d/first-start.conf"));
+    std::fs::create_dir_all(first.parent().context("drop-in dir")?)?;
+    std::fs::write(
+        &first,
+        format!(
+            "[Service]\nEnvironment=AUTOSCALER_LISTEN=127.0.0.1:{} \"AUTOSCALER_DB={}\"\n",
+            svc.port,
+            svc.db().display()
+        ),
+    )?;
+    sb.systemctl(&["daemon-reload"])?;
+    sb.start_unit(UNIT).with_context(|| sb.log_tail())?;
+    assert_eq!(svc.http.get("/healthz")?.status, 200);
+    assert_eq!(
+        std::fs::read(&svc.config)?,
+        std::fs::read(root.join("usr/share/autoscaler/autoscaler.toml"))?,
+        "the first start did not install the packaged example config"
+    );
+    sb.stop_unit(UNIT)?;
+    std::fs::remove_file(&first)?;
+    std::fs::write(&svc.config, config_text)?;
+    sb.systemctl(&["daemon-reload"])?;
+
     sb.start_unit(UNIT).with_context(|| sb.log_tail())?;
     assert_eq!(sb.show(UNIT, "ActiveState")?, "active");
     assert_eq!(
