@@ -78,6 +78,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let signals = crate::service::signals(handle.clone(), overrides, settings.clone());
     tokio::spawn(async move {
         signals.await;
+        crate::service::stopping();
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     });

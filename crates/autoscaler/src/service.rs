@@ -77,6 +77,11 @@ pub fn ready(status: &str) {
     }
 }
 
+/// Tells systemd the daemon is stopping on purpose (SIGTERM), before it drains.
+pub fn stopping() {
+    let _ = sd_notify::notify(&[NotifyState::Stopping]);
+}
+
 /// Pings systemd's watchdog each time the control loop goes round (at most four times per
 /// watchdog period). The pings come from the loop's own progress, not from a timer, so a loop
 /// that hangs, in a check or because the process is stopped, is restarted by systemd.

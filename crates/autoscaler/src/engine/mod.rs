@@ -489,7 +489,8 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             };
             match event {
                 Event::Shutdown => break,
-                Event::Idle => {}
+                // Nothing changed: the round counter moved, no snapshot to publish.
+                Event::Idle => continue,
                 Event::Command(cmd) => self.handle(cmd).await,
                 Event::Due(i) => {
                     let started = tokio::time::Instant::now();
