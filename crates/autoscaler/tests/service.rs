@@ -214,3 +214,52 @@ fn the_shipped_units_verify() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Under systemd with a journal, logs go to the journal as structured fields: a stand-in
+/// journald (`tests/service/fake_journald.py`, a service of the sandbox's manager, so it
+/// binds the journal's sockets in the sandbox's private /run/systemd) records what arrives on
+/// the native protocol's socket.
+#[test]
+fn logs_reach_the_journal_as_structured_fields() -> anyhow::Result<()> {
+    let sb = Sandbox::start()?;
+    let records = sb.home().join("journal.records");
+    let ready = sb.home().join("journal.ready");
+    let script = repo().join("crates/autoscaler/tests/service/fake_journald.py");
+    sb.write_unit(
+        "fake-journald.service",
+        &format!(
+            "[Service]\nExecStart=/usr/bin/python3 {} {} {}\nStandardOutput=null\nStandardError=null\n",
+            script.display(),
+            records.display(),
+            ready.display()
+        ),
+    )?;
+    sb.start_unit("fake-journald.service")?;
+    wait_until(Duration::from_secs(10), "the stand-in journal", || {
+        Ok(ready.exists().then_some(()))
+    })?;
+    let svc = install(&sb, "", "")?;
+    sb.start_unit(UNIT)?;
+    let text = wait_until(
+        Duration::from_secs(20),
+        "the daemon's start record in the journal",
+        || {
+            let t = std::fs::read_to_string(&records).unwrap_or_default();
+            Ok(t.contains("autoscaler serving on").then_some(t))
+        },
+    )?;
+    let record = text
+        .split("\n--\n")
+        .find(|r| r.contains("autoscaler serving on"))
+        .context("no start record")?;
+    let fields: Vec<&str> = record.lines().collect();
+    for want in [
+        "SYSLOG_IDENTIFIER=autoscaler".to_string(),
+        format!("AUTOSCALER_LISTEN=127.0.0.1:{}", svc.port),
+        "AUTOSCALER_STRATEGY=Live".to_string(),
+        "PRIORITY=5".to_string(),
+    ] {
+        assert!(fields.contains(&want.as_str()), "no {want} in {record:?}");
+    }
+    Ok(())
+}
