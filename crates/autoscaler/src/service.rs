@@ -89,10 +89,7 @@ pub fn watchdog(mut rounds: watch::Receiver<u64>, stop: impl Future<Output = ()>
     let Some(period) = sd_notify::watchdog_enabled() else {
         return;
     };
-    tracing::info!(
-        "systemd watchdog on: the control loop must go round every {}",
-        humantime::format_duration(period)
-    );
+    tracing::info!("systemd watchdog on: the control loop must go round every {period:?}");
     tokio::spawn(async move {
         tokio::pin!(stop);
         loop {
@@ -118,8 +115,8 @@ pub async fn apply_file_config(engine: &EngineHandle, table: &toml::Table) -> an
     }
     let json = serde_json::to_value(table).context("reading the [config] table")?;
     let map = json.as_object().cloned().unwrap_or_default();
-    let changes = crate::api::body::parse_config(&map)
-        .map_err(|e| anyhow::anyhow!("[config] in the config file: {}", e.body["error"]))?;
+    let changes = crate::changes::config_changes(&map)
+        .map_err(|e| anyhow::anyhow!("[config] in the config file: {e}"))?;
     for u in engine.snapshot().units.iter() {
         engine
             .set_config(u.name.clone(), changes.clone())

@@ -9,6 +9,7 @@
 //!   field-by-field validation.
 //! - [`sample`]: cumulative cgroup [`Counters`] and the [`Usage`] derived from two of them.
 //! - [`decide`]: the threshold controller: streaks, cooldown, steps, bounds, reasons.
+//! - [`range`]: the [`Range`] a chart reads: start, step and bucket alignment, checked.
 //! - [`unit`]: [`UnitName`], a unit name that passed systemd's naming rules.
 //!
 //! Architecture invariant: nothing in this crate does I/O, reads a clock, knows JSON, or can
@@ -21,6 +22,7 @@ pub mod forecast;
 pub mod limits;
 pub mod predict;
 pub mod profile;
+pub mod range;
 pub mod sample;
 pub mod time;
 pub mod trend;
@@ -29,6 +31,7 @@ pub mod unit;
 pub use config::{Config, ConfigError, FieldValue, Mode, Policy};
 pub use decide::{Action, Breach, Controller, Decision, Evaluation, Inputs, Trigger, Why};
 pub use limits::{Bounds, BoundsError, GIB, Host, Limits, MIB, Resource};
+pub use range::{Range, RangeError};
 pub use sample::{Counters, InvalidSample, Psi, Signals, Usage};
 pub use time::Millis;
 pub use unit::{InvalidUnitName, UnitName};
