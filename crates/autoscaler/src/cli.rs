@@ -81,6 +81,17 @@ pub enum Command {
         #[command(subcommand)]
         what: ExportWhat,
     },
+    /// Print a shell completion script: `autoscaler completions bash > /etc/bash_completion.d/autoscaler`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (autoscaler.1 and one per subcommand) into a directory.
+    Man {
+        /// The directory to write to; created if missing.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -111,7 +122,8 @@ pub enum ExportWhat {
 
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// TOML file with listen, db, units, bus, strategy, token, cors_origins, [signals].
+    /// TOML file with listen, db, units, bus, strategy, token, cors_origins, [signals] and
+    /// [config] (fields of the config API); SIGHUP re-reads it.
     #[arg(long, env = "AUTOSCALER_CONFIG")]
     pub config: Option<PathBuf>,
     /// SQLite file [default: ~/.autocoder/autoscaler.db]
@@ -309,6 +321,20 @@ fn render_status(v: &Value) -> String {
     out
 }
 
+/// A table with plain, aligned columns and no borders: easy to read and to grep.
+fn table(header: &[&str]) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header(header);
+    t
+}
+
+/// The table as text, each line without trailing blanks.
+fn lines(t: &comfy_table::Table) -> String {
+    t.lines().map(|l| format!("{}\n", l.trim_end())).collect()
+}
+
 fn render_history(v: &Value) -> String {
     let Some(rows) = v.as_array() else {
         return render_object(v);
@@ -316,28 +342,35 @@ fn render_history(v: &Value) -> String {
     if rows.is_empty() {
         return "no scaling actions yet\n".into();
     }
-    let mut out = format!(
-        "{:>5}  {:<19}  {:<12}  {:<9}  {:<7}  {:<40}  {}\n",
-        "ID", "TIME", "ACTION", "TRIGGER", "STATUS", "OLD -> NEW", "REASON"
-    );
+    let mut t = table(&[
+        "ID",
+        "TIME",
+        "ACTION",
+        "TRIGGER",
+        "STATUS",
+        "OLD -> NEW",
+        "REASON",
+    ]);
     for r in rows {
         let change = format!("{} -> {}", short(&r["old_limits"]), short(&r["new_limits"]));
         let mut reason = scalar(&r["reason"]);
         if let Some(e) = r["error_message"].as_str() {
             reason.push_str(&format!(" [error: {e}]"));
         }
-        out.push_str(&format!(
-            "{:>5}  {:<19}  {:<12}  {:<9}  {:<7}  {:<40}  {}\n",
+        t.add_row(vec![
             scalar(&r["id"]),
             scalar(&r["timestamp"]),
             scalar(&r["action"]),
             scalar(&r["trigger_type"]),
             scalar(&r["status"]),
             change,
-            reason
-        ));
+            reason,
+        ]);
     }
-    out
+    if let Some(c) = t.column_mut(0) {
+        c.set_cell_alignment(comfy_table::CellAlignment::Right);
+    }
+    lines(&t)
 }
 
 fn render_prediction(v: &Value) -> String {
@@ -349,10 +382,17 @@ fn render_prediction(v: &Value) -> String {
         scalar(&v["samples_needed"]),
         scalar(&v["predictive"])
     );
-    out.push_str(&format!(
-        "\n{:<17} {:>9} {:>9} {:>9}  {:<10}  {:<22} {:<22} {:<22}\n",
-        "SERIES", "NOW", "MA5", "MA15", "TREND", "+5 MIN [95%]", "+15 MIN [95%]", "+30 MIN [95%]"
-    ));
+    let mut t = table(&[
+        "SERIES",
+        "NOW",
+        "MA5",
+        "MA15",
+        "TREND",
+        "+5 MIN [95%]",
+        "+15 MIN [95%]",
+        "+30 MIN [95%]",
+    ]);
+    let mut notes = String::new();
     for (name, s) in v["series"].as_object().into_iter().flatten() {
         let horizon = |i: usize| {
             let p = &s["forecast"][i];
@@ -367,21 +407,28 @@ fn render_prediction(v: &Value) -> String {
                 )
             }
         };
-        out.push_str(&format!(
-            "{:<17} {:>9} {:>9} {:>9}  {:<10}  {:<22} {:<22} {:<22}\n",
-            name,
+        t.add_row(vec![
+            name.clone(),
             scalar(&s["current"]),
             scalar(&s["ma5"]),
             scalar(&s["ma15"]),
             scalar(&s["trend"]),
             horizon(0),
             horizon(1),
-            horizon(2)
-        ));
+            horizon(2),
+        ]);
         if let Some(e) = s["error"].as_str() {
-            out.push_str(&format!("{:<17} no forecast: {e}\n", ""));
+            notes.push_str(&format!("  {name}: no forecast: {e}\n"));
         }
     }
+    for i in 1..=3 {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(comfy_table::CellAlignment::Right);
+        }
+    }
+    out.push('\n');
+    out.push_str(&lines(&t));
+    out.push_str(&notes);
     out.push_str(&format!(
         "\nrecommended: {}\n",
         scalar(&v["recommendation"]["limits"])
@@ -415,4 +462,43 @@ fn short(l: &Value) -> String {
         scalar(&l["memory_max"]),
         scalar(&l["tasks_max"])
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn history_table_lines_up() {
+        let limits = |c, m, t| json!({ "cpu_quota": c, "memory_max": m, "tasks_max": t });
+        let rows = json!([
+            { "id": 12, "timestamp": "2026-01-25T10:00:00", "action": "scale_up",
+              "trigger_type": "threshold", "status": "success", "reason": "cpu 91%",
+              "old_limits": limits(100, 2, 500), "new_limits": limits(150, 2, 500),
+              "error_message": null },
+            { "id": 9, "timestamp": "2026-01-25T09:00:00", "action": "manual_scale",
+              "trigger_type": "manual", "status": "failed", "reason": "by hand",
+              "old_limits": limits(100, 2, 500), "new_limits": limits(80, 2, 500),
+              "error_message": "boom" },
+        ]);
+        let text = super::render_history(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].trim_start().starts_with("ID"), "{text}");
+        // Columns start at the same place on every line; the id is right-aligned.
+        let col = |l: &str, s: &str| l.find(s).unwrap_or(usize::MAX);
+        assert_eq!(col(lines[0], "ACTION"), col(lines[1], "scale_up"), "{text}");
+        assert_eq!(
+            col(lines[0], "ACTION"),
+            col(lines[2], "manual_scale"),
+            "{text}"
+        );
+        assert_eq!(col(lines[1], "12") + 1, col(lines[2], "9"), "{text}");
+        assert!(lines[2].ends_with("by hand [error: boom]"), "{text}");
+        assert!(lines[1].contains("100%/2G/500 -> 150%/2G/500"), "{text}");
+        assert_eq!(
+            super::render_history(&json!([])),
+            "no scaling actions yet\n"
+        );
+    }
 }

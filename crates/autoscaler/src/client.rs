@@ -114,17 +114,20 @@ pub fn api_message(body: &Value) -> String {
     message
 }
 
+/// What stays as it is in a path segment: RFC 3986's unreserved characters, and `@` and `:`
+/// that unit names use (`getty@tty1.service`, `system:nginx.service`).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'@')
+    .remove(b':');
+
 /// Percent-encodes a path segment: a unit name given by a user must stay one segment, so
 /// `x/../mode` reaches the API (and is refused there) instead of another endpoint.
 pub fn encode_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'@' | b':' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 fn root_cause(e: &dyn std::error::Error) -> String {
@@ -133,4 +136,21 @@ fn root_cause(e: &dyn std::error::Error) -> String {
         cur = next;
     }
     cur.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn segments_stay_one_segment() {
+        let cases = [
+            ("autocoder-ui.service", "autocoder-ui.service"),
+            ("getty@tty1.service", "getty@tty1.service"),
+            ("x/../mode", "x%2F..%2Fmode"),
+            ("a b?c#d%", "a%20b%3Fc%23d%25"),
+            ("é.service", "%C3%A9.service"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(super::encode_segment(raw), want, "{raw:?}");
+        }
+    }
 }

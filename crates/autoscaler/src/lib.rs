@@ -7,11 +7,13 @@
 //! - [`adapters`]: those traits over the systemd (D-Bus) and cgroup crates.
 //! - [`serve`]: `autoscaler serve`: builds the adapters, the engine and the HTTP server, and
 //!   shuts them down on SIGTERM/SIGINT.
+//! - [`service`]: READY, watchdog, reload on SIGHUP and journal logging under systemd.
 //! - [`api`]: the HTTP front (spec endpoints, Prometheus, OpenAPI, dashboard).
 //! - [`mcp`]: the MCP front (tools over stdio and streamable HTTP).
 //! - [`cli`] and [`client`]: the command line, an HTTP client of the API.
 //! - [`simulate`] and [`export`]: replay of traces through the core, CSV export of the store.
 //! - [`settings`]: where to listen, which units, which strategy.
+//! - [`install`]: shell completions and man pages, generated from the [`cli`] definition.
 //! - [`changes`]: a JSON object of config fields as the core's field values (shape only).
 //!
 //! Architecture invariant: fronts (api, mcp, cli) hold no logic; each operation is one engine
@@ -24,7 +26,9 @@ pub mod cli;
 pub mod client;
 pub mod engine;
 pub mod export;
+pub mod install;
 pub mod mcp;
 pub mod serve;
+pub mod service;
 pub mod settings;
 pub mod simulate;

@@ -22,6 +22,11 @@ fn main() -> std::process::ExitCode {
             Command::Mcp(remote) => autoscaler::mcp::run_stdio(remote).await,
             Command::Simulate(args) => autoscaler::simulate::run_simulate(args),
             Command::Export { what } => autoscaler::export::run(what),
+            Command::Completions { shell } => {
+                autoscaler::install::completions(shell, &mut std::io::stdout());
+                Ok(())
+            }
+            Command::Man { out } => autoscaler::install::man_pages(&out),
             other => autoscaler::cli::run_client(other).await,
         }
     });

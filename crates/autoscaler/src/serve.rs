@@ -2,7 +2,8 @@
 //!
 //! Shutdown is explicit: SIGTERM or SIGINT flips one watch channel, the HTTP server stops
 //! accepting and drains, the engine finishes the event it is handling and returns, and the
-//! store is closed when the last handle drops.
+//! store is closed when the last handle drops. Under systemd, [`crate::service`] adds READY,
+//! the watchdog and reload on SIGHUP.
 
 use anyhow::Context;
 use autoscaler_store::Store;
@@ -17,8 +18,8 @@ use crate::engine::{self, EngineSetup, UnitSetup};
 use crate::settings::{Overrides, Settings};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging();
-    let settings = Settings::resolve(Overrides {
+    crate::service::init_logging();
+    let overrides = Overrides {
         config: args.config.clone(),
         listen: args.listen.clone(),
         db: args.db.clone(),
@@ -26,7 +27,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         bus: args.bus(),
         strategy: args.strategy,
         token: args.token.clone(),
-    })?;
+    };
+    let settings = Settings::resolve(overrides.clone())?;
     let host = autoscaler_cgroup::read_host(std::path::Path::new("/proc"))
         .context("reading the host's cores and memory")?;
     let default_unit = settings.units[0].name.clone();
@@ -63,6 +65,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         clock: Arc::new(engine::SystemClock),
     };
     let (handle, engine_task) = engine::start(setup, probe, actuator, stopped(stop_rx.clone()))?;
+    crate::service::apply_file_config(&handle, &settings.config).await?;
     let state = AppState {
         engine: handle.clone(),
         settings: ApiSettings {
@@ -73,11 +76,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let app =
         api::router(state.clone()).merge(crate::mcp::http_router(state, stopped(stop_rx.clone())));
 
+    let signals = crate::service::signals(handle.clone(), overrides, settings.clone());
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.await;
+        crate::service::stopping();
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     });
+    crate::service::watchdog(handle.rounds(), stopped(stop_rx.clone()));
     tracing::info!(
         listen = %local,
         db = %settings.db.display(),
@@ -87,34 +93,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     // The line tests and scripts wait for; the port is real even with --listen 127.0.0.1:0.
     eprintln!("autoscaler: listening on http://{local}");
+    crate::service::ready(&format!("serving on http://{local}"));
     api::serve(listener, app, stopped(stop_rx)).await?;
     engine_task.await.context("the engine task panicked")?;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AUTOSCALER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }

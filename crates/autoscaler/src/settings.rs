@@ -2,7 +2,8 @@
 //!
 //! They come from embedded defaults, then an optional TOML file, then flags and environment
 //! (highest). Thresholds, factors, bounds, reserves and the interval are NOT here: they live
-//! in the store's config row (the spec's columns), changed through the API.
+//! in the store's config row (the spec's columns), changed through the API; the file's
+//! optional `[config]` table is carried as it is and applied through that same API call.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -80,6 +81,9 @@ pub struct FileSettings {
     pub token: Option<String>,
     pub cors_origins: Vec<String>,
     pub signals: SignalSettings,
+    /// Fields of the config row (as in `PUT /api/autoscaler/config`), put in force on every
+    /// unit at start and at each reload (SIGHUP).
+    pub config: toml::Table,
 }
 
 /// Settings in force.
@@ -92,6 +96,8 @@ pub struct Settings {
     pub token: Option<String>,
     pub cors_origins: Vec<String>,
     pub signals: SignalSettings,
+    /// The file's `[config]` table, checked by the engine when it is applied.
+    pub config: toml::Table,
 }
 
 /// Values from flags and environment; `None` means "not given".
@@ -177,6 +183,7 @@ impl Settings {
             token,
             cors_origins: file.cors_origins,
             signals: file.signals,
+            config: file.config,
         })
     }
 }

@@ -474,6 +474,27 @@ fn prometheus_metrics_parse() {
             json!({ "unit": UNIT, "mode": "manual" }),
             |v| v == 1.0,
         ),
+        ("autoscaler_unit_failed", "gauge", unit.clone(), |v| {
+            v == 0.0
+        }),
+        ("autoscaler_rollback_failed", "gauge", unit.clone(), |v| {
+            v == 0.0
+        }),
+        (
+            "autoscaler_bound_max_cpu_quota_percent",
+            "gauge",
+            unit.clone(),
+            |v| v >= 150.0,
+        ),
+        (
+            "autoscaler_bound_max_memory_bytes",
+            "gauge",
+            unit.clone(),
+            |v| v >= 2147483648.0,
+        ),
+        ("autoscaler_bound_max_tasks", "gauge", unit.clone(), |v| {
+            v >= 500.0
+        }),
         (
             "autoscaler_loop_duration_seconds",
             "gauge",

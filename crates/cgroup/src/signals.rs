@@ -311,41 +311,15 @@ pub fn api_quota_remaining(src: &SignalSources) -> Option<u64> {
     quota
 }
 
-/// An integer (whitespace allowed), or a JSON object whose key `remaining` (the first one in
-/// key position) has a non-negative integer value. Deliberately minimal: no JSON library for
-/// one number, and anything else (null, a float, a string) is unknown.
+/// An integer (whitespace allowed), or a JSON object whose own key `remaining` (not one in a
+/// nested object) has a non-negative integer value. Anything else (null, a float, a string,
+/// text that is not JSON) is unknown.
 pub fn parse_api_quota(text: &str) -> Option<u64> {
-    let t = text.trim();
-    if let Ok(n) = t.parse::<u64>() {
-        return Some(n);
+    match serde_json::from_str::<serde_json::Value>(text).ok()? {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::Object(m) => m.get("remaining")?.as_u64(),
+        _ => None,
     }
-    if !t.starts_with('{') {
-        return None;
-    }
-    const KEY: &str = "\"remaining\"";
-    let mut from = 0;
-    while let Some(i) = t[from..].find(KEY).map(|i| i + from) {
-        from = i + KEY.len();
-        // A key follows `{` or `,`; anything else is this text inside a string value.
-        let in_key_position = t[..i].trim_end().ends_with(['{', ',']);
-        let Some(value) = t[from..].trim_start().strip_prefix(':') else {
-            continue;
-        };
-        if !in_key_position {
-            continue;
-        }
-        let value = value.trim_start();
-        let end = value
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(value.len());
-        let (digits, tail) = value.split_at(end);
-        return if !digits.is_empty() && tail.trim_start().starts_with([',', '}']) {
-            digits.parse().ok()
-        } else {
-            None
-        };
-    }
-    None
 }
 
 /// Problems already reported at `warn`. A process-wide log filter, not state anyone reads:
@@ -428,6 +402,14 @@ mod tests {
             ("{\"remaining\": 1500, \"limit\": 2000}", Some(1500)),
             ("{\n  \"limit\": 2000,\n  \"remaining\" : 0\n}\n", Some(0)),
             ("{\"note\": \"remaining\", \"remaining\": 9}", Some(9)),
+            // Only the object's own key: a nested object's `remaining` is another quota.
+            ("{\"daily\": {\"remaining\": 5}, \"remaining\": 9}", Some(9)),
+            ("{\"daily\": {\"remaining\": 5}}", None),
+            (
+                "{\"daily\": [{\"remaining\": 5}], \"remaining\": 7}",
+                Some(7),
+            ),
+            ("{\"remaining\": 3", None),
             ("{\"remaining\": null}", None),
             ("{\"remaining\": 1.5}", None),
             ("{\"remaining\": -3}", None),

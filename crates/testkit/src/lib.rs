@@ -12,6 +12,7 @@
 //!   HTTP calls through `curl`.
 //! - [`fakes`]: a scriptable fake systemd ([`fakes::FakeSystemd`], the engine's `Probe` and
 //!   `Actuator`) and a [`fakes::FakeClock`], for engine tests without root or systemd.
+//! - [`UserService`]: the daemon as the shipped user unit of a sandbox's manager.
 //!
 //! Architecture invariant: the harness only ever touches processes and cgroups it created
 //! itself (cgroups named `autoscaler-test-<pid>-<n>`), never PID 1's, never the host's other
@@ -29,11 +30,13 @@ use std::time::{Duration, Instant};
 
 pub mod daemon;
 pub mod fakes;
+pub mod service;
 
 use anyhow::{Context, bail};
 use tempfile::TempDir;
 
 pub use daemon::{Daemon, Http, Response};
+pub use service::{UserService, free_port};
 
 /// Every cgroup hierarchy the manager gets a cgroup of its own in. `cpuacct` is separate from
 /// `cpu` on this kind of host, and without it systemd does not give services their own cpu
@@ -346,7 +349,9 @@ impl Sandbox {
     }
 
     /// The last lines the manager wrote, for error messages.
-    fn log_tail(&self) -> String {
+    /// The last 30 lines the manager logged (its units' stdout and stderr go there too: the
+    /// sandbox has no journal).
+    pub fn log_tail(&self) -> String {
         let mut s = String::new();
         if let Ok(mut f) = File::open(&self.log) {
             let _ = f.read_to_string(&mut s);

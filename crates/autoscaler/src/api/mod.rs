@@ -319,13 +319,8 @@ pub(crate) fn bearer_matches(headers: &axum::http::HeaderMap, token: &str) -> bo
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    given.is_some_and(|t| {
-        t.len() == token.len()
-            && t.bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-                == 0
-    })
+    // The length may show; the bytes do not.
+    given.is_some_and(|t| subtle::ConstantTimeEq::ct_eq(t.as_bytes(), token.as_bytes()).into())
 }
 
 /// Serves the router until `shutdown` resolves.
@@ -361,6 +356,30 @@ mod tests {
         ];
         for (host, want) in cases {
             assert_eq!(super::loopback_host(host), want, "{host:?}");
+        }
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        let cases = [
+            (Some("Bearer s3cret"), true),
+            (Some("Bearer s3cre"), false),
+            (Some("Bearer s3cret2"), false),
+            (Some("Bearer S3cret"), false),
+            (Some("bearer s3cret"), false),
+            (Some("s3cret"), false),
+            (Some("Bearer "), false),
+            (None, false),
+        ];
+        for (header, want) in cases {
+            let mut h = axum::http::HeaderMap::new();
+            if let Some(v) = header {
+                h.insert(
+                    axum::http::header::AUTHORIZATION,
+                    v.parse().expect("a header value"),
+                );
+            }
+            assert_eq!(super::bearer_matches(&h, "s3cret"), want, "{header:?}");
         }
     }
 }

@@ -95,6 +95,26 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         "1 when the unit can be read and managed",
     );
     let mode = f.gauge("autoscaler_mode", "1 for the unit's current mode");
+    let failed = f.gauge(
+        "autoscaler_unit_failed",
+        "1 while a failed change is unacknowledged: the unit was disabled and stays so until its mode is set",
+    );
+    let rollback_failed = f.gauge(
+        "autoscaler_rollback_failed",
+        "1 while the unacknowledged failure's rollback failed too: the unit may be left changed or stopped",
+    );
+    let max_cpu = f.gauge(
+        "autoscaler_bound_max_cpu_quota_percent",
+        "The highest CPUQuota the bounds allow on this host, in percent of one core",
+    );
+    let max_mem = f.gauge(
+        "autoscaler_bound_max_memory_bytes",
+        "The highest MemoryMax the bounds allow on this host",
+    );
+    let max_tasks = f.gauge(
+        "autoscaler_bound_max_tasks",
+        "The highest TasksMax the bounds allow on this host",
+    );
     let loop_dur = f.gauge(
         "autoscaler_loop_duration_seconds",
         "How long the last check took",
@@ -116,6 +136,22 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         available
             .get_or_create(&ul)
             .set(if u.unit_error.is_none() { 1.0 } else { 0.0 });
+        failed
+            .get_or_create(&ul)
+            .set(if u.last_failure.is_some() { 1.0 } else { 0.0 });
+        // The systemd crate's apply error says so in these words (`Rollback::Failed`).
+        let rb = u
+            .last_failure
+            .as_ref()
+            .is_some_and(|f| f.message.contains("ROLLBACK FAILED"));
+        rollback_failed
+            .get_or_create(&ul)
+            .set(if rb { 1.0 } else { 0.0 });
+        if let Ok(b) = &u.bounds {
+            max_cpu.get_or_create(&ul).set(f64::from(b.cpu().1));
+            max_mem.get_or_create(&ul).set(b.memory().1 as f64);
+            max_tasks.get_or_create(&ul).set(b.tasks().1 as f64);
+        }
         for m in Mode::ALL {
             let on = u.config.mode == m;
             mode.get_or_create(&l(&[("unit", unit), ("mode", m.as_str())]))

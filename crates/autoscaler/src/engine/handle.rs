@@ -35,9 +35,18 @@ pub struct EngineHandle {
     pub(super) snapshot: watch::Receiver<Arc<Snapshot>>,
     pub(super) store: Store,
     pub(super) clock: Arc<dyn Clock>,
+    pub(super) rounds: watch::Receiver<u64>,
 }
 
 impl EngineHandle {
+    /// Counts the loop's rounds: one per event, and at least one every [`IDLE_WAKE`] when
+    /// idle. A loop that hangs stops counting; the systemd watchdog pings only when it counts.
+    ///
+    /// [`IDLE_WAKE`]: super::IDLE_WAKE
+    pub fn rounds(&self) -> watch::Receiver<u64> {
+        self.rounds.clone()
+    }
+
     /// The latest published state of every unit.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()

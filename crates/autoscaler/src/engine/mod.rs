@@ -109,6 +109,10 @@ pub const INSPECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// are local files and SQLite with a 500 ms busy timeout each: seconds mean something is stuck.
 pub const SAMPLE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The longest the loop sleeps without going round, even when no check is due for longer.
+/// Going round idle costs one counter bump; it bounds how short a watchdog period can be.
+pub const IDLE_WAKE: Duration = Duration::from_secs(1);
+
 /// One managed unit as the engine starts it.
 #[derive(Debug, Clone)]
 pub struct UnitSetup {
@@ -162,6 +166,7 @@ pub fn start<P: Probe, A: Actuator>(
         host: setup.host,
         loop_stats: LoopStats::default(),
     }));
+    let (rounds_tx, rounds) = watch::channel(0);
     let engine = Engine::new(
         units,
         setup.host,
@@ -170,11 +175,13 @@ pub fn start<P: Probe, A: Actuator>(
         actuator,
         setup.clock.clone(),
         snapshot_tx,
+        rounds_tx,
     );
     engine.publish();
     let handle = EngineHandle {
         commands: tx,
         snapshot: snap_rx,
+        rounds,
         store: setup.store,
         clock: setup.clock,
     };

@@ -16,6 +16,7 @@ use autoscaler_store::Store;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::IDLE_WAKE;
 use super::handle::Command;
 use super::sampler::{self, Outcome, Reading, StuckRead};
 use super::state::UnitState;
@@ -32,6 +33,9 @@ enum Event {
     FollowUp(usize),
     Reading(Box<Reading>),
     Command(Command),
+    /// Nothing was due for [`IDLE_WAKE`]: the loop goes round anyway, so whoever watches
+    /// its rounds (the systemd watchdog) hears from it.
+    Idle,
     Shutdown,
 }
 
@@ -56,6 +60,8 @@ pub(super) struct Engine<P, A> {
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
     readings_tx: mpsc::Sender<Box<Reading>>,
     readings_rx: Option<mpsc::Receiver<Box<Reading>>>,
+    /// Bumped at the top of every round of the loop: its liveness, for the watchdog.
+    rounds: watch::Sender<u64>,
 }
 
 impl<P: Probe, A: Actuator> Engine<P, A> {
@@ -67,6 +73,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         actuator: A,
         clock: Arc<dyn Clock>,
         snapshot_tx: watch::Sender<Arc<Snapshot>>,
+        rounds: watch::Sender<u64>,
     ) -> Self {
         let now = clock.instant();
         let (readings_tx, readings_rx) = mpsc::channel(64);
@@ -85,6 +92,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             snapshot_tx,
             readings_tx,
             readings_rx: Some(readings_rx),
+            rounds,
         }
     }
 
@@ -98,6 +106,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             return;
         };
         loop {
+            self.rounds.send_modify(|n| *n = n.wrapping_add(1));
             let (next, when) = self
                 .due
                 .iter()
@@ -116,15 +125,19 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                 Some((i, t)) => (t, Event::FollowUp(i)),
                 None => (when, Event::Due(next, when)),
             };
+            let idle = self.clock.instant() + IDLE_WAKE;
             let event = tokio::select! {
                 biased;
                 () = &mut shutdown => Event::Shutdown,
                 Some(cmd) = commands.recv() => Event::Command(cmd),
                 Some(r) = readings.recv() => Event::Reading(r),
                 () = tokio::time::sleep_until(timer) => timer_event,
+                () = tokio::time::sleep_until(idle), if idle < timer => Event::Idle,
             };
             match event {
                 Event::Shutdown => break,
+                // Nothing changed: the round counter moved, no snapshot to publish.
+                Event::Idle => continue,
                 Event::Command(cmd) => self.handle(cmd).await,
                 Event::Due(i, when) => self.start_check(i, when),
                 Event::FollowUp(i) => {
