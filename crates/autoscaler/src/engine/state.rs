@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use autoscaler_core::decide::{Inputs, evaluate};
 use autoscaler_core::predict::{
-    FeatureLedger, FeatureUsage, Prediction, Sample, anticipate, predict,
+    FeatureLedger, FeatureUsage, Forecaster, Prediction, Sample, anticipate, predict,
 };
 use autoscaler_core::{
     Bounds, Config, Controller, Counters, Decision, Evaluation, Host, Limits, Millis, UnitName,
@@ -89,6 +89,8 @@ pub(super) struct UnitState {
     last_prune: Millis,
     /// Recent samples for trends, forecasts and profiles, oldest first.
     recent: VecDeque<Sample>,
+    /// Online forecasts, fed every sample kept in `recent`.
+    forecaster: Forecaster,
     features: FeatureLedger,
     prediction: Option<Arc<Prediction>>,
     /// When the last changes were attempted, for the rate limit.
@@ -120,7 +122,8 @@ impl UnitState {
                 testing_agents: r.testing_agent_count,
                 features_pending: r.features_pending,
             })
-            .collect();
+            .collect::<Vec<Sample>>();
+        let forecaster = Forecaster::from_samples(&recent);
         Ok(UnitState {
             name,
             manager,
@@ -136,7 +139,8 @@ impl UnitState {
             action_counts,
             last_scale_time: last,
             last_prune: Millis(0),
-            recent,
+            recent: recent.into(),
+            forecaster,
             features: FeatureLedger::default(),
             prediction: None,
             changes: VecDeque::new(),
@@ -190,6 +194,7 @@ impl UnitState {
         };
         let prediction = predict(
             self.recent.make_contiguous(),
+            &self.forecaster,
             &self.config,
             &limits,
             bounds,
@@ -234,6 +239,7 @@ impl UnitState {
         {
             self.recent.pop_front();
         }
+        self.forecaster.observe(&sample);
         self.recent.push_back(sample);
     }
 
