@@ -97,6 +97,22 @@ impl fmt::Display for NotEnoughData {
 
 impl std::error::Error for NotEnoughData {}
 
+impl Default for ForecastPoint {
+    /// Nothing forecast yet: zeros, uncalibrated.
+    fn default() -> Self {
+        ForecastPoint {
+            horizon_secs: 0.0,
+            value: 0.0,
+            lower: 0.0,
+            upper: 0.0,
+            model: Model::Persistence,
+            enough_data: false,
+            errors: 0,
+            recent_coverage: None,
+        }
+    }
+}
+
 /// Forecasts the series at each of `horizons_secs` after `now` from the samples of the last
 /// `window_secs` (`now - window_secs < t <= now`). Non-finite horizons are skipped.
 pub fn forecast(

@@ -169,6 +169,8 @@ impl Recent {
 #[derive(Debug, Clone)]
 struct Horizon {
     secs: f64,
+    /// How far ahead the damped trend is extrapolated: `DAMP_SECS · (1 − e^(−h/DAMP_SECS))`.
+    damped_secs: f64,
     pending: VecDeque<Pending>,
     last_issue: Option<Millis>,
     /// The EWMA model's level for this horizon.
@@ -192,6 +194,7 @@ impl Horizon {
     fn new(secs: f64) -> Horizon {
         Horizon {
             secs,
+            damped_secs: DAMP_SECS * -(-secs / DAMP_SECS).exp_m1(),
             pending: VecDeque::new(),
             last_issue: None,
             ewma: None,
@@ -311,6 +314,11 @@ pub struct SeriesForecaster {
     min_seen: f64,
     max_seen: f64,
     horizons: [Horizon; 3],
+    /// The smoothing weights for the last gap between samples (level, trend, the three
+    /// EWMAs): traces and daemons sample at a steady rate, so they are rarely recomputed.
+    weights: (f64, [f64; 5]),
+    /// What [`SeriesForecaster::forecasts`] returns, made once per sample.
+    shown: Option<[ForecastPoint; 3]>,
 }
 
 impl Default for SeriesForecaster {
@@ -324,6 +332,8 @@ impl Default for SeriesForecaster {
             min_seen: f64::INFINITY,
             max_seen: f64::NEG_INFINITY,
             horizons: HORIZONS_SECS.map(Horizon::new),
+            weights: (f64::NAN, [0.0; 5]),
+            shown: None,
         }
     }
 }
@@ -359,14 +369,24 @@ impl SeriesForecaster {
             Some((t, _)) if at <= t => return,
             Some((t, _)) => {
                 let dt = at.secs_since(t);
+                if self.weights.0 != dt {
+                    let taus = [
+                        LEVEL_SECS,
+                        TREND_SECS,
+                        HORIZONS_SECS[0],
+                        HORIZONS_SECS[1],
+                        HORIZONS_SECS[2],
+                    ];
+                    self.weights = (dt, taus.map(|tau| weight(dt, tau)));
+                }
+                let w = self.weights.1;
                 let ahead = self.holt.level + self.holt.trend * dt;
-                let level = ahead + weight(dt, LEVEL_SECS) * (v - ahead);
-                self.holt.trend +=
-                    weight(dt, TREND_SECS) * ((level - self.holt.level) / dt - self.holt.trend);
+                let level = ahead + w[0] * (v - ahead);
+                self.holt.trend += w[1] * ((level - self.holt.level) / dt - self.holt.trend);
                 self.holt.level = level;
-                for h in &mut self.horizons {
+                for (h, w) in self.horizons.iter_mut().zip(&w[2..]) {
                     let e = h.ewma.get_or_insert(v);
-                    *e += weight(dt, h.secs) * (v - *e);
+                    *e += w * (v - *e);
                 }
             }
             None => {
@@ -383,24 +403,25 @@ impl SeriesForecaster {
         self.day.add(at, v);
         self.min_seen = self.min_seen.min(v);
         self.max_seen = self.max_seen.max(v);
-        for i in 0..self.horizons.len() {
-            let due_ok = self.horizons[i]
-                .last_issue
-                .is_none_or(|t| at.secs_since(t) >= SCORE_EVERY_SECS);
-            if !due_ok {
+        let mut shown = [ForecastPoint::default(); 3];
+        for (i, out) in shown.iter_mut().enumerate() {
+            let preds = self.predictions(i);
+            *out = self.issue(i, &preds);
+            let h = &mut self.horizons[i];
+            if h.last_issue
+                .is_some_and(|t| at.secs_since(t) < SCORE_EVERY_SECS)
+            {
                 continue;
             }
-            let preds = self.predictions(i);
-            let c = self.issue(i, &preds);
-            let h = &mut self.horizons[i];
             h.last_issue = Some(at);
             h.pending.push_back(Pending {
                 due: at.plus_secs(h.secs),
                 preds,
-                issued: c.value,
+                issued: out.value,
                 band: h.band_now(),
             });
         }
+        self.shown = Some(shown);
     }
 
     /// Each model's forecast at horizon `i` from the last sample (NaN where it has none).
@@ -409,11 +430,10 @@ impl SeriesForecaster {
             return [f64::NAN; 4];
         };
         let h = &self.horizons[i];
-        let damped = DAMP_SECS * -(-h.secs / DAMP_SECS).exp_m1();
         [
             last,
             h.ewma.unwrap_or(last),
-            self.holt.level + self.holt.trend * damped,
+            self.holt.level + self.holt.trend * h.damped_secs,
             self.day.mean_at(at.plus_secs(h.secs - DAY_SECS as f64)),
         ]
     }
@@ -451,8 +471,7 @@ impl SeriesForecaster {
     /// The forecasts issued from the last sample, one per [`HORIZONS_SECS`], or `None` before
     /// the first sample.
     pub fn forecasts(&self) -> Option<[ForecastPoint; 3]> {
-        self.last?;
-        Some(std::array::from_fn(|i| self.issue(i, &self.predictions(i))))
+        self.shown
     }
 
     /// The time of the last sample taken.
