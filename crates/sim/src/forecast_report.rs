@@ -274,3 +274,84 @@ impl ForecastReport {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::Point;
+
+    fn trace(name: &str, step_secs: f64, cpu: &[f64], memory: bool) -> Trace {
+        Trace {
+            name: name.into(),
+            step_secs,
+            points: cpu
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| Point {
+                    t_secs: i as f64 * step_secs,
+                    cpu_cores: c,
+                    memory_bytes: memory.then_some(GIB as f64),
+                })
+                .collect(),
+        }
+    }
+
+    /// Rows as (family, resource, horizon, forecasts, warm, coverage, MAE ratio).
+    type Row<'a> = (&'a str, &'a str, f64, usize, usize, f64, f64);
+
+    fn check(families: &[(String, Vec<Trace>)], want: &[Row<'_>]) {
+        let report = forecast_report(families);
+        let got: Vec<_> = report
+            .rows
+            .iter()
+            .map(|r| {
+                let t = &r.tally;
+                let ratio = t.mae() / t.persistence_mae().max(f64::MIN_POSITIVE);
+                (
+                    r.family.as_str(),
+                    r.resource,
+                    r.horizon_min,
+                    t.forecasts,
+                    t.warm,
+                    t.coverage(),
+                    ratio,
+                )
+            })
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn report_table() {
+        // A flat hour at one-minute steps: every forecast exact, persistence's error 0 too (the
+        // ratio is then 0 over the smallest positive number). 60 samples, horizons 5/15/30:
+        // 55, 45 and 30 forecasts have an actual. A horizon's 19th error is scored at sample
+        // h + 18, so the forecasts shown before are warm (not in the coverage): 23 at 5 min,
+        // 33 at 15 min, and all 30 at 30 min (coverage then 0 of 0). No memory column: no
+        // memory rows.
+        let flat = trace("flat", 60.0, &[2.0; 60], false);
+        check(
+            &[("f".into(), vec![flat])],
+            &[
+                ("f", "cpu", 5.0, 55, 23, 1.0, 0.0),
+                ("f", "cpu", 15.0, 45, 33, 1.0, 0.0),
+                ("f", "cpu", 30.0, 30, 30, 0.0, 0.0),
+            ],
+        );
+        // With memory, both resources are reported; a family without traces is left out.
+        let both = trace("both", 300.0, &[1.0; 12], true);
+        let rows = forecast_report(&[("g".into(), vec![both]), ("empty".into(), vec![])]).rows;
+        let names: Vec<_> = rows.iter().map(|r| (r.resource, r.horizon_min)).collect();
+        assert_eq!(
+            names,
+            [
+                ("cpu", 5.0),
+                ("cpu", 15.0),
+                ("cpu", 30.0),
+                ("memory", 5.0),
+                ("memory", 15.0),
+                ("memory", 30.0)
+            ]
+        );
+    }
+}
