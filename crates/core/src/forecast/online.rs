@@ -8,12 +8,14 @@
 //! would issue is remembered until its target time, then scored against what happened. Per
 //! horizon it issues the model whose recent absolute error beats persistence's by more than
 //! noise ([`Model`]), and an interval from quantile tracking on the issued forecast's own
-//! errors (Angelopoulos, Candès & Tibshirani 2023, "Conformal PID control for time series
-//! prediction", the P term): each bound moves up by `η (1 − α)` after a miss and down by
-//! `η α` after a hit, so over any sequence of errors the share of misses on each side tends to
-//! `α` = 2.5% (|misses/T − α| ≤ (B + η) / (η T), `B` the largest error). Until a horizon has
-//! [`MIN_ERRORS`] scored errors there is no calibration: [`ForecastPoint::enough_data`] is false
-//! and the interval is deliberately wide.
+//! errors in units of their recent mean absolute error (Angelopoulos, Candès & Tibshirani
+//! 2023, "Conformal PID control for time series prediction", the P term): each bound moves up
+//! by `η (1 − α)` after a miss and down by `η α` after a hit, so over any sequence of errors
+//! the share of misses on each side tends to `α` = 2.5% (|misses/T − α| ≤ (B + η) / (η T),
+//! `B` the largest normalised error). The step is divided by the number of forecasts in flight,
+//! whose target windows overlap: one jump seen by all of them moves a bound by one step.
+//! Until a horizon has [`MIN_ERRORS`] scored errors there is no calibration:
+//! [`ForecastPoint::enough_data`] is false and the interval is deliberately wide.
 //!
 //! Cost: per sample and horizon a constant amount of work (each remembered forecast is pushed
 //! and popped once; at most one is remembered per [`SCORE_EVERY_SECS`], so at most
@@ -50,7 +52,8 @@ pub const SCORE_EVERY_SECS: f64 = 60.0;
 /// Miss rate allowed on each side of the 95% interval.
 const ALPHA_SIDE: f64 = 0.025;
 
-/// The tracking step, in units of the recent mean absolute error, per independent error.
+/// The tracking step, in units of the recent mean absolute error, per independent error
+/// (`STEP / k` per scored error with `k` forecasts in flight).
 /// The coverage bound above is `(B + η)/(η T)`, `B` the largest normalised error; with
 /// errors whose largest is about five mean errors, `η = 0.5` keeps it near
 /// `(5 + 0.5) / (0.5 T)` = 11/T: 4% over one day of 5-minute samples (T ≈ 280), under 1% over
@@ -58,8 +61,10 @@ const ALPHA_SIDE: f64 = 0.025;
 /// need more than a day to settle.
 const STEP: f64 = 0.5;
 
-/// Recent means (errors, their scale) weigh the last [`MIN_ERRORS`] independent errors most:
-/// an exponentially weighted mean with weight `1 / MIN_ERRORS`, the running mean before that.
+/// Recent means weigh the last [`MIN_ERRORS`] errors most: an exponentially weighted mean
+/// with weight `1 / MIN_ERRORS`, the running mean before that. The interval's scale follows
+/// the last 19 scored errors, so it widens and narrows with the series' volatility; the
+/// models' advantages follow the last 19 independent ones (see `Recent`).
 const RECENT_WEIGHT: f64 = 1.0 / MIN_ERRORS as f64;
 
 /// A challenger replaces persistence only when its advantage in recent absolute error is more
@@ -82,8 +87,8 @@ const BUCKETS: usize = (DAY_SECS / BUCKET_SECS) as usize;
 /// A point forecast model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Model {
-    /// The least-squares line over the forecast window (`forecast::forecast`), shown before
-    /// any online model has been scored.
+    /// The least-squares line over the forecast window (`forecast::forecast`), with its
+    /// textbook interval: shown only where no online forecaster has seen the series.
     Regression,
     /// The last value.
     Persistence,
