@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use autoscaler_core::{Config, FieldValue};
-use autoscaler_sim::{Machine, PolicySpec, Setup, plot_svg, read_dir, read_trace, run};
+use autoscaler_sim::{
+    Machine, PolicySpec, Setup, forecast_report, plot_svg, read_dir, read_trace, run,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct SimulateArgs {
@@ -39,6 +41,11 @@ pub struct SimulateArgs {
     /// Write an SVG per trace (demand vs limits, resize markers) into this directory.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Instead of replaying policies, measure the daemon's forecasts on the traces: coverage of
+    /// the 95% intervals and error against persistence, per horizon. Each --trace is one
+    /// family (e.g. --trace traces/gcd-vms --trace traces/vasim).
+    #[arg(long)]
+    pub forecast_report: bool,
 }
 
 pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
@@ -46,6 +53,9 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
         cores: args.cores,
         memory_gib: args.memory_gib,
     };
+    if args.forecast_report {
+        return run_forecast_report(&args.traces, machine);
+    }
     let mut setup = Setup::new(machine);
     let mut policies = Vec::new();
     for p in &args.policies {
@@ -132,6 +142,36 @@ fn apply_sets(sets: &[String], base: &Config) -> anyhow::Result<Config> {
         crate::changes::config_changes(&map).map_err(|e| anyhow::anyhow!("--set: {e}"))?;
     base.apply(&changes)
         .map_err(|e| anyhow::anyhow!("--set: {e}"))
+}
+
+/// `--forecast-report`: one family per path, named by its last component.
+fn run_forecast_report(paths: &[PathBuf], machine: Machine) -> anyhow::Result<()> {
+    let mut families = Vec::new();
+    for path in paths {
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
+        let traces = if path.is_dir() {
+            let (found, errors) = read_dir(path, machine.scale())?;
+            for e in &errors {
+                eprintln!("skipped: {e}");
+            }
+            found
+        } else {
+            vec![read_trace(path, machine.scale())?]
+        };
+        if traces.is_empty() {
+            bail!("no traces found in {}", path.display());
+        }
+        families.push((name, traces));
+    }
+    println!(
+        "machine {} cores / {} GiB (gcd-vms percentages are of it); horizons 5, 15, 30 min",
+        machine.cores, machine.memory_gib
+    );
+    print!("{}", forecast_report(&families).table());
+    Ok(())
 }
 
 /// A config file: a JSON object (what `GET /api/autoscaler/config` prints) or TOML with the

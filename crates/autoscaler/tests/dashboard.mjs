@@ -81,6 +81,8 @@ try {
   result.title = await page.title();
   result.unit_shown = await page.textContent('#s-unit');
   result.limits_shown = await page.textContent('#s-cpu');
+  // A young unit has no forecast yet (the window needs 5 minutes): the table says so.
+  result.forecast_text = await page.textContent('#forecast tbody');
 
   // 2. The charts hold the API's samples: the page's plotted arrays against the endpoint.
   step('charts');

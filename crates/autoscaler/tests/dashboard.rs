@@ -178,6 +178,14 @@ fn dashboard_in_a_real_browser() -> anyhow::Result<()> {
             &|v| v == 0,
         ),
         ("/unit_shown", "the unit's name", &|v| v == UNIT),
+        (
+            "/forecast_text",
+            "the forecast table: rows, or why there are none",
+            &|v| {
+                v.as_str()
+                    .is_some_and(|t| t == "No forecast yet." || t.contains(" min"))
+            },
+        ),
         ("/points_page/cpu", "points plotted", &|v| {
             v.as_u64().is_some_and(|n| n >= 3)
         }),

@@ -415,11 +415,14 @@ fn an_oom_kill_bumps_memory_max_at_once() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The seeded ramp: cores at epoch second `t`, from `RAMP_START` cores 10 minutes before the
-/// test, rising `RAMP_PER_MIN` a minute; the unit's program follows the same line live.
+/// The seeded history: `RAMP_START` cores for 30 minutes, then a ramp of `RAMP_PER_MIN` a
+/// minute for the last 10 minutes before the test; the unit's program follows the same line
+/// live. 40 minutes, because the trigger uses calibrated bounds only: the 15-minute forecasts
+/// need 19 of their errors scored (forecasts are kept once a minute), which takes 34 minutes.
 const RAMP_START: f64 = 0.10;
-const RAMP_PER_MIN: f64 = 0.015;
-const RAMP_SEED_SECS: f64 = 600.0;
+const RAMP_PER_MIN: f64 = 0.02;
+const RAMP_SEED_SECS: f64 = 2400.0;
+const RAMP_FLAT_SECS: f64 = 1800.0;
 const RAMP_SEED_EVERY: f64 = 5.0;
 
 /// A duty-cycled busy loop whose share of one core follows the ramp: in each 50 ms it burns
@@ -432,7 +435,7 @@ my ($t0, $c0, $per_sec) = @ARGV;
 my $period = 0.05;
 while (1) {
     my $start = time;
-    my $share = $c0 + $per_sec * ($start - $t0);
+    my $share = $start > $t0 ? $c0 + $per_sec * ($start - $t0) : $c0;
     $share = 0.95 if $share > 0.95;
     my $until = clock_gettime(CLOCK_PROCESS_CPUTIME_ID) + $share * $period;
     1 while clock_gettime(CLOCK_PROCESS_CPUTIME_ID) < $until;
@@ -442,9 +445,9 @@ while (1) {
 "#;
 
 /// Issue 6, "predictive scale-up before the threshold is crossed on a ramping load": the
-/// store holds 10 minutes of a CPU ramp (0.10 -> 0.25 cores under a 50% quota) before the
-/// daemon starts; the unit continues the ramp live at about 50% of its quota, far under the 85%
-/// threshold. Without `predictive` nothing happens though the prediction shows the
+/// store holds 40 minutes of CPU history, flat at 0.10 cores then a 10-minute ramp to 0.30
+/// under a 50% quota, before the daemon starts; the unit continues the ramp live at about 60%
+/// of its quota, under the 85% threshold. Without `predictive` nothing happens though the prediction shows the
 /// increasing trend and a forecast crossing the threshold; with it, the daemon scales up with
 /// `trigger_type: "predictive"` while every measured check of the streak is under 85%.
 #[test]
@@ -459,9 +462,10 @@ fn a_ramp_is_scaled_up_by_its_forecast_before_the_threshold() -> anyhow::Result<
         unit,
         &format!(
             "[Unit]\nDescription=autoscaler test: CPU ramp\nStartLimitIntervalSec=0\n\n\
-             [Service]\nExecStart=/usr/bin/perl {} {t0:.3} {RAMP_START} {}\n\
+             [Service]\nExecStart=/usr/bin/perl {} {:.3} {RAMP_START} {}\n\
              CPUQuota=50%\nMemoryMax=1G\nTasksMax=200\n",
             program.display(),
+            t0 + RAMP_FLAT_SECS,
             RAMP_PER_MIN / 60.0
         ),
     )?;
@@ -489,7 +493,8 @@ fn a_ramp_is_scaled_up_by_its_forecast_before_the_threshold() -> anyhow::Result<
                 let t = t0 + k as f64 * RAMP_SEED_EVERY;
                 // A little deterministic noise, so the intervals have a width to show.
                 let wiggle = if k % 2 == 0 { 0.01 } else { -0.01 };
-                let cores = RAMP_START + RAMP_PER_MIN * (t - t0) / 60.0 + wiggle;
+                let ramp_secs = (t - t0 - RAMP_FLAT_SECS).max(0.0);
+                let cores = RAMP_START + RAMP_PER_MIN * ramp_secs / 60.0 + wiggle;
                 MetricRow {
                     unit: name.clone(),
                     at: Millis((t * 1000.0) as i64),
@@ -540,10 +545,15 @@ fn a_ramp_is_scaled_up_by_its_forecast_before_the_threshold() -> anyhow::Result<
         let (value, lower, upper) = (v("value")?, v("lower")?, v("upper")?);
         assert!(lower <= value && value <= upper && lower < upper, "{f}");
     }
-    let upper_30 = points[2]["upper"].as_f64().unwrap_or(0.0);
+    // The 15-min interval is calibrated (19 errors scored from 40 minutes of history) and
+    // its upper bound crosses the threshold; the 30-min one is not calibrated yet.
+    let calibrated: Vec<bool> = points.iter().map(|f| f["enough_data"] == true).collect();
+    assert_eq!(calibrated, [true, true, false], "{cpu}");
+    assert!(points.iter().all(|f| f["model"].is_string()), "{cpu}");
+    let upper_15 = points[1]["upper"].as_f64().unwrap_or(0.0);
     assert!(
-        upper_30 > 0.5 * threshold / 100.0,
-        "the 30-min upper bound {upper_30} does not cross 85% of 0.5 cores: {cpu}"
+        upper_15 > 0.5 * threshold / 100.0,
+        "the 15-min upper bound {upper_15} does not cross 85% of 0.5 cores: {cpu}"
     );
     assert_eq!(
         r.history(unit)?,

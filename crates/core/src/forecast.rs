@@ -19,6 +19,10 @@ use std::fmt;
 use crate::time::Millis;
 use crate::trend::{least_squares, window};
 
+pub mod online;
+
+pub use online::{Model, SeriesForecaster};
+
 /// The fewest samples a forecast is made from. Below ten the t quantile and the residual
 /// error are so uncertain (t(0.975, 8) = 2.31 against 1.96) that the interval says little.
 pub const MIN_SAMPLES: usize = 10;
@@ -31,6 +35,17 @@ pub struct ForecastPoint {
     pub value: f64,
     pub lower: f64,
     pub upper: f64,
+    /// The model behind `value`: [`Model::Regression`] for the textbook line and interval of
+    /// [`forecast`], an online model once [`online`] forecasts are merged in.
+    pub model: Model,
+    /// Whether the interval is calibrated on at least [`online::MIN_ERRORS`] of the series'
+    /// own past errors at this horizon. False for the textbook interval, whose coverage on
+    /// real usage is not known.
+    pub enough_data: bool,
+    /// Past forecasts scored at this horizon.
+    pub errors: u32,
+    /// Share of the last (up to 128) calibrated intervals that held the actual value.
+    pub recent_coverage: Option<f64>,
 }
 
 /// A fitted line and its forecasts, one per requested horizon, in the order requested.
@@ -82,6 +97,22 @@ impl fmt::Display for NotEnoughData {
 
 impl std::error::Error for NotEnoughData {}
 
+impl Default for ForecastPoint {
+    /// Nothing forecast yet: zeros, uncalibrated.
+    fn default() -> Self {
+        ForecastPoint {
+            horizon_secs: 0.0,
+            value: 0.0,
+            lower: 0.0,
+            upper: 0.0,
+            model: Model::Persistence,
+            enough_data: false,
+            errors: 0,
+            recent_coverage: None,
+        }
+    }
+}
+
 /// Forecasts the series at each of `horizons_secs` after `now` from the samples of the last
 /// `window_secs` (`now - window_secs < t <= now`). Non-finite horizons are skipped.
 pub fn forecast(
@@ -117,6 +148,10 @@ pub fn forecast(
                 value: value.max(0.0),
                 lower: (value - half).max(0.0),
                 upper: (value + half).max(0.0),
+                model: Model::Regression,
+                enough_data: false,
+                errors: 0,
+                recent_coverage: None,
             }
         })
         .collect();
@@ -128,10 +163,12 @@ pub fn forecast(
     })
 }
 
-/// The nearest horizon whose upper bound is over `threshold_percent` of `limit` (strictly,
-/// like the controller's thresholds), or `None`. Scaling up on the upper bound acts while a
-/// breach is still only plausible, which is the point of predicting; a limit that is not
-/// positive and finite, or a non-finite threshold, never triggers.
+/// The nearest horizon whose calibrated upper bound is over `threshold_percent` of `limit`
+/// (strictly, like the controller's thresholds), or `None`. Scaling up on the upper bound acts
+/// while a breach is still only plausible, which is the point of predicting. Only calibrated
+/// points count ([`ForecastPoint::enough_data`]): an uncalibrated interval is wide on purpose
+/// and would fire on every young unit. A limit that is not positive and finite, or a
+/// non-finite threshold, never triggers.
 pub fn predicted_breach(f: &Forecast, limit: f64, threshold_percent: f64) -> Option<ForecastPoint> {
     if !(limit.is_finite() && limit > 0.0 && threshold_percent.is_finite()) {
         return None;
@@ -139,7 +176,7 @@ pub fn predicted_breach(f: &Forecast, limit: f64, threshold_percent: f64) -> Opt
     let level = limit * threshold_percent / 100.0;
     f.points
         .iter()
-        .filter(|p| p.upper > level)
+        .filter(|p| p.enough_data && p.upper > level)
         .min_by(|a, b| a.horizon_secs.total_cmp(&b.horizon_secs))
         .copied()
 }

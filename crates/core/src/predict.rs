@@ -5,17 +5,24 @@
 //! It builds on [`trend`](crate::trend), [`forecast`](crate::forecast) and
 //! [`profile`](crate::profile), and feeds the controller through [`anticipate`]: the
 //! controller treats an anticipated breach like a measured one (streak, cooldown, bounds).
+//!
+//! Forecast points come from the unit's [`Forecaster`], which the engine feeds every sample
+//! (online models chosen by recent error, intervals calibrated on the unit's own errors); the
+//! least-squares line over the window stays as the trend and slope, and as the forecast's
+//! gate: no forecast is shown before the window holds enough samples over enough time.
 
 use crate::config::Config;
 use crate::decide::{Breach, Trigger};
-use crate::forecast::{Forecast, NotEnoughData, forecast, predicted_breach};
+use crate::forecast::{
+    Forecast, ForecastPoint, NotEnoughData, SeriesForecaster, forecast, predicted_breach,
+};
 use crate::limits::{Bounds, GIB, Limits, Resource};
 use crate::profile::{Profile, fit_profile};
 use crate::time::Millis;
 use crate::trend::{Trend, TrendSummary, summarize};
 
 /// The horizons every forecast is made at: 5, 15 and 30 minutes.
-pub const HORIZONS_SECS: [f64; 3] = [300.0, 900.0, 1800.0];
+pub const HORIZONS_SECS: [f64; 3] = crate::forecast::online::HORIZONS_SECS;
 
 /// One sample of a unit, as the engine keeps it for predictions.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -72,53 +79,108 @@ fn series_of(samples: &[Sample], f: impl Fn(&Sample) -> Option<f64>) -> Vec<(Mil
         .collect()
 }
 
-/// Trends, forecasts, profiles and a recommendation from the recent samples.
+type Get = fn(&Sample) -> Option<f64>;
+
+/// The series predicted: (name, resource, value, the absolute floor of the "stable" tolerance
+/// in the series' unit).
+const SERIES: [(&str, Option<Resource>, Get, f64); 5] = [
+    (
+        "cpu_cores",
+        Some(Resource::Cpu),
+        |s| Some(s.cpu_cores),
+        0.05,
+    ),
+    (
+        "memory_gb",
+        Some(Resource::Memory),
+        |s| Some(s.memory_bytes / GIB as f64),
+        0.05,
+    ),
+    ("tasks", Some(Resource::Tasks), |s| Some(s.tasks), 2.0),
+    (
+        "agents",
+        None,
+        |s| Some(f64::from(s.agents + s.testing_agents)),
+        0.5,
+    ),
+    (
+        "features_pending",
+        None,
+        |s| s.features_pending.map(f64::from),
+        0.5,
+    ),
+];
+
+/// The online forecasts of one unit's series, fed every sample ([`Forecaster::observe`]).
+/// Its memory is bounded (a day of 5-minute buckets and at most half an hour of pending
+/// forecasts per series) and each sample costs a constant amount of work.
+#[derive(Debug, Clone, Default)]
+pub struct Forecaster {
+    series: [SeriesForecaster; 5],
+}
+
+impl Forecaster {
+    /// Takes one sample of the unit.
+    pub fn observe(&mut self, s: &Sample) {
+        for ((_, _, get, _), f) in SERIES.iter().zip(&mut self.series) {
+            if let Some(v) = get(s) {
+                f.observe(s.at, v);
+            }
+        }
+    }
+
+    /// A forecaster that has seen `samples`, in order (e.g. those reloaded at start).
+    pub fn from_samples(samples: &[Sample]) -> Forecaster {
+        let mut f = Forecaster::default();
+        for s in samples {
+            f.observe(s);
+        }
+        f
+    }
+}
+
+/// The regression's forecast with its points replaced by the online ones, where the online
+/// forecaster has seen the series. Before it has been scored the interval stays wide: the
+/// wider of the textbook interval and the online forecaster's uncalibrated one.
+fn merge(mut f: Forecast, online: &SeriesForecaster) -> Forecast {
+    let Some(calibrated) = online.forecasts() else {
+        return f;
+    };
+    for p in &mut f.points {
+        let Some(c) = calibrated.iter().find(|c| c.horizon_secs == p.horizon_secs) else {
+            continue;
+        };
+        let mut q = *c;
+        if !q.enough_data {
+            q.lower = q.lower.min(p.lower);
+            q.upper = q.upper.max(p.upper);
+        }
+        *p = q;
+    }
+    f
+}
+
+/// Trends, forecasts, profiles and a recommendation from the recent samples and the unit's
+/// online forecaster (fed the same samples).
 pub fn predict(
     samples: &[Sample],
+    forecaster: &Forecaster,
     cfg: &Config,
     current: &Limits,
     bounds: Option<&Bounds>,
     now: Millis,
 ) -> Prediction {
     let window = f64::from(cfg.forecast_window_minutes) * 60.0;
-    type Get = fn(&Sample) -> Option<f64>;
-    // (name, resource, value, the absolute floor of the "stable" tolerance in the series' unit)
-    let defs: [(&'static str, Option<Resource>, Get, f64); 5] = [
-        (
-            "cpu_cores",
-            Some(Resource::Cpu),
-            |s| Some(s.cpu_cores),
-            0.05,
-        ),
-        (
-            "memory_gb",
-            Some(Resource::Memory),
-            |s| Some(s.memory_bytes / GIB as f64),
-            0.05,
-        ),
-        ("tasks", Some(Resource::Tasks), |s| Some(s.tasks), 2.0),
-        (
-            "agents",
-            None,
-            |s| Some(f64::from(s.agents + s.testing_agents)),
-            0.5,
-        ),
-        (
-            "features_pending",
-            None,
-            |s| s.features_pending.map(f64::from),
-            0.5,
-        ),
-    ];
-    let series: Vec<SeriesPrediction> = defs
+    let series: Vec<SeriesPrediction> = SERIES
         .iter()
-        .map(|(name, resource, get, floor)| {
+        .zip(&forecaster.series)
+        .map(|((name, resource, get, floor), online)| {
             let points = series_of(samples, get);
             SeriesPrediction {
                 name,
                 resource: *resource,
                 trend: summarize(&points, now, window, *floor),
-                forecast: forecast_spanning(&points, now, window),
+                forecast: forecast_spanning(&points, now, window).map(|f| merge(f, online)),
             }
         })
         .collect();
@@ -191,8 +253,8 @@ fn profiles(samples: &[Sample]) -> Vec<ResourceProfile> {
     .collect()
 }
 
-/// The limit that keeps the 30-minute forecast's upper bound under the scale-up threshold,
-/// within bounds; the current limit where there is no forecast.
+/// The limit that keeps the calibrated upper bounds (up to 30 minutes ahead) under the
+/// scale-up threshold, within bounds; the current limit where there is no calibrated forecast.
 fn recommend(
     series: &[SeriesPrediction],
     cfg: &Config,
@@ -213,7 +275,16 @@ fn recommend(
                 continue;
             }
         };
-        let peak = f.points.iter().map(|p| p.upper).fold(0.0, f64::max);
+        // Only calibrated bounds size a limit: an uncalibrated one is wide on purpose.
+        let calibrated: Vec<&ForecastPoint> = f.points.iter().filter(|p| p.enough_data).collect();
+        let Some(longest) = calibrated.iter().map(|p| p.horizon_secs).reduce(f64::max) else {
+            reasons.push(format!(
+                "{}: the forecast is not calibrated yet (too few of its past errors scored); keep the current limit",
+                s.name
+            ));
+            continue;
+        };
+        let peak = calibrated.iter().map(|p| p.upper).fold(0.0, f64::max);
         let threshold = f64::from(threshold_of(cfg, r)) / 100.0;
         // The forecast is in cores / GiB / tasks; limits are percent / bytes / tasks.
         let (needed, shown) = match r {
@@ -227,8 +298,9 @@ fn recommend(
         let target = bounds.clamp(r, needed);
         limits = limits.with(r, target);
         reasons.push(format!(
-            "{}: the 30-min upper bound is {shown}; {} keeps it under {}%",
+            "{}: the upper bound up to {:.0} min ahead is {shown}; {} keeps it under {}%",
             s.name,
+            longest / 60.0,
             show_limit(r, target),
             threshold_of(cfg, r)
         ));
@@ -448,7 +520,8 @@ mod tests {
         };
         let bounds = Bounds::new(&cfg, &HOST).expect("bounds");
         let now = samples.last().map_or(Millis(0), |s| s.at);
-        let p = predict(samples, &cfg, &current, Some(&bounds), now);
+        let f = Forecaster::from_samples(samples);
+        let p = predict(samples, &f, &cfg, &current, Some(&bounds), now);
         let got: Vec<_> = anticipate(&p, &cfg, &current)
             .iter()
             .map(|b| (b.resource, b.trigger))
@@ -468,7 +541,7 @@ mod tests {
             true,
             Limits::new(300, 32, 1000),
             &[(Resource::Cpu, Trigger::Forecast)],
-            "cpu_cores: the 30-min upper bound",
+            "cpu_cores: the upper bound up to",
         );
         // The same without the predictive mode: nothing anticipated, still a recommendation.
         check(
@@ -489,6 +562,17 @@ mod tests {
             Limits::new(300, 32, 1000),
             &[],
             "5 samples, need 10",
+        );
+        // Twelve minutes of steep rise: enough for the regression, but only 7 errors scored
+        // at 5 min, so no calibrated bound: nothing anticipated, and no limit sized on the
+        // wide uncalibrated interval.
+        let young = ramp(12, |m| 0.5 + 0.1 * m as f64, |_| 2);
+        check(
+            &young,
+            true,
+            Limits::new(300, 32, 1000),
+            &[],
+            "cpu_cores: the forecast is not calibrated yet",
         );
         // CPU rising with the agents: the forecast sees it first; no second breach for CPU.
         let agents = ramp(
@@ -523,11 +607,15 @@ mod tests {
             n: 30,
             slope_per_min: 0.1,
             residual_se: 0.0,
-            points: vec![crate::forecast::ForecastPoint {
+            points: vec![ForecastPoint {
                 horizon_secs: 300.0,
                 value,
                 lower: value,
                 upper: value,
+                model: crate::forecast::Model::Persistence,
+                enough_data: true,
+                errors: 100,
+                recent_coverage: Some(0.95),
             }],
         };
         let prediction = |agents_now: f64, agents_soon: f64, agent_trend| Prediction {
@@ -624,6 +712,7 @@ mod tests {
         let bounds = Bounds::new(&cfg, &HOST).expect("bounds");
         let p = predict(
             &flat,
+            &Forecaster::from_samples(&flat),
             &cfg,
             &Limits::new(400, 32, 1000),
             Some(&bounds),

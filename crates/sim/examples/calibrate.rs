@@ -1,5 +1,7 @@
-//! Calibration of the core's linear forecasts on recorded traces: how often the actual value
-//! falls inside the 95% prediction interval, and how far off the forecast is.
+//! Calibration of the core's textbook least-squares intervals on recorded traces (the method
+//! before issue 13; `autoscaler simulate --forecast-report` measures the forecasts the daemon
+//! now shows): how often the actual value falls inside the 95% prediction interval, and how
+//! far off the forecast is.
 //!
 //! `cargo run -p autoscaler-sim --example calibrate -- [DIR] [--windows 30,60,120,240]
 //! [--cores 8] [--memory-gib 32]`
@@ -23,6 +25,7 @@ use anyhow::{Context, bail};
 use autoscaler_core::GIB;
 use autoscaler_core::Millis;
 use autoscaler_core::forecast::forecast;
+use autoscaler_sim::forecast_report::value_at;
 use autoscaler_sim::trace::{Scale, Trace, read_dir};
 
 const HORIZONS_MIN: [f64; 3] = [5.0, 15.0, 30.0];
@@ -251,16 +254,4 @@ fn evaluate(
             (t, pair)
         })
         .collect()
-}
-
-/// The value at `at`, give or take half a step (traces have gaps; a missing row is skipped).
-fn value_at(series: &[(Millis, f64)], at: Millis, tolerance_ms: i64) -> Option<f64> {
-    let i = series.partition_point(|p| p.0 < at);
-    [i.checked_sub(1), Some(i)]
-        .into_iter()
-        .flatten()
-        .filter_map(|j| series.get(j))
-        .filter(|p| (p.0.0 - at.0).abs() <= tolerance_ms)
-        .min_by_key(|p| (p.0.0 - at.0).abs())
-        .map(|p| p.1)
 }

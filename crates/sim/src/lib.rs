@@ -11,18 +11,22 @@
 //! - [`score`]: slack, insufficient CPU, OOM events, resizes, mean limits ([`Score`]).
 //! - [`report`]: [`run`] over traces x policies, a text table, JSON, the Pareto summary and
 //!   SVG plots.
+//! - [`forecast_report`]: how the daemon's online forecasts hold on traces (interval
+//!   coverage, error against persistence), [`forecast_report()`].
 //!
 //! Architecture invariant: the spec policies are not re-implemented here: they call
 //! [`autoscaler_core::Controller::observe`] with the inputs the engine would give it, so a
 //! replayed trace takes the daemon's decisions. Only [`trace::read_trace`],
 //! [`trace::read_dir`] and [`report::plot_svg`] touch the file system.
 
+pub mod forecast_report;
 pub mod policy;
 pub mod replay;
 pub mod report;
 pub mod score;
 pub mod trace;
 
+pub use forecast_report::{ForecastReport, forecast_report};
 pub use policy::{Machine, Observation, PolicySpec, Scaler, Setup};
 pub use replay::replay;
 pub use report::{ParetoRow, Report, Run, TraceResult, plot_svg, run};

@@ -134,8 +134,10 @@ pub fn config_json(c: &Config) -> Value {
     Value::Object(m)
 }
 
-/// `GET prediction`: trends, forecasts with 95% intervals, profiles, heaviest features and
-/// the recommended limits. A series without enough data says so instead of guessing.
+/// `GET prediction`: trends, forecasts with 95% intervals (the model chosen, whether the
+/// interval is calibrated on the unit's own errors, and its recent coverage), profiles,
+/// heaviest features and the recommended limits. A series without enough data says so
+/// instead of guessing.
 pub fn prediction_json(u: &UnitSnapshot, p: &Prediction) -> Value {
     let opt = |v: Option<f64>| v.map_or(Value::Null, |v| num(v, 3));
     let mut series = Map::new();
@@ -161,6 +163,10 @@ pub fn prediction_json(u: &UnitSnapshot, p: &Prediction) -> Value {
                                 "value": num(pt.value, 3),
                                 "lower": num(pt.lower, 3),
                                 "upper": num(pt.upper, 3),
+                                "model": pt.model.as_str(),
+                                "enough_data": pt.enough_data,
+                                "errors_scored": pt.errors,
+                                "recent_coverage": pt.recent_coverage.map_or(Value::Null, |c| num(c, 3)),
                             })
                         })
                         .collect(),

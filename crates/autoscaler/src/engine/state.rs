@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use autoscaler_core::decide::{Inputs, evaluate};
 use autoscaler_core::predict::{
-    FeatureLedger, FeatureUsage, Prediction, Sample, anticipate, predict,
+    FeatureLedger, FeatureUsage, Forecaster, Prediction, Sample, anticipate, predict,
 };
 use autoscaler_core::{
     Action, Bounds, Config, Controller, Counters, Decision, Evaluation, Host, Limits, Millis,
@@ -93,6 +93,8 @@ pub(super) struct UnitState {
     last_prune: Millis,
     /// Recent samples for trends, forecasts and profiles, oldest first.
     recent: VecDeque<Sample>,
+    /// Online forecasts, fed every sample kept in `recent`.
+    forecaster: Forecaster,
     features: FeatureLedger,
     prediction: Option<Arc<Prediction>>,
     /// When the last changes were attempted, for the rate limit.
@@ -128,7 +130,8 @@ impl UnitState {
                 testing_agents: r.testing_agent_count,
                 features_pending: r.features_pending,
             })
-            .collect();
+            .collect::<Vec<Sample>>();
+        let forecaster = Forecaster::from_samples(&recent);
         Ok(UnitState {
             name,
             manager,
@@ -144,7 +147,8 @@ impl UnitState {
             action_counts,
             last_scale_time: last,
             last_prune: Millis(0),
-            recent,
+            recent: recent.into(),
+            forecaster,
             features: FeatureLedger::default(),
             prediction: None,
             changes: VecDeque::new(),
@@ -215,6 +219,7 @@ impl UnitState {
         // Bounds that cannot be met leave the controller out; the evaluation is still shown.
         let prediction = predict(
             self.recent.make_contiguous(),
+            &self.forecaster,
             &self.config,
             &limits,
             bounds,
@@ -259,6 +264,7 @@ impl UnitState {
         {
             self.recent.pop_front();
         }
+        self.forecaster.observe(&sample);
         self.recent.push_back(sample);
     }
 

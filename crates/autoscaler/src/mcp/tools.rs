@@ -120,9 +120,13 @@ const SPECS: &[Spec] = &[
     Spec {
         name: "autoscaler_get_prediction",
         title: "Forecasts and recommended limits",
-        description: "Get the forecast of the unit's CPU, memory and task use and the limits \
-            the autoscaler recommends (predictive scaling). Fails with the API's error when \
-            the daemon does not serve predictions.",
+        description: "Get the forecast of the unit's CPU, memory and task use at 5, 15 and 30 \
+            minutes and the limits the autoscaler recommends (predictive scaling). Each forecast \
+            point gives value, lower and upper (95%), the model chosen by recent error \
+            (persistence, ewma, damped_trend, seasonal_naive), enough_data (false: the interval \
+            is not yet calibrated on this unit's own errors and is deliberately wide; do not \
+            trust it) and recent_coverage (share of recent intervals that held). Fails with the \
+            API's error when the daemon does not serve predictions.",
         call: Call::Get("prediction"),
     },
 ];

@@ -314,16 +314,26 @@ fn breach_is_the_nearest_horizon_over_the_threshold() {
         n: 20,
         slope_per_min: 1.0,
         residual_se: 1.0,
-        // Out of order on purpose: the nearest horizon wins, not the first listed.
-        points: [(1800.0, 95.0), (300.0, 50.0), (900.0, 80.0)]
-            .iter()
-            .map(|&(h, upper)| ForecastPoint {
-                horizon_secs: h,
-                value: upper - 5.0,
-                lower: upper - 10.0,
-                upper,
-            })
-            .collect(),
+        // Out of order on purpose: the nearest horizon wins, not the first listed. The
+        // uncalibrated 60-second point would breach everything, and must be ignored.
+        points: [
+            (1800.0, 95.0, true),
+            (300.0, 50.0, true),
+            (900.0, 80.0, true),
+            (60.0, 1e9, false),
+        ]
+        .iter()
+        .map(|&(h, upper, enough_data)| ForecastPoint {
+            horizon_secs: h,
+            value: upper - 5.0,
+            lower: upper - 10.0,
+            upper,
+            model: Model::Persistence,
+            enough_data,
+            errors: 100,
+            recent_coverage: None,
+        })
+        .collect(),
     };
     let cases: &[(f64, f64, Option<f64>)] = &[
         (100.0, 80.0, Some(1800.0)), // 80 is not over 80

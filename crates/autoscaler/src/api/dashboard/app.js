@@ -491,6 +491,33 @@
     );
   }
 
+  // The forecast table: one row per series and horizon, as `GET prediction` gives them.
+  function renderForecast(p) {
+    const body = $('forecast').tBodies[0];
+    const rows = [];
+    for (const [name, s] of Object.entries((p && p.series) || {})) {
+      for (const f of s.forecast || []) {
+        const cov = f.recent_coverage === null || f.recent_coverage === undefined
+          ? '—' : `${(100 * f.recent_coverage).toFixed(0)}%`;
+        rows.push(el('tr', {},
+          el('td', { text: name }),
+          el('td', { class: 'num', text: `${f.horizon_minutes} min` }),
+          el('td', { class: 'num', text: `${f.value} [${f.lower}–${f.upper}]` }),
+          el('td', { text: f.model || '—' }),
+          el('td', { text: f.enough_data ? 'yes' : `not yet (${f.errors_scored || 0} errors)` }),
+          el('td', { class: 'num', text: cov })));
+      }
+    }
+    const key = JSON.stringify(p && p.series);
+    if (body.dataset.key === key) return;
+    body.dataset.key = key;
+    if (!rows.length) {
+      body.replaceChildren(el('tr', {}, el('td', { colspan: '6', class: 'muted', text: 'No forecast yet.' })));
+      return;
+    }
+    body.replaceChildren(...rows);
+  }
+
   // ---- refresh -------------------------------------------------------------------------
 
   async function refresh() {
@@ -509,6 +536,8 @@
       renderCharts(range);
       renderUsage(range);
       renderHistory(history);
+      // No prediction before the first check (503): the table says so, the rest still shows.
+      renderForecast(await api('GET', unitPath('/prediction')).catch(() => null));
       if (!state.config) await loadConfig();
       state.refreshes += 1;
       window.autoscalerDashboard.refreshes = state.refreshes;

@@ -1,0 +1,184 @@
+//! Table-driven tests of the online forecasts: which model wins on series whose best model is
+//! known, that young series get wide uncalibrated intervals, and that the calibrated intervals
+//! cover about 95% of what follows on noisy series they were not designed for.
+
+use super::*;
+use crate::forecast::tests::Rng;
+
+/// A sample every `step` seconds, `n` of them, valued `f(i)`.
+fn every(step: i64, n: i64, mut f: impl FnMut(i64) -> f64) -> Vec<(Millis, f64)> {
+    (0..n)
+        .map(|i| (Millis::from_secs(i * step), f(i)))
+        .collect()
+}
+
+/// What one horizon must show after the whole series: the model, whether it is calibrated,
+/// and the range the share of calibrated intervals holding the actual value must lie in
+/// (measured here, outside the forecaster, by comparing each issued interval with the value
+/// at its target time).
+struct Want {
+    model: Model,
+    enough_data: bool,
+    coverage: (f64, f64),
+}
+
+fn check(name: &str, series: &[(Millis, f64)], want: [Want; 3]) {
+    let mut f = SeriesForecaster::default();
+    let mut issued: Vec<(Millis, ForecastPoint)> = Vec::new();
+    for &(t, v) in series {
+        f.observe(t, v);
+        if let Some(cs) = f.forecasts() {
+            issued.extend(cs.iter().map(|c| (t, *c)));
+        }
+    }
+    let last = f.forecasts().expect("a forecast after samples");
+    for (k, w) in want.iter().enumerate() {
+        let c = &last[k];
+        let h = HORIZONS_SECS[k];
+        assert_eq!(c.model, w.model, "{name}: model at {h} s");
+        assert_eq!(c.enough_data, w.enough_data, "{name}: enough_data at {h} s");
+        assert!(
+            c.lower <= c.value && c.value <= c.upper,
+            "{name}: {c:?} at {h} s"
+        );
+        if !c.enough_data {
+            // Never a narrow interval before calibration: at least the value on each side
+            // (lower clamped at 0).
+            assert!(c.upper >= 2.0 * c.value && c.lower == 0.0, "{name}: {c:?}");
+            continue;
+        }
+        let (mut n, mut inside) = (0usize, 0usize);
+        for (t, c) in issued
+            .iter()
+            .filter(|(_, c)| c.horizon_secs == h && c.enough_data)
+        {
+            let target = t.plus_secs(h);
+            if let Ok(i) = series.binary_search_by_key(&target, |p| p.0) {
+                n += 1;
+                inside += usize::from(c.lower <= series[i].1 && series[i].1 <= c.upper);
+            }
+        }
+        let cov = inside as f64 / n.max(1) as f64;
+        assert!(
+            (w.coverage.0..=w.coverage.1).contains(&cov),
+            "{name}: coverage {cov:.3} of {n} at {h} s, want {:?}",
+            w.coverage
+        );
+    }
+}
+
+fn all(model: Model, enough_data: bool, coverage: (f64, f64)) -> [Want; 3] {
+    [0, 1, 2].map(|_| Want {
+        model,
+        enough_data,
+        coverage,
+    })
+}
+
+#[test]
+fn online_forecast_table() {
+    // A constant: nothing beats persistence, every error is 0, the interval is the point.
+    check(
+        "constant",
+        &every(60, 200, |_| 2.0),
+        all(Model::Persistence, true, (1.0, 1.0)),
+    );
+    // Ten minutes of history: fewer than 19 scored errors at every horizon.
+    check(
+        "young",
+        &every(60, 10, |i| 1.0 + 0.1 * i as f64),
+        all(Model::Persistence, false, (0.0, 1.0)),
+    );
+    // A steady ramp: the damped trend wins over persistence at every horizon, once it has
+    // beaten it on 19 independent errors (at 30 min, 19 x 30 scored forecasts).
+    check(
+        "ramp",
+        &every(60, 1000, |i| 1.0 + 0.01 * i as f64),
+        all(Model::DampedTrend, true, (0.9, 1.0)),
+    );
+    // White noise around a level: the weighted mean beats persistence (which carries each
+    // sample's whole noise), and the intervals cover about 95% (a little more while the
+    // prior width of the first interval, made for heavier tails, wears off).
+    let mut rng = Rng::new(7);
+    check(
+        "noise",
+        &every(60, 5000, |_| 10.0 + rng.normal()),
+        all(Model::Ewma, true, (0.93, 0.98)),
+    );
+    // Four days of a daily wave sampled every 5 minutes: from the second day the value a
+    // day earlier is exact, and it wins where the wave moves most between now and then.
+    let wave = |i: i64| 5.0 + 3.0 * (i as f64 * std::f64::consts::TAU / 288.0).sin();
+    check(
+        "daily",
+        &every(300, 4 * 288, wave),
+        all(Model::SeasonalNaive, true, (0.95, 1.0)),
+    );
+    // A random walk with noise, one sample a minute for two weeks: no model is right, the
+    // intervals must still cover about 95% (the guarantee does not need a right model).
+    let mut rng = Rng::new(11);
+    let mut level = 50.0;
+    let walk = every(60, 14 * 1440, |_| {
+        level += 0.3 * rng.normal();
+        level + 0.5 * rng.normal()
+    });
+    let mut f = SeriesForecaster::default();
+    for &(t, v) in &walk {
+        f.observe(t, v);
+    }
+    let model = f.forecasts().expect("forecasts")[0].model;
+    check(
+        "random walk",
+        &walk,
+        [0, 1, 2].map(|k| Want {
+            model: f.forecasts().expect("forecasts")[k].model,
+            enough_data: true,
+            coverage: (0.93, 0.98),
+        }),
+    );
+    assert_ne!(model, Model::SeasonalNaive, "no daily pattern in a walk");
+}
+
+#[test]
+fn gaps_out_of_order_and_non_finite_samples() {
+    // (name, samples, errors scored at 5 min)
+    type Case = (&'static str, Vec<(Millis, f64)>, u32);
+    let cases: &[Case] = &[
+        // 40 one-minute samples: 35 scored at 5 min.
+        ("regular", every(60, 40, |_| 1.0), 35),
+        // The same with NaN, infinity and a repeated time thrown in: nothing changes.
+        (
+            "junk",
+            {
+                let mut v = every(60, 40, |_| 1.0);
+                v.insert(10, (Millis::from_secs(600), f64::NAN));
+                v.insert(20, (Millis::from_secs(1140), f64::INFINITY));
+                v.insert(30, (Millis::from_secs(1680), 1.0));
+                v
+            },
+            35,
+        ),
+        // A two-hour gap: the forecasts waiting across it are dropped, not scored against a
+        // value two hours late.
+        (
+            "gap",
+            {
+                let mut v = every(60, 20, |_| 1.0);
+                v.extend(
+                    every(60, 20, |_| 1.0)
+                        .iter()
+                        .map(|&(t, x)| (t.plus_secs(8400.0), x)),
+                );
+                v
+            },
+            30,
+        ),
+    ];
+    for (name, series, want) in cases {
+        let mut f = SeriesForecaster::default();
+        for &(t, v) in series {
+            f.observe(t, v);
+        }
+        let got = f.forecasts().expect("forecasts")[0].errors;
+        assert_eq!(got, *want, "{name}");
+    }
+}
