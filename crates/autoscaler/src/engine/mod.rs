@@ -166,7 +166,6 @@ pub fn start<P: Probe, A: Actuator>(
         host: setup.host,
         loop_stats: LoopStats::default(),
     }));
-    let (rounds_tx, rounds) = watch::channel(0);
     let engine = Engine::new(
         units,
         setup.host,
@@ -175,8 +174,8 @@ pub fn start<P: Probe, A: Actuator>(
         actuator,
         setup.clock.clone(),
         snapshot_tx,
-        rounds_tx,
     );
+    let rounds = engine.rounds();
     engine.publish();
     let handle = EngineHandle {
         commands: tx,

@@ -73,7 +73,6 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         actuator: A,
         clock: Arc<dyn Clock>,
         snapshot_tx: watch::Sender<Arc<Snapshot>>,
-        rounds: watch::Sender<u64>,
     ) -> Self {
         let now = clock.instant();
         let (readings_tx, readings_rx) = mpsc::channel(64);
@@ -92,8 +91,13 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             snapshot_tx,
             readings_tx,
             readings_rx: Some(readings_rx),
-            rounds,
+            rounds: watch::Sender::new(0),
         }
+    }
+
+    /// The loop's round counter, for the handle.
+    pub(super) fn rounds(&self) -> watch::Receiver<u64> {
+        self.rounds.subscribe()
     }
 
     pub(super) async fn run(
