@@ -7,7 +7,7 @@
 
 use autoscaler_core::{GIB, Host, Limits, Millis, UnitName};
 use autoscaler_testkit::fakes::{FakeClock, FakeDaemon, FakeSystemd};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The unit the matrix addresses.
 const UNIT: &str = "autocoder-ui.service";
@@ -30,25 +30,12 @@ struct Answer {
 /// What a rejected request must leave as it was.
 async fn state(d: &FakeDaemon) -> anyhow::Result<Value> {
     let s = d.ok("GET", "/api/autoscaler/status", None).await?;
-    let keep = [
-        "mode",
-        "policy",
-        "current_limits",
-        "last_scale_time",
-        "scale_up_count",
-        "scale_down_count",
-        "last_failure",
-        "bounds",
-    ];
-    let status: serde_json::Map<String, Value> = keep
-        .iter()
-        .map(|k| (k.to_string(), s[*k].clone()))
-        .collect();
-    Ok(json!({
-        "config": d.ok("GET", "/api/autoscaler/config", None).await?,
-        "status": status,
-        "history": d.ok("GET", "/api/autoscaler/history?limit=1000", None).await?,
-    }))
+    Ok(autoscaler_testkit::kept_state(
+        &s,
+        d.ok("GET", "/api/autoscaler/config", None).await?,
+        d.ok("GET", "/api/autoscaler/history?limit=1000", None)
+            .await?,
+    ))
 }
 
 /// One request of the matrix: what is sent, and the status and `field` expected back.

@@ -632,3 +632,29 @@ pub fn memory_hog_unit(step_mib: u32, every_ms: u32, max_mib: u32) -> String {
          [Service]\nExecStart=/usr/bin/perl -e \"{code}\"\n"
     )
 }
+
+/// What a rejected request must leave as it was, from the answers of `GET status`, `GET
+/// config` and `GET history`: the config, the limits and counters of the status (not its
+/// streaks, which move with every check), and the history. One definition for the tests that
+/// drive the real daemon and those that drive the fakes.
+pub fn kept_state(
+    status: &serde_json::Value,
+    config: serde_json::Value,
+    history: serde_json::Value,
+) -> serde_json::Value {
+    let keep = [
+        "mode",
+        "policy",
+        "current_limits",
+        "last_scale_time",
+        "scale_up_count",
+        "scale_down_count",
+        "last_failure",
+        "bounds",
+    ];
+    let status: serde_json::Map<String, serde_json::Value> = keep
+        .iter()
+        .map(|k| (k.to_string(), status[*k].clone()))
+        .collect();
+    serde_json::json!({ "config": config, "status": status, "history": history })
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use autoscaler_testkit::{Daemon, Response, Sandbox, busy_unit, wait_until};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The spec's unit: with it, the spec's `systemctl --user ... autocoder-ui.service` lines run
 /// against the sandbox unchanged.
@@ -109,25 +109,11 @@ impl World {
     pub fn state(&self) -> anyhow::Result<Value> {
         let http = self.daemon.http();
         let s = http.get_ok("/api/autoscaler/status")?;
-        let keep = [
-            "mode",
-            "policy",
-            "current_limits",
-            "last_scale_time",
-            "scale_up_count",
-            "scale_down_count",
-            "last_failure",
-            "bounds",
-        ];
-        let status: serde_json::Map<String, Value> = keep
-            .iter()
-            .map(|k| (k.to_string(), s[*k].clone()))
-            .collect();
-        Ok(json!({
-            "config": http.get_ok("/api/autoscaler/config")?,
-            "status": status,
-            "history": http.get_ok("/api/autoscaler/history?limit=1000")?,
-        }))
+        Ok(autoscaler_testkit::kept_state(
+            &s,
+            http.get_ok("/api/autoscaler/config")?,
+            http.get_ok("/api/autoscaler/history?limit=1000")?,
+        ))
     }
 }
 
