@@ -51,10 +51,14 @@ pub enum Policy {
     #[default]
     Balanced,
     Aggressive,
+    /// Not a threshold bundle: the learned recommender of [`crate::adaptive`]. The threshold
+    /// fields stay as they were and are not used while it runs.
+    Adaptive,
 }
 
 impl Policy {
-    pub const NAMES: &'static str = "\"conservative\", \"balanced\", \"aggressive\"";
+    pub const NAMES: &'static str = "\"conservative\", \"balanced\", \"aggressive\", \"adaptive\"";
+    /// The spec's three bundles (not `adaptive`, which is ours).
     pub const ALL: [Policy; 3] = [Policy::Conservative, Policy::Balanced, Policy::Aggressive];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +66,7 @@ impl Policy {
             Policy::Conservative => "conservative",
             Policy::Balanced => "balanced",
             Policy::Aggressive => "aggressive",
+            Policy::Adaptive => "adaptive",
         }
     }
 
@@ -70,6 +75,7 @@ impl Policy {
             "conservative" => Ok(Policy::Conservative),
             "balanced" => Ok(Policy::Balanced),
             "aggressive" => Ok(Policy::Aggressive),
+            "adaptive" => Ok(Policy::Adaptive),
             other => Err(ConfigError::new(
                 "policy",
                 format!("unknown policy {other:?}"),
@@ -84,6 +90,10 @@ impl Policy {
             Policy::Conservative => (90, 85, 5, 600, 1.3),
             Policy::Balanced => (85, 80, 3, 300, 1.5),
             Policy::Aggressive => (75, 70, 2, 120, 2.0),
+            Policy::Adaptive => {
+                c.policy = self;
+                return;
+            }
         };
         c.policy = self;
         c.scale_up_cpu_percent = cpu;
