@@ -44,7 +44,7 @@ pub enum Command {
         remote: Remote,
         mode: String,
     },
-    /// Set the policy: conservative, balanced or aggressive.
+    /// Set the policy: conservative, balanced, aggressive or adaptive (learned per unit).
     Policy {
         #[command(flatten)]
         remote: Remote,

@@ -48,8 +48,14 @@ pub const HIT_UTIL: f64 = 0.97;
 pub const HIT_GROWTH: f64 = 1.5;
 /// Demand above the limit costs this many times as much as the same amount of slack: a
 /// throttled or killed unit loses work, an oversized one only wastes room. With linear costs
-/// the best constant limit is then the 1 - 1/(1 + w) quantile of the peaks, about the 94th.
-pub const OVERRUN_WEIGHT: f64 = 15.0;
+/// the best constant limit is then the 1 - 1/(1 + w) quantile of the window peaks, about the
+/// 97th: a limit is exceeded in about one 5-minute window in 30.
+pub const OVERRUN_WEIGHT: f64 = 30.0;
+/// What one overrun costs besides its size, per resource, in windows of slack equal to the
+/// demand. Throttling costs in proportion to the shortfall (CPU: 1); a task limit that is hit
+/// fails a fork (tasks: 4); an OOM kill loses the process's work whatever the overrun
+/// (memory: 24, two hours of a limit twice the need).
+pub const OVERRUN_EVENT: [f64; 3] = [1.0, 24.0, 4.0];
 /// The cost of a recommendation moving by more than [`DOWN_GAP`]: one window's worth of
 /// slack equal to the demand. It favours steady models, since each move is a resize.
 pub const RESIZE_COST: f64 = 1.0;
@@ -63,6 +69,9 @@ pub const DOWN_GAP: f64 = 0.15;
 pub const UP_GAP: f64 = 0.05;
 /// A limit holds at least this long after it moved before it may fall.
 pub const HOLD_SECS: f64 = 3600.0;
+/// The extra room for a short history: x(1 + this / hours of history), so x1.5 after an hour,
+/// x1.125 after four, x1.02 after a day (VPA widens its bounds by 1/confidence the same way).
+pub const CONFIDENCE_HOURS: f64 = 0.5;
 /// No cut before this much history: a new unit keeps its generous limits.
 pub const MIN_HISTORY_SECS: f64 = 3600.0;
 /// A recommendation younger than this that was not yet in force still counts (apply delays).
@@ -82,8 +91,7 @@ pub struct Model {
     pub margin: f64,
 }
 
-const fn grid(windows: [usize; 4]) -> [Model; 16] {
-    const MARGINS: [f64; 4] = [1.05, 1.15, 1.3, 1.5];
+const fn grid(windows: [usize; 4], margins: [f64; 4]) -> [Model; 16] {
     let mut out = [Model {
         windows: 1,
         margin: 1.0,
@@ -92,7 +100,7 @@ const fn grid(windows: [usize; 4]) -> [Model; 16] {
     while i < 16 {
         out[i] = Model {
             windows: windows[i / 4],
-            margin: MARGINS[i % 4],
+            margin: margins[i % 4],
         };
         i += 1;
     }
@@ -101,10 +109,12 @@ const fn grid(windows: [usize; 4]) -> [Model; 16] {
 
 /// CPU and tasks: windows of 30 min, 1, 2 and 4 hours. Memory: 1, 2, 4 and 8 hours, since a
 /// working set frees slowly and an OOM kill costs more than throttling.
+/// Margins: CPU and tasks from 5% (a steady unit) to 50% (a bursty one); memory from VPA's
+/// 15% to 100%, since a working set jumps by whole allocations and an overrun is a kill.
 pub const MODELS: [[Model; 16]; 3] = [
-    grid([6, 12, 24, 48]),
-    grid([12, 24, 48, 96]),
-    grid([6, 12, 24, 48]),
+    grid([6, 12, 24, 48], [1.05, 1.15, 1.3, 1.5]),
+    grid([12, 24, 48, 96], [1.15, 1.3, 1.5, 2.0]),
+    grid([6, 12, 24, 48], [1.05, 1.15, 1.3, 1.5]),
 ];
 const M: usize = 16;
 /// The model a unit starts with: 2 hours (memory 4), margin 1.3, a middle choice.
@@ -368,7 +378,8 @@ impl Track {
     }
 
     /// Closes the open window: scores every model against its peak and picks the cheapest.
-    fn close(&mut self, models: &[Model; M], lo: f64, hi: f64, hit_guess: f64) {
+    fn close(&mut self, r: Resource, lo: f64, hi: f64, hit_guess: f64) {
+        let models = &MODELS[index(r)];
         let demand = if self.win_hit {
             self.win_peak.max(hit_guess)
         } else {
@@ -381,6 +392,9 @@ impl Track {
             let mut c = 0.0;
             if l.is_finite() {
                 c = (OVERRUN_WEIGHT * (demand - l).max(0.0) + (l - demand).max(0.0)) / scale;
+                if demand > l {
+                    c += OVERRUN_EVENT[index(r)];
+                }
                 if (f - l).abs() > DOWN_GAP * l {
                     c += RESIZE_COST;
                 }
@@ -422,7 +436,7 @@ impl Track {
         match self.win_start {
             None => self.win_start = Some(t - t.rem_euclid(w)),
             Some(s) if t >= s + w => {
-                self.close(models, lo, hi, limit * HIT_GROWTH);
+                self.close(r, lo, hi, limit * HIT_GROWTH);
                 self.win_start = Some(t - t.rem_euclid(w));
             }
             Some(_) => {}
@@ -431,8 +445,10 @@ impl Track {
         self.win_hit |= hit;
         let model = models[self.chosen];
         let peak = self.peak(model.windows);
-        let target = round_up(r, (peak * model.margin).clamp(lo, hi)).clamp(lo, hi);
         let history = self.closed as f64 * WINDOW_SECS as f64;
+        // VPA's confidence: with little history the model knows less, so it keeps more room.
+        let confidence = 1.0 + CONFIDENCE_HOURS * 3600.0 / history.max(WINDOW_SECS as f64);
+        let target = round_up(r, (peak * model.margin * confidence).clamp(lo, hi)).clamp(lo, hi);
         let rec = Recommendation {
             resource: r,
             model,
@@ -453,9 +469,13 @@ impl Track {
             Some(a) if since_move < PENDING_SECS => limit.max(a),
             _ => limit,
         };
-        let want = if hit {
-            let grown = round_up(r, (reference * HIT_GROWTH).max(target)).clamp(lo, hi);
-            (grown > reference).then_some((Cause::Hit, grown))
+        let want = if hit && reference > limit {
+            // A larger limit is on its way: the hit is the old limit's, and growing again
+            // before it lands would compound x1.5 at every check of the delay.
+            None
+        } else if hit {
+            let grown = round_up(r, (limit * HIT_GROWTH).max(target)).clamp(lo, hi);
+            (grown > limit).then_some((Cause::Hit, grown))
         } else if target > reference * (1.0 + UP_GAP) {
             Some((Cause::Model, target))
         } else if !self.win_hit

@@ -23,6 +23,7 @@
 
 pub mod config;
 pub mod history;
+pub mod learned;
 pub mod metrics;
 mod schema;
 #[cfg(test)]

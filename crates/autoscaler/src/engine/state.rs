@@ -5,13 +5,14 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use autoscaler_core::adaptive::Verdict;
 use autoscaler_core::decide::{Inputs, evaluate};
 use autoscaler_core::predict::{
     FeatureLedger, FeatureUsage, Prediction, Sample, anticipate, predict,
 };
 use autoscaler_core::{
-    Bounds, Config, Controller, Counters, Decision, Evaluation, Host, Limits, Millis, UnitName,
-    Usage,
+    Bounds, Config, Controller, Counters, Decision, Evaluation, Host, Learned, Limits, Millis,
+    Policy, UnitName, Usage, Why,
 };
 use autoscaler_store::{MetricRow, Store};
 
@@ -59,6 +60,9 @@ pub struct UnitSnapshot {
     pub bounds: Result<Bounds, String>,
     /// Trends, forecasts and the recommendation as of the last check.
     pub prediction: Option<Arc<Prediction>>,
+    /// Under the `adaptive` policy: its last verdict (recommendation and chosen model per
+    /// resource, and the moves it asked for).
+    pub adaptive: Option<Verdict>,
     /// The heaviest features by CPU, as recorded while their agents ran.
     pub features: Vec<FeatureUsage>,
 }
@@ -91,6 +95,7 @@ pub(super) struct UnitState {
     recent: VecDeque<Sample>,
     features: FeatureLedger,
     prediction: Option<Arc<Prediction>>,
+    adaptive: Option<Verdict>,
     /// When the last changes were attempted, for the rate limit.
     changes: VecDeque<Millis>,
 }
@@ -121,11 +126,17 @@ impl UnitState {
                 features_pending: r.features_pending,
             })
             .collect();
+        // What the adaptive policy learned survives a restart; a state that does not decode
+        // (another version) starts learning afresh, which only means generous limits a while.
+        let learned = store
+            .load_learned(&name)?
+            .and_then(|(text, _)| Learned::decode(&text))
+            .unwrap_or_default();
         Ok(UnitState {
             name,
             manager,
             config,
-            controller: Controller::resume(last),
+            controller: Controller::resume(last).with_learned(learned),
             prev: None,
             observation: None,
             limits: None,
@@ -139,6 +150,7 @@ impl UnitState {
             recent,
             features: FeatureLedger::default(),
             prediction: None,
+            adaptive: None,
             changes: VecDeque::new(),
         })
     }
@@ -210,6 +222,10 @@ impl UnitState {
             Some(_) => {
                 let d = self.controller.observe(inputs);
                 self.decision_note = d.reason();
+                self.adaptive = match d.why {
+                    Why::Adaptive(v) => Some(v),
+                    _ => None,
+                };
                 (d.evaluation.clone(), Some(d))
             }
             None => (evaluate(inputs), None),
@@ -237,7 +253,8 @@ impl UnitState {
         self.recent.push_back(sample);
     }
 
-    /// Writes the last observation to the store, if it has a CPU rate.
+    /// Writes the last observation to the store, if it has a CPU rate, and under `adaptive`
+    /// what the policy has learned so far.
     pub fn store_metric(&self, store: &Store) -> anyhow::Result<()> {
         let Some(o) = &self.observation else {
             return Ok(());
@@ -246,6 +263,9 @@ impl UnitState {
             return Ok(());
         };
         let u = &o.usage;
+        if self.config.policy == Policy::Adaptive {
+            store.save_learned(&self.name, &self.controller.learned().encode(), u.at)?;
+        }
         store.insert_metric(&MetricRow {
             unit: self.name.clone(),
             at: u.at,
@@ -334,6 +354,7 @@ impl UnitState {
             last_scale_time: self.last_scale_time,
             bounds: Bounds::new(&self.config, host).map_err(|e| e.to_string()),
             prediction: self.prediction.clone(),
+            adaptive: self.adaptive,
             features: self.features.heaviest(10),
         }
     }
@@ -365,7 +386,7 @@ mod tests {
 
     #[test]
     fn the_daemon_decides_as_the_simulator_on_a_recorded_sequence() {
-        for policy in Policy::ALL {
+        for policy in Policy::ALL.into_iter().chain([Policy::Adaptive]) {
             let step = 300.0;
             let machine = Machine::default();
             let setup = Setup::new(machine);

@@ -59,7 +59,9 @@ const SPECS: &[Spec] = &[
             and growth factor that overwrites those config fields: \"conservative\" (scale up at \
             90% CPU / 85% memory after 5 checks, 10 min cooldown, x1.3), \"balanced\" (85% / 80%, \
             3 checks, 5 min, x1.5; the default), \"aggressive\" (75% / 70%, 2 checks, 2 min, \
-            x2.0). Returns the new status.",
+            x2.0), or \"adaptive\": no thresholds but a learned per-unit recommender (peak of a \
+            moving window times a margin, the model chosen by running cost; a hit limit grows \
+            x1.5 at once), which gives back unused room. Returns the new status.",
         call: Call::Post("policy"),
     },
     Spec {
@@ -328,7 +330,7 @@ fn policy_schema() -> Value {
     json!({
         "type": "string",
         "enum": names(Policy::NAMES),
-        "description": "conservative (90% CPU threshold, 10 min cooldown, x1.3), balanced (85%, 5 min, x1.5; default) or aggressive (75%, 2 min, x2.0).",
+        "description": "conservative (90% CPU threshold, 10 min cooldown, x1.3), balanced (85%, 5 min, x1.5; default) aggressive (75%, 2 min, x2.0), or adaptive (learned per-unit limits near the recent peak; see GET prediction).",
     })
 }
 
