@@ -61,6 +61,9 @@ pub const OVERRUN_EVENT: [f64; 3] = [1.0, 24.0, 4.0];
 pub const RESIZE_COST: f64 = 1.0;
 /// Half-life of the models' running costs: half a day, so a unit's last few hours decide.
 pub const COST_HALF_LIFE_SECS: f64 = 12.0 * 3600.0;
+/// 0.5^(WINDOW_SECS / COST_HALF_LIFE_SECS), written out: `powf` at every close would cost
+/// more than the rest of it (a unit test checks the figure).
+pub const COST_DECAY_PER_WINDOW: f64 = 0.995_198_044_344_353_8;
 /// Switch model only when another one costs at most this share of the current one's.
 pub const SWITCH_MARGIN: f64 = 0.9;
 /// Lower a limit only when the recommendation is this far under it (the hysteresis band).
@@ -314,6 +317,8 @@ struct Track {
     /// When the policy last moved this limit, and the last value it asked for.
     last_move: Option<i64>,
     asked: Option<f64>,
+    /// Derived, not persisted: [`Track::closed_maxima`] as of the last close.
+    closed_max: [f64; 4],
 }
 
 impl Default for Track {
@@ -329,52 +334,49 @@ impl Default for Track {
             chosen: START_MODEL,
             last_move: None,
             asked: None,
+            closed_max: [0.0; 4],
         }
     }
 }
 
 impl Track {
-    /// The peak over the last `windows` windows, the open one included.
-    fn peak(&self, windows: usize) -> f64 {
-        let closed = windows.saturating_sub(1);
-        self.peaks
-            .iter()
-            .rev()
-            .take(closed)
-            .fold(self.win_peak, |a, &b| a.max(b))
-    }
-
-    /// Every model's recommendation now, clamped to `(lo, hi)`.
-    fn recommend(&self, models: &[Model; M], lo: f64, hi: f64) -> [f64; M] {
-        // One pass from the newest window: the running maximum at each model's length.
-        let mut out = [0.0; M];
-        let mut running = self.win_peak;
-        let mut by_len = [(0usize, 0.0f64); 4];
+    /// For each model length L, the maximum of the newest L - 1 closed windows (what a check
+    /// adds the open window to) and of the newest L (what a close recommends from), in one
+    /// pass from the newest window, so that a check costs O(1) and a close one pass.
+    fn maxima(&self, models: &[Model; M]) -> ([f64; 4], [f64; 4]) {
         let lens = [
             models[0].windows,
             models[4].windows,
             models[8].windows,
             models[12].windows,
         ];
-        let mut k = 0;
-        for (i, &p) in std::iter::once(&self.win_peak)
-            .chain(self.peaks.iter().rev())
-            .enumerate()
-        {
+        let (mut within, mut full) = ([0.0; 4], [0.0; 4]);
+        let mut running = 0.0f64;
+        for (i, &p) in self.peaks.iter().rev().enumerate() {
+            let c = i + 1;
+            if c > lens[3] {
+                break;
+            }
             running = running.max(p);
-            while k < 4 && lens[k] == i + 1 {
-                by_len[k] = (lens[k], running);
-                k += 1;
+            for k in 0..4 {
+                if c + 1 == lens[k] {
+                    within[k] = running;
+                }
+                if c == lens[k] {
+                    full[k] = running;
+                }
             }
         }
-        while k < 4 {
-            by_len[k] = (lens[k], running);
-            k += 1;
+        // A history shorter than a model's window: all of it.
+        for k in 0..4 {
+            if self.peaks.len() + 1 < lens[k] {
+                within[k] = running;
+            }
+            if self.peaks.len() < lens[k] {
+                full[k] = running;
+            }
         }
-        for (i, m) in models.iter().enumerate() {
-            out[i] = (by_len[i / 4].1 * m.margin).clamp(lo, hi);
-        }
-        out
+        (within, full)
     }
 
     /// Closes the open window: scores every model against its peak and picks the cheapest.
@@ -386,8 +388,17 @@ impl Track {
             self.win_peak
         };
         let scale = demand.max(lo).max(f64::MIN_POSITIVE);
-        let decay = 0.5f64.powf(WINDOW_SECS as f64 / COST_HALF_LIFE_SECS);
-        let fresh = self.recommend(models, lo, hi);
+        let decay = COST_DECAY_PER_WINDOW;
+        if self.peaks.len() == RING {
+            self.peaks.pop_front();
+        }
+        self.peaks.push_back(self.win_peak);
+        self.closed += 1;
+        let (within, full) = self.maxima(models);
+        let mut fresh = [0.0; M];
+        for (i, (f, m)) in fresh.iter_mut().zip(models).enumerate() {
+            *f = (full[i / 4] * m.margin).clamp(lo, hi);
+        }
         for ((cost, &l), &f) in self.costs.iter_mut().zip(&self.recs).zip(&fresh) {
             let mut c = 0.0;
             if l.is_finite() {
@@ -402,11 +413,7 @@ impl Track {
             *cost = *cost * decay + c;
         }
         self.recs = fresh;
-        if self.peaks.len() == RING {
-            self.peaks.pop_front();
-        }
-        self.peaks.push_back(self.win_peak);
-        self.closed += 1;
+        self.closed_max = within;
         let best = (0..M)
             .min_by(|&a, &b| self.costs[a].total_cmp(&self.costs[b]))
             .unwrap_or(self.chosen);
@@ -444,7 +451,7 @@ impl Track {
         self.win_peak = self.win_peak.max(used);
         self.win_hit |= hit;
         let model = models[self.chosen];
-        let peak = self.peak(model.windows);
+        let peak = self.win_peak.max(self.closed_max[self.chosen / 4]);
         let history = self.closed as f64 * WINDOW_SECS as f64;
         // VPA's confidence: with little history the model knows less, so it keeps more room.
         let confidence = 1.0 + CONFIDENCE_HOURS * 3600.0 / history.max(WINDOW_SECS as f64);
@@ -611,8 +618,8 @@ impl Learned {
             return None;
         }
         let mut out = Learned::default();
-        for t in &mut out.tracks {
-            *t = decode_track(parts.next()?)?;
+        for (t, r) in out.tracks.iter_mut().zip(Resource::ALL) {
+            *t = decode_track(r, parts.next()?)?;
         }
         parts.next().is_none().then_some(out)
     }
@@ -625,7 +632,7 @@ impl Learned {
 }
 
 /// One resource's part of an encoded state (see [`Learned::encode`]).
-fn decode_track(text: &str) -> Option<Track> {
+fn decode_track(r: Resource, text: &str) -> Option<Track> {
     let mut toks = text.split(' ');
     let mut tok = || toks.next();
     fn maybe<T: std::str::FromStr>(v: &str) -> Option<Option<T>> {
@@ -655,6 +662,7 @@ fn decode_track(text: &str) -> Option<Track> {
     for k in 0..M {
         t.recs[k] = tok()?.parse().ok()?;
     }
+    t.closed_max = t.maxima(&MODELS[index(r)]).0;
     tok().is_none().then_some(t)
 }
 

@@ -148,3 +148,34 @@ fn learned_state_round_trips() {
         assert!(Learned::decode(bad).is_none(), "{bad:?}");
     }
 }
+
+/// Under an apply delay the limit in force stays the old one for a while: a hit seen again
+/// before the larger limit lands asks for nothing more (no x1.5 per check).
+#[test]
+fn a_hit_waits_for_the_growth_in_flight() {
+    let cfg = Config::default().with_policy(Policy::Adaptive);
+    let bounds = Bounds::new(&cfg, &host()).expect("feasible");
+    let current = Limits {
+        cpu_quota: Some(200),
+        memory_max: None,
+        tasks_max: None,
+    };
+    let mut l = Learned::default();
+    let mut moves = Vec::new();
+    for i in 0..10 {
+        let now = Millis::from_secs(i * 60);
+        let u = Usage::from_demand(now, 2.0, 0.0).expect("valid");
+        let v = l.observe(&bounds, &current, &u, now);
+        moves.extend(v.moves.iter().flatten().map(|m| (m.cause, m.to)));
+    }
+    // One move only; it is large because a unit without history is sized generously.
+    assert_eq!(moves.len(), 1, "{moves:?}");
+    assert_eq!(moves[0].0, Cause::Hit);
+    assert!(moves[0].1 >= 300, "{moves:?}");
+}
+
+#[test]
+fn the_written_out_decay_is_the_half_life() {
+    let want = 0.5f64.powf(WINDOW_SECS as f64 / COST_HALF_LIFE_SECS);
+    assert!((COST_DECAY_PER_WINDOW - want).abs() < 1e-15, "{want}");
+}
