@@ -453,4 +453,41 @@ mod tests {
             );
         }
     }
+
+    /// What `adaptive` learned is stored at each check and read back by a restarted daemon.
+    #[test]
+    fn a_restart_keeps_what_adaptive_learned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let unit = UnitName::parse("learn.service").expect("unit name");
+        let path = dir.path().join("a.db");
+        let host = Machine::default().host();
+        let learned = {
+            let store = Store::open(&path, &unit).expect("store");
+            let mut daemon = UnitState::load(&store, unit.clone(), "user").expect("unit state");
+            daemon.config = daemon.config.with_policy(Policy::Adaptive);
+            let bounds = autoscaler_core::Bounds::new(&daemon.config, &host).expect("bounds");
+            let limits = Limits::new(400, 16, 1000);
+            let mut counters = Counters::default();
+            daemon.prev = Some(counters);
+            for (k, (cores, gib)) in recorded().into_iter().take(40).enumerate() {
+                let now = Millis::from_secs((k as i64 + 1) * 300);
+                counters.at = now;
+                counters.cpu_usage_usec += (cores.min(4.0) * 300.0 * 1e6) as u64;
+                counters.memory_bytes = (gib * GIB as f64) as u64;
+                let sampled = Sampled {
+                    counters,
+                    ..Sampled::default()
+                };
+                daemon.observe(sampled, limits, Some(&bounds), &host, now);
+                daemon
+                    .store_metric(&store)
+                    .expect("store metric and learned state");
+            }
+            daemon.controller.learned().encode()
+        };
+        assert_ne!(learned, autoscaler_core::Learned::default().encode());
+        let store = Store::open(&path, &unit).expect("store again");
+        let again = UnitState::load(&store, unit, "user").expect("unit state again");
+        assert_eq!(again.controller.learned().encode(), learned);
+    }
 }
