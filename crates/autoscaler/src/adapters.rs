@@ -15,7 +15,7 @@ use autoscaler_core::{Limits, Millis, UnitName};
 use autoscaler_systemd::{Bus, Systemd};
 
 use crate::engine::{Actuator, Probe, Sampled, UnitView};
-use crate::settings::{BusKind, SignalSettings, Strategy, UnitSettings};
+use crate::settings::{SignalSettings, Strategy, UnitSettings};
 
 /// A systemd connection made on first use and made again after it breaks.
 pub struct Connector {
@@ -51,7 +51,7 @@ impl Connector {
 pub struct Managers {
     user: Connector,
     system: Connector,
-    bus_of: HashMap<UnitName, BusKind>,
+    bus_of: HashMap<UnitName, Bus>,
 }
 
 impl Managers {
@@ -65,7 +65,7 @@ impl Managers {
 
     fn connector(&self, unit: &UnitName) -> &Connector {
         match self.bus_of.get(unit) {
-            Some(BusKind::System) => &self.system,
+            Some(Bus::System) => &self.system,
             _ => &self.user,
         }
     }
@@ -228,12 +228,7 @@ impl Actuator for SystemActuator {
             .get(unit)
             .await
             .map_err(|e| format!("{e:#}"))?;
-        let strategy = match self.strategy {
-            Strategy::Live => autoscaler_systemd::Strategy::Live,
-            Strategy::Restart => autoscaler_systemd::Strategy::Restart,
-            Strategy::DryRun => autoscaler_systemd::Strategy::DryRun,
-        };
-        match autoscaler_systemd::apply(&sd, strategy, unit, new).await {
+        match autoscaler_systemd::apply(&sd, self.strategy, unit, new).await {
             Ok(applied) if applied.dry_run => Ok(*new),
             Ok(applied) => Ok(applied.limits_after),
             Err(e) => Err(e.to_string()),
@@ -241,10 +236,6 @@ impl Actuator for SystemActuator {
     }
 
     fn strategy(&self) -> &'static str {
-        match self.strategy {
-            Strategy::Live => "live",
-            Strategy::Restart => "restart",
-            Strategy::DryRun => "dry-run",
-        }
+        self.strategy.as_str()
     }
 }

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
 use crate::client::{Client, DEFAULT_URL};
-use crate::settings::{BusKind, Strategy};
+use crate::settings::{Bus, Strategy};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -38,16 +38,18 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
-    /// Set the mode: enabled, disabled or manual.
+    /// Set the mode.
     Mode {
         #[command(flatten)]
         remote: Remote,
+        #[arg(help = autoscaler_core::Mode::summary())]
         mode: String,
     },
-    /// Set the policy: conservative, balanced, aggressive or adaptive (learned per unit).
+    /// Set the policy (a bundle of thresholds, checks, cooldown and factor).
     Policy {
         #[command(flatten)]
         remote: Remote,
+        #[arg(help = autoscaler_core::Policy::summary())]
         policy: String,
     },
     /// Set limits by hand (switches to manual mode).
@@ -127,19 +129,26 @@ pub struct ServeArgs {
     /// Manage units of the system manager.
     #[arg(long)]
     pub system: bool,
-    /// How limits are applied [default: live]
-    #[arg(long, value_enum)]
+    /// How limits are applied: live (set the running unit's properties, no restart), restart
+    /// (the spec's way: rewrite the unit file, reload, restart) or dry-run (record only)
+    /// [default: live]
+    #[arg(long, value_parser = strategy_parser())]
     pub strategy: Option<Strategy>,
     /// Token required on POST/PUT; needed when listening beyond loopback.
     #[arg(long, env = "AUTOSCALER_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
 
+fn strategy_parser() -> impl clap::builder::TypedValueParser<Value = Strategy> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Strategy::NAMES).try_map(|s| s.parse::<Strategy>())
+}
+
 impl ServeArgs {
-    pub fn bus(&self) -> Option<BusKind> {
+    pub fn bus(&self) -> Option<Bus> {
         match (self.user, self.system) {
-            (_, true) => Some(BusKind::System),
-            (true, _) => Some(BusKind::User),
+            (_, true) => Some(Bus::System),
+            (true, _) => Some(Bus::User),
             _ => None,
         }
     }

@@ -12,12 +12,14 @@
 //! - [`cli`] and [`client`]: the command line, an HTTP client of the API.
 //! - [`simulate`] and [`export`]: replay of traces through the core, CSV export of the store.
 //! - [`settings`]: where to listen, which units, which strategy.
+//! - [`changes`]: a JSON object of config fields as the core's field values (shape only).
 //!
 //! Architecture invariant: fronts (api, mcp, cli) hold no logic; each operation is one engine
 //! method, so every front gives the same answer and the same error for the same input.
 
 pub mod adapters;
 pub mod api;
+pub mod changes;
 pub mod cli;
 pub mod client;
 pub mod engine;

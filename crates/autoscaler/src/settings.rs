@@ -15,31 +15,21 @@ use serde::Deserialize;
 pub const DEFAULT_UNIT: &str = "autocoder-ui.service";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8888";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Strategy {
-    /// Set limits on the running unit over D-Bus (`systemctl set-property`): no restart.
-    Live,
-    /// The spec's way: rewrite the unit file, daemon-reload, restart; roll back on failure.
-    Restart,
-    /// Decide and record, apply nothing.
-    DryRun,
-}
+/// How limits are applied and which manager a unit belongs to: the systemd crate's own
+/// enums, read from the config file through their `FromStr`.
+pub use autoscaler_systemd::{Bus, Strategy};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum BusKind {
-    User,
-    System,
-}
-
-impl BusKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BusKind::User => "user",
-            BusKind::System => "system",
-        }
-    }
+/// Reads an optional setting through its `FromStr`, so the file takes the same words as the
+/// flags and the error lists them.
+fn parsed<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    Option::<String>::deserialize(d)?
+        .map(|s| s.parse().map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 /// Where AutoCoder's workload signals come from.
@@ -57,7 +47,8 @@ pub struct SignalSettings {
 #[serde(deny_unknown_fields)]
 pub struct FileUnit {
     pub name: String,
-    pub bus: Option<BusKind>,
+    #[serde(default, deserialize_with = "parsed")]
+    pub bus: Option<Bus>,
     #[serde(default)]
     pub projects: Vec<PathBuf>,
 }
@@ -66,7 +57,7 @@ pub struct FileUnit {
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnitSettings {
     pub name: UnitName,
-    pub bus: BusKind,
+    pub bus: Bus,
     /// AutoCoder projects this unit runs; `None`: the default unit takes the registry's and
     /// `[signals] project_dirs`, other units none.
     pub projects: Option<Vec<PathBuf>>,
@@ -82,7 +73,9 @@ pub struct FileSettings {
     pub units: Vec<String>,
     /// Units with their manager and projects (`[[unit]]` tables).
     pub unit: Vec<FileUnit>,
-    pub bus: Option<BusKind>,
+    #[serde(deserialize_with = "parsed")]
+    pub bus: Option<Bus>,
+    #[serde(deserialize_with = "parsed")]
     pub strategy: Option<Strategy>,
     pub token: Option<String>,
     pub cors_origins: Vec<String>,
@@ -108,7 +101,7 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub db: Option<PathBuf>,
     pub units: Vec<String>,
-    pub bus: Option<BusKind>,
+    pub bus: Option<Bus>,
     pub strategy: Option<Strategy>,
     pub token: Option<String>,
 }
@@ -132,9 +125,8 @@ impl Settings {
         let listen: SocketAddr = listen_text.parse().with_context(|| {
             format!("--listen {listen_text:?} is not ADDRESS:PORT (e.g. {DEFAULT_LISTEN})")
         })?;
-        let bus = o.bus.or(file.bus).unwrap_or(BusKind::User);
-        let mut specs: Vec<(String, Option<BusKind>, Option<Vec<PathBuf>>)> = if !o.units.is_empty()
-        {
+        let bus = o.bus.or(file.bus).unwrap_or(Bus::User);
+        let mut specs: Vec<(String, Option<Bus>, Option<Vec<PathBuf>>)> = if !o.units.is_empty() {
             o.units.into_iter().map(|u| (u, None, None)).collect()
         } else {
             let simple = file.units.into_iter().map(|u| (u, None, None));
@@ -152,8 +144,8 @@ impl Settings {
         let mut units: Vec<UnitSettings> = Vec::new();
         for (text, explicit_bus, projects) in specs {
             let (prefix_bus, name) = match text.split_once(':') {
-                Some(("user", n)) => (Some(BusKind::User), n),
-                Some(("system", n)) => (Some(BusKind::System), n),
+                Some(("user", n)) => (Some(Bus::User), n),
+                Some(("system", n)) => (Some(Bus::System), n),
                 _ => (None, text.as_str()),
             };
             let name = UnitName::parse(name).map_err(|e| anyhow::anyhow!("--unit: {e}"))?;
@@ -305,11 +297,11 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                ("ui.service", BusKind::User, None),
-                ("db.service", BusKind::System, None),
+                ("ui.service", Bus::User, None),
+                ("db.service", Bus::System, None),
                 (
                     "worker.service",
-                    BusKind::User,
+                    Bus::User,
                     Some(vec![PathBuf::from("/srv/app")])
                 ),
             ]
@@ -319,7 +311,7 @@ mod tests {
             ..Overrides::default()
         })
         .expect("valid");
-        assert_eq!(s.units[0].bus, BusKind::System);
+        assert_eq!(s.units[0].bus, Bus::System);
         assert!(
             Settings::resolve(Overrides {
                 units: vec!["system:../a.service".into()],

@@ -25,6 +25,10 @@ pub struct SimulateArgs {
     /// with the same keys); its bounds and reserves also apply to the other policies.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Set one config field for every policy, e.g. `--set max_cpu_quota=2500` (repeat);
+    /// applied after `--config`, checked as a PUT of the config would be.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    pub set: Vec<String>,
     /// The machine the trace ran on: cores (gcd-vms percentages are of this machine).
     #[arg(long, default_value_t = 8)]
     pub cores: u32,
@@ -63,6 +67,9 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
             name,
             config: Box::new(config),
         });
+    }
+    if !args.set.is_empty() {
+        setup.base = apply_sets(&args.set, &setup.base)?;
     }
     if args.policies.is_empty() {
         policies.splice(0..0, PolicySpec::all());
@@ -114,9 +121,32 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The one duration reader the fronts share (the store's), for `--apply-delay`.
 fn parse_delay(text: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{text:?} is not a duration like 10m or 30s: {e}"))
+    autoscaler_store::when::parse_duration_ms(text)
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is not a duration like 10m or 30s"))
+}
+
+/// `FIELD=VALUE` pairs over `base`, validated whole. A value that reads as JSON (a number,
+/// `true`) is taken as such; anything else as text (`policy=aggressive`).
+fn apply_sets(sets: &[String], base: &Config) -> anyhow::Result<Config> {
+    let mut map = serde_json::Map::new();
+    for s in sets {
+        let (k, v) = s
+            .split_once('=')
+            .with_context(|| format!("--set {s:?}: expected FIELD=VALUE"))?;
+        let value = serde_json::from_str(v.trim())
+            .ok()
+            .filter(|v: &serde_json::Value| !v.is_object() && !v.is_array())
+            .unwrap_or_else(|| serde_json::Value::String(v.trim().to_string()));
+        map.insert(k.trim().to_string(), value);
+    }
+    let changes =
+        crate::changes::config_changes(&map).map_err(|e| anyhow::anyhow!("--set: {e}"))?;
+    base.apply(&changes)
+        .map_err(|e| anyhow::anyhow!("--set: {e}"))
 }
 
 /// A config file: a JSON object (what `GET /api/autoscaler/config` prints) or TOML with the
@@ -135,13 +165,8 @@ fn read_config(path: &Path, base: &Config) -> anyhow::Result<Config> {
     let map = value
         .as_object()
         .with_context(|| format!("{} must hold an object of config fields", path.display()))?;
-    let changes = crate::api::body::parse_config(map).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: {}",
-            path.display(),
-            e.body["error"].as_str().unwrap_or("invalid")
-        )
-    })?;
+    let changes = crate::changes::config_changes(map)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let changes: Vec<(String, FieldValue)> =
         changes.into_iter().filter(|(k, _)| k != "mode").collect();
     base.apply(&changes)

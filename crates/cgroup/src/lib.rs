@@ -10,7 +10,7 @@
 //! - [`read`]: [`read_counters`] (CPU time, throttling, memory, OOM kills, tasks, processes,
 //!   pressure) and [`read_cgroup_limits`], with the pure parsers of the cgroup file formats.
 //! - [`host`]: [`read_host`], the machine's cores, memory and task limit from `/proc`.
-//! - [`signals`]: [`read_signals`], AutoCoder's agents, pending features and API quota.
+//! - [`signals`]: [`signals_of`], AutoCoder's agents, pending features and API quota.
 //!
 //! Architecture invariant: this crate only reads. It never writes a cgroup file, never
 //! changes a limit (that is the systemd adapter's job) and never decides anything (that is
@@ -28,4 +28,4 @@ pub use host::read_host;
 pub use locate::CgroupPaths;
 pub use mounts::{Mount, Mounts};
 pub use read::{read_cgroup_limits, read_counters};
-pub use signals::{AgentKind, AgentProc, SignalSources, agent_processes, read_signals, signals_of};
+pub use signals::{AgentKind, AgentProc, SignalSources, agent_processes, signals_of};

@@ -348,10 +348,10 @@ fn quota_percent(quota_us: u64, period_us: u64) -> Option<u64> {
     u64::try_from((q * 100 + p / 2) / p).ok()
 }
 
-/// `cpu.pressure` / `memory.pressure`: the `some` line's avg10 and total, the `full` line's
-/// avg10 (0 when absent, as in older kernels' cpu.pressure). `None` without a valid `some`.
+/// `cpu.pressure` / `memory.pressure`: the `some` line's avg10. `None` without a valid
+/// `some` line (an avg10 that is a finite, non-negative number, and a whole total).
 pub fn parse_psi(text: &str) -> Option<Psi> {
-    let line = |kind: &str| -> Option<(f64, u64)> {
+    let line = |kind: &str| -> Option<f64> {
         let rest = text
             .lines()
             .find_map(|l| l.trim().strip_prefix(kind)?.strip_prefix(' '))?;
@@ -363,15 +363,11 @@ pub fn parse_psi(text: &str) -> Option<Psi> {
             .parse()
             .ok()
             .filter(|v: &f64| v.is_finite() && *v >= 0.0)?;
-        let total: u64 = field("total")?.parse().ok()?;
-        Some((avg10, total))
+        let _total: u64 = field("total")?.parse().ok()?;
+        Some(avg10)
     };
-    let (some_avg10, some_total_usec) = line("some")?;
-    let full_avg10 = line("full").map_or(0.0, |(avg, _)| avg);
     Some(Psi {
-        some_avg10,
-        full_avg10,
-        some_total_usec,
+        some_avg10: line("some")?,
     })
 }
 
@@ -459,22 +455,13 @@ mod tests {
 
     #[test]
     fn psi_table() {
-        let psi = |some_avg10, full_avg10, some_total_usec| {
-            Some(Psi {
-                some_avg10,
-                full_avg10,
-                some_total_usec,
-            })
-        };
+        let psi = |some_avg10| Some(Psi { some_avg10 });
         let cases: &[(&str, Option<Psi>)] = &[
             (
                 "some avg10=24.23 avg60=4.73 avg300=1.00 total=3477211\nfull avg10=3.50 avg60=1.00 avg300=0.20 total=100\n",
-                psi(24.23, 3.5, 3_477_211),
+                psi(24.23),
             ),
-            (
-                "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
-                psi(0.0, 0.0, 0),
-            ),
+            ("some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n", psi(0.0)),
             ("full avg10=1.00 avg60=0.00 avg300=0.00 total=5\n", None),
             ("some avg60=1.00 total=5\n", None),
             ("some avg10=NaN avg60=0 avg300=0 total=5\n", None),

@@ -5,7 +5,7 @@
 //! project's `features.db`, AutoCoder's `registry.db`, and an optional quota file. It must
 //! not decide anything from them, and it never writes: every database is opened read-only.
 //!
-//! [`read_signals`] never fails. A source that cannot be read is logged once (at `warn`;
+//! [`signals_of`] never fails. A source that cannot be read is logged once (at `warn`;
 //! repeats at `debug`, since this runs every check) and its value is 0, or `None` for the API
 //! quota, which the API shows as `null` rather than a made-up number.
 
@@ -66,11 +66,6 @@ pub struct AgentProc {
     pub kind: AgentKind,
     /// `--feature-id`, when the agent works on one feature (for per-feature cost).
     pub feature_id: Option<String>,
-}
-
-/// All signals, for the unit whose processes are `pids`.
-pub fn read_signals(src: &SignalSources, pids: &[u32]) -> Signals {
-    signals_of(src, &agent_processes(src, pids))
 }
 
 /// All signals, given the unit's agent processes (from [`agent_processes`]), so a caller

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use autoscaler_cgroup::signals::{AgentKind, AgentProc, features_pending};
-use autoscaler_cgroup::{SignalSources, Signals, agent_processes, read_signals};
+use autoscaler_cgroup::{SignalSources, Signals, agent_processes, signals_of};
 use rusqlite::Connection;
 
 /// A temp dir with a fake /proc, four projects and a registry.
@@ -141,7 +141,7 @@ impl World {
 }
 
 fn check(name: &str, src: &SignalSources, pids: &[u32], want: Signals) {
-    assert_eq!(read_signals(src, pids), want, "{name}");
+    assert_eq!(signals_of(src, &agent_processes(src, pids)), want, "{name}");
 }
 
 fn signals(

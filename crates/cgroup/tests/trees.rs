@@ -302,11 +302,7 @@ fn fixture_trees() {
         memory_bytes: 2_310_144,
         tasks: 3,
         processes: 2,
-        cpu_pressure: Some(Psi {
-            some_avg10: 24.23,
-            full_avg10: 1.5,
-            some_total_usec: 3_477_211,
-        }),
+        cpu_pressure: Some(Psi { some_avg10: 24.23 }),
         memory_pressure: Some(Psi::default()),
     };
     let hybrid_limits = Limits {
@@ -368,11 +364,7 @@ fn fixture_trees() {
                 tasks: 17,
                 processes: 3,
                 cpu_pressure: None,
-                memory_pressure: Some(Psi {
-                    some_avg10: 2.0,
-                    full_avg10: 1.0,
-                    some_total_usec: 42,
-                }),
+                memory_pressure: Some(Psi { some_avg10: 2.0 }),
             },
             limits: Limits {
                 cpu_quota: Some(150),

@@ -21,6 +21,25 @@ pub enum Mode {
 
 impl Mode {
     pub const NAMES: &'static str = "\"enabled\", \"disabled\", \"manual\"";
+    pub const ALL: [Mode; 3] = [Mode::Enabled, Mode::Disabled, Mode::Manual];
+
+    /// What the mode does, in one phrase: the words every front shows (MCP, CLI, docs).
+    pub fn description(self) -> &'static str {
+        match self {
+            Mode::Enabled => "scales automatically",
+            Mode::Disabled => "only collects metrics and never changes limits",
+            Mode::Manual => "keeps the limits where they are until a manual scale changes them",
+        }
+    }
+
+    /// Every mode with its description: `"enabled" scales automatically; ...`.
+    pub fn summary() -> String {
+        Mode::ALL
+            .iter()
+            .map(|m| format!("\"{}\" {}", m.as_str(), m.description()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -44,7 +63,7 @@ impl Mode {
     }
 }
 
-/// A named bundle of thresholds, streak length, cooldown and factor.
+/// A named bundle of thresholds, streak length, cooldown and factor, or `adaptive`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Policy {
     Conservative,
@@ -60,6 +79,13 @@ impl Policy {
     pub const NAMES: &'static str = "\"conservative\", \"balanced\", \"aggressive\", \"adaptive\"";
     /// The spec's three bundles (not `adaptive`, which is ours).
     pub const ALL: [Policy; 3] = [Policy::Conservative, Policy::Balanced, Policy::Aggressive];
+    /// Every policy a user can choose: the spec's three, then `adaptive`.
+    pub const CHOICES: [Policy; 4] = [
+        Policy::Conservative,
+        Policy::Balanced,
+        Policy::Aggressive,
+        Policy::Adaptive,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -84,18 +110,52 @@ impl Policy {
         }
     }
 
-    /// The spec's parameter bundle ("Configuration Examples").
-    fn apply_to(self, c: &mut Config) {
-        let (cpu, mem, checks, cooldown, factor) = match self {
-            Policy::Conservative => (90, 85, 5, 600, 1.3),
-            Policy::Balanced => (85, 80, 3, 300, 1.5),
-            Policy::Aggressive => (75, 70, 2, 120, 2.0),
-            Policy::Adaptive => {
-                c.policy = self;
-                return;
-            }
+    /// The spec's parameter bundle ("Configuration Examples"): scale-up CPU and memory
+    /// percent, consecutive checks, cooldown seconds, growth factor; `None` for `adaptive`.
+    fn bundle(self) -> Option<(u32, u32, u32, u32, f64)> {
+        match self {
+            Policy::Conservative => Some((90, 85, 5, 600, 1.3)),
+            Policy::Balanced => Some((85, 80, 3, 300, 1.5)),
+            Policy::Aggressive => Some((75, 70, 2, 120, 2.0)),
+            Policy::Adaptive => None,
+        }
+    }
+
+    /// What the policy sets, from the bundle itself, so no front's words can drift from it:
+    /// `scale up at 85% CPU / 80% memory after 3 checks, 5 min cooldown, x1.5 (the default)`.
+    pub fn description(self) -> String {
+        let Some((cpu, mem, checks, cooldown, factor)) = self.bundle() else {
+            return "no thresholds: learned per-unit limits near the recent peak (peak of a \
+                    moving window x a margin, the model chosen per unit by running cost); a \
+                    hit limit grows x1.5 at once; gives back unused room"
+                .to_string();
         };
+        let default = if self == Policy::default() {
+            " (the default)"
+        } else {
+            ""
+        };
+        format!(
+            "scale up at {cpu}% CPU / {mem}% memory after {checks} checks, {} min cooldown, \
+             x{factor:.1}{default}",
+            cooldown / 60
+        )
+    }
+
+    /// Every policy with its description: `"conservative" (scale up at ...), ...`.
+    pub fn summary() -> String {
+        Policy::CHOICES
+            .iter()
+            .map(|p| format!("\"{}\" ({})", p.as_str(), p.description()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn apply_to(self, c: &mut Config) {
         c.policy = self;
+        let Some((cpu, mem, checks, cooldown, factor)) = self.bundle() else {
+            return;
+        };
         c.scale_up_cpu_percent = cpu;
         c.scale_up_memory_percent = mem;
         c.consecutive_scale_up_checks = checks;
@@ -528,6 +588,48 @@ mod tests {
         );
         check(&[n("min_cpu_quota", 900.0)], Err("min_cpu_quota"));
         check(&[n("max_tasks_max", 50.0)], Err("min_tasks_max"));
+    }
+
+    /// The names every front lists come from one place and parse back; the words describe
+    /// the bundle as it is.
+    #[test]
+    fn names_and_descriptions_match_the_variants() {
+        let listed = |names: &str| -> Vec<String> {
+            names
+                .split(',')
+                .map(|n| n.trim().trim_matches('"').to_string())
+                .collect()
+        };
+        let modes: Vec<String> = Mode::ALL.iter().map(|m| m.as_str().to_string()).collect();
+        assert_eq!(listed(Mode::NAMES), modes);
+        let policies: Vec<String> = Policy::CHOICES
+            .iter()
+            .map(|p| p.as_str().to_string())
+            .collect();
+        assert_eq!(listed(Policy::NAMES), policies);
+        assert_eq!(Policy::parse("adaptive"), Ok(Policy::Adaptive));
+        assert!(Policy::summary().contains("\"adaptive\" (no thresholds"));
+        for m in Mode::ALL {
+            assert_eq!(Mode::parse(m.as_str()), Ok(m));
+            assert!(Mode::summary().contains(m.description()));
+        }
+        for p in Policy::ALL {
+            assert_eq!(Policy::parse(p.as_str()), Ok(p));
+            let c = Config::default().with_policy(p);
+            let d = p.description();
+            assert!(
+                d.contains(&format!("{}% CPU", c.scale_up_cpu_percent)),
+                "{d}"
+            );
+            assert!(
+                d.contains(&format!("after {} checks", c.consecutive_scale_up_checks)),
+                "{d}"
+            );
+        }
+        assert_eq!(
+            Policy::Balanced.description(),
+            "scale up at 85% CPU / 80% memory after 3 checks, 5 min cooldown, x1.5 (the default)"
+        );
     }
 
     #[test]

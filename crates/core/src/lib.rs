@@ -12,6 +12,7 @@
 //!   hands the `adaptive` policy to [`adaptive`].
 //! - [`adaptive`]: the learned per-unit recommender (moving-window peak models chosen by
 //!   running cost, grow at once when a limit is hit) and its persisted state, [`Learned`].
+//! - [`range`]: the [`Range`] a chart reads: start, step and bucket alignment, checked.
 //! - [`unit`]: [`UnitName`], a unit name that passed systemd's naming rules.
 //!
 //! Architecture invariant: nothing in this crate does I/O, reads a clock, knows JSON, or can
@@ -25,6 +26,7 @@ pub mod forecast;
 pub mod limits;
 pub mod predict;
 pub mod profile;
+pub mod range;
 pub mod sample;
 pub mod time;
 pub mod trend;
@@ -34,6 +36,7 @@ pub use adaptive::Learned;
 pub use config::{Config, ConfigError, FieldValue, Mode, Policy};
 pub use decide::{Action, Breach, Controller, Decision, Evaluation, Inputs, Trigger, Why};
 pub use limits::{Bounds, BoundsError, GIB, Host, Limits, MIB, Resource};
+pub use range::{Range, RangeError};
 pub use sample::{Counters, InvalidSample, Psi, Signals, Usage};
 pub use time::Millis;
 pub use unit::{InvalidUnitName, UnitName};

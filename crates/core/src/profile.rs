@@ -1,17 +1,14 @@
 //! Workload profiles: what a running agent and a testing agent cost in one resource, learned
-//! from history, and which features have been the heaviest.
+//! from history.
 //!
 //! [`fit_profile`] regresses usage on the agent counts by least squares,
 //! `usage ≈ base + per_agent · agents + per_testing_agent · testing_agents`, a testing agent
 //! counting in both terms (it is an agent that also runs tests). A regressor that never varied,
 //! or that moved in lockstep with the other, cannot be told apart from the base or from the
 //! other: it is dropped and [`Profile::terms`] says so. [`Profile::size_for`] turns a profile
-//! into a limit for a given number of agents. [`heaviest_features`] ranks the feature ids seen
-//! in agents' command lines by the usage recorded while their agent ran.
+//! into a limit for a given number of agents.
 //!
 //! Pure arithmetic: no I/O, no clock, no panics; non-finite usage is skipped.
-
-use std::collections::BTreeMap;
 
 /// Which coefficients a profile could estimate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,50 +129,6 @@ pub fn fit_profile(samples: &[(u32, u32, f64)]) -> Option<Profile> {
         r2,
         terms,
     })
-}
-
-/// One feature's recorded usage while its agent ran.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FeatureCost {
-    pub feature_id: String,
-    pub mean: f64,
-    pub peak: f64,
-    pub samples: usize,
-}
-
-/// The `top` heaviest features from `(feature_id, usage)` samples: by mean usage, then peak,
-/// then id, heaviest first. Empty ids and non-finite usage are skipped.
-pub fn heaviest_features<'a>(
-    samples: impl IntoIterator<Item = (&'a str, f64)>,
-    top: usize,
-) -> Vec<FeatureCost> {
-    let mut by_id: BTreeMap<&str, (f64, f64, usize)> = BTreeMap::new();
-    for (id, usage) in samples {
-        if id.is_empty() || !usage.is_finite() {
-            continue;
-        }
-        let e = by_id.entry(id).or_insert((0.0, f64::NEG_INFINITY, 0));
-        e.0 += usage;
-        e.1 = e.1.max(usage);
-        e.2 += 1;
-    }
-    let mut costs: Vec<FeatureCost> = by_id
-        .into_iter()
-        .map(|(id, (sum, peak, n))| FeatureCost {
-            feature_id: id.to_string(),
-            mean: sum / n as f64,
-            peak,
-            samples: n,
-        })
-        .collect();
-    costs.sort_by(|a, b| {
-        b.mean
-            .total_cmp(&a.mean)
-            .then(b.peak.total_cmp(&a.peak))
-            .then_with(|| a.feature_id.cmp(&b.feature_id))
-    });
-    costs.truncate(top);
-    costs
 }
 
 #[cfg(test)]

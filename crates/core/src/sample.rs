@@ -15,10 +15,6 @@ use crate::time::Millis;
 pub struct Psi {
     /// Percent of the last 10 s in which some task stalled.
     pub some_avg10: f64,
-    /// Percent of the last 10 s in which all tasks stalled.
-    pub full_avg10: f64,
-    /// Total stall time, microseconds ("some").
-    pub some_total_usec: u64,
 }
 
 /// One reading of a unit's cgroup.

@@ -72,12 +72,6 @@ pub fn moving_average(points: &[(Millis, f64)], now: Millis, secs: f64) -> Optio
     Some(w.iter().map(|p| p.1).sum::<f64>() / w.len() as f64)
 }
 
-/// The least-squares slope per minute over the last `window_secs`; `None` with fewer than two
-/// samples or all of them at one instant.
-pub fn slope_per_min(points: &[(Millis, f64)], now: Millis, window_secs: f64) -> Option<f64> {
-    least_squares(&window(points, now, window_secs)).map(|l| l.slope * 60.0)
-}
-
 /// Current value, MA5, MA15, slope and label over the last `window_secs` before `now`.
 ///
 /// `floor` is the absolute part of the stable tolerance in the series' unit (see the module

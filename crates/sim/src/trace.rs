@@ -13,6 +13,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use autoscaler_core::GIB;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
 
 /// One sample of demand.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -408,86 +411,32 @@ fn median_step(points: &[Point]) -> f64 {
     gaps[gaps.len() / 2]
 }
 
-/// `2023.04.02-00:09:00:000` (VASim's `%Y.%m.%d-%H:%M:%S:%f`) to Unix seconds.
+/// VASim's `%Y.%m.%d-%H:%M:%S:%f`, e.g. `2023.04.02-00:09:00:000`.
+const VASIM_TIME: &[BorrowedFormatItem<'static>] =
+    format_description!("[year].[month].[day]-[hour]:[minute]:[second]:[subsecond]");
+/// The spec's and our exports' `YYYY-MM-DDTHH:MM:SS`, in UTC.
+const UTC_TIME: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+
+/// `2023.04.02-00:09:00:000` (VASim's format) to Unix seconds.
 fn parse_vasim_time(s: &str) -> Option<f64> {
-    let (date, time) = s.split_once('-')?;
-    let d: Vec<&str> = date.split('.').collect();
-    let t: Vec<&str> = time.split(':').collect();
-    let [y, mo, da] = d.as_slice() else {
-        return None;
-    };
-    let [h, mi, se, ms] = t.as_slice() else {
-        return None;
-    };
-    let secs = civil_secs(
-        y.parse().ok()?,
-        mo.parse().ok()?,
-        da.parse().ok()?,
-        h.parse().ok()?,
-        mi.parse().ok()?,
-        se.parse().ok()?,
-    )?;
-    let frac: f64 = format!("0.{ms}").parse().ok()?;
-    Some(secs as f64 + frac)
+    let t = PrimitiveDateTime::parse(s, VASIM_TIME).ok()?.assume_utc();
+    Some(t.unix_timestamp() as f64 + f64::from(t.nanosecond()) / 1e9)
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` (optionally ending in `Z`) to Unix seconds.
 fn parse_utc(s: &str) -> Option<f64> {
     let s = s.strip_suffix('Z').unwrap_or(s);
-    let (date, time) = s.split_once('T')?;
-    let d: Vec<&str> = date.split('-').collect();
-    let t: Vec<&str> = time.split(':').collect();
-    let [y, mo, da] = d.as_slice() else {
-        return None;
-    };
-    let [h, mi, se] = t.as_slice() else {
-        return None;
-    };
-    civil_secs(
-        y.parse().ok()?,
-        mo.parse().ok()?,
-        da.parse().ok()?,
-        h.parse().ok()?,
-        mi.parse().ok()?,
-        se.parse().ok()?,
-    )
-    .map(|s| s as f64)
+    let t = PrimitiveDateTime::parse(s, UTC_TIME).ok()?.assume_utc();
+    Some(t.unix_timestamp() as f64)
 }
 
-fn civil_secs(y: i64, m: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<i64> {
-    let valid = (1..=12).contains(&m) && (1..=31).contains(&d) && h < 24 && mi < 60 && s < 61;
-    valid.then(|| days_from_civil(y, m, d) * 86_400 + i64::from(h * 3600 + mi * 60 + s))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Unix seconds to `YYYY-MM-DDTHH:MM:SS` (UTC).
+/// Unix seconds to `YYYY-MM-DDTHH:MM:SS` (UTC); out of the calendar's range, `@secs`.
 pub fn format_utc(unix_secs: i64) -> String {
-    let (days, rem) = (unix_secs.div_euclid(86_400), unix_secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    OffsetDateTime::from_unix_timestamp(unix_secs)
+        .ok()
+        .and_then(|t| t.format(UTC_TIME).ok())
+        .unwrap_or_else(|| format!("@{unix_secs}"))
 }
 
 #[cfg(test)]
@@ -636,6 +585,13 @@ mod tests {
             assert_eq!(parse_utc(&text), Some(secs as f64), "{text}");
         }
         assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00");
+        // The calendar is the `time` crate's: no 30th of February.
+        assert_eq!(parse_utc("2023-02-30T00:00:00"), None);
+        assert_eq!(
+            parse_vasim_time("2023.04.02-00:09:00:500"),
+            Some(1_680_394_140.5)
+        );
+        assert_eq!(parse_vasim_time("2023.04.02-00:09:00"), None);
     }
 
     #[test]

@@ -116,6 +116,33 @@ impl Store {
         Ok(rows)
     }
 
+    /// The newest `limit` history rows of `unit` in `[since, until)`, newest first: the
+    /// filter runs in SQL, on the `(unit, ts_ms)` index.
+    pub fn history_between(
+        &self,
+        unit: &UnitName,
+        since: Millis,
+        until: Millis,
+        limit: u32,
+    ) -> anyhow::Result<Vec<HistoryRow>> {
+        let sql = format!(
+            "{SELECT} WHERE unit = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 \
+             ORDER BY ts_ms DESC, id DESC LIMIT ?4"
+        );
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(&sql)
+            .map_err(|e| self.sql_error(e, "preparing the history range query"))?;
+        let rows = stmt
+            .query_map(
+                rusqlite::params![unit.as_str(), since.0, until.0, limit],
+                |r| from_row(unit, r),
+            )
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.sql_error(e, format_args!("reading the history of {unit}")))?;
+        Ok(rows)
+    }
+
     /// How many actions of `unit` there were, ever, by (action, status): the status
     /// endpoint's counts and Prometheus' counters both come from these.
     pub fn action_counts(&self, unit: &UnitName) -> anyhow::Result<Vec<(String, String, u64)>> {

@@ -8,6 +8,11 @@
 //!   `autoscaler_core::config::FIELDS`, validated on load.
 //! - [`metrics`]: [`MetricRow`] samples, retention, and downsampling in SQL ([`MetricBucket`]).
 //! - [`history`]: the audit log of scaling actions ([`HistoryRow`]); never pruned.
+//! - `range`: what a chart reads for a [`Range`]: downsampled buckets (finished ones cached)
+//!   and the actions in the range, one call ([`Store::metrics_range`]).
+//! - [`when`]: the one parser and formatter of times and durations as users write them.
+//!
+//! [`Range`]: autoscaler_core::Range
 //!
 //! Architecture invariant: the store holds data, it decides nothing. It knows no JSON, no
 //! HTTP and no clock: every time is a [`Millis`] argument. Methods are synchronous and short
@@ -25,9 +30,11 @@ pub mod config;
 pub mod history;
 pub mod learned;
 pub mod metrics;
+mod range;
 mod schema;
 #[cfg(test)]
 mod tests;
+pub mod when;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -35,15 +42,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use autoscaler_core::{Millis, UnitName};
+use autoscaler_core::UnitName;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use rusqlite_migration::SchemaVersion;
-use time::OffsetDateTime;
-use time::format_description::BorrowedFormatItem;
-use time::macros::format_description;
 
 pub use history::{HistoryRow, NewHistory};
 pub use metrics::{MetricBucket, MetricRow, Stat};
+pub use range::RangeData;
+pub use when::format_ts;
 
 /// How long a write waits for another process's write before failing with "locked".
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,6 +65,8 @@ struct Inner {
     default_unit: UnitName,
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
+    /// Finished buckets of the ranges charts asked for (see `range`).
+    buckets: range::BucketCache,
 }
 
 impl fmt::Debug for Store {
@@ -126,6 +134,7 @@ impl Store {
                 default_unit: default_unit.clone(),
                 writer: Mutex::new(writer),
                 reader: Mutex::new(reader),
+                buckets: range::BucketCache::default(),
             }),
         })
     }
@@ -261,23 +270,6 @@ fn busy_hint(e: &rusqlite::Error) -> &'static str {
 fn sql_error(e: rusqlite::Error, path: &Path, what: impl fmt::Display) -> anyhow::Error {
     let hint = busy_hint(&e);
     anyhow::Error::new(e).context(format!("{what} in {}{hint}", path.display()))
-}
-
-const TS_FORMAT: &[BorrowedFormatItem<'static>] =
-    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
-
-/// A time as the spec writes it: `YYYY-MM-DDTHH:MM:SS` in UTC, no zone suffix.
-///
-/// Milliseconds are truncated toward the past. Times before year 0 or after year 9999 are
-/// clamped to those years' ends; this never panics.
-pub fn format_ts(at: Millis) -> String {
-    const MIN_SECS: i64 = -62_167_219_200; // 0000-01-01T00:00:00Z
-    const MAX_SECS: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
-    let secs = at.0.div_euclid(1000).clamp(MIN_SECS, MAX_SECS);
-    OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| t.format(TS_FORMAT).ok())
-        .unwrap_or_else(|| format!("@{secs}"))
 }
 
 /// A `u64` as SQLite's signed INTEGER, or an error naming the value.

@@ -987,3 +987,93 @@ fn learned_state_survives_a_restart_and_is_kept_per_unit() {
         Some("adaptive1 | other".to_string())
     );
 }
+
+/// A sample whose figures change with time, so buckets differ from one another.
+fn varied(u: &UnitName, at: i64) -> MetricRow {
+    MetricRow {
+        cpu_percent: (at % 7_000) as f64 / 100.0,
+        cpu_cores: (at % 13_000) as f64 / 10_000.0,
+        memory_bytes: (at % 5_000) as u64 * 1000,
+        tasks: (at % 3_000) as u64,
+        oom_kills: u64::from(at % 60_000 == 0),
+        ..sample(u, at)
+    }
+}
+
+fn plan(since: &str, step: &str, now: i64) -> autoscaler_core::Range {
+    let now = Millis(now);
+    let since_at = crate::when::parse_since(since, now).expect("test ranges parse");
+    let step_ms = crate::when::parse_step_ms(step).expect("test steps parse");
+    autoscaler_core::Range::plan(Some(since_at), Some(step_ms), now, since, step)
+        .expect("test ranges are valid")
+}
+
+/// The cached buckets of a range are exactly what the store downsamples, as samples keep
+/// arriving and the page refreshes, changes its step or its range.
+#[test]
+fn range_cache_matches_the_store() -> anyhow::Result<()> {
+    let (_dir, path) = temp_db();
+    let store = open(&path);
+    let u = unit("cache.service");
+    let t0 = 1_800_000_000_000;
+    let mut written = t0 - 600_000;
+    // (clock, since, step): refreshes of the same range, another step, another range.
+    let cases = [
+        (t0, "5m", "2s"),
+        (t0 + 3_000, "5m", "2s"),
+        (t0 + 25_000, "5m", "2s"),
+        (t0 + 25_000, "5m", "5s"),
+        (t0 + 40_000, "2m", "2s"),
+        (t0 + 41_000, "9m", "2s"),
+        (t0 + 60_000, "5m", "2s"),
+    ];
+    for (now, since, step) in cases {
+        let rows: Vec<_> = (written..=now)
+            .step_by(1000)
+            .map(|at| varied(&u, at))
+            .collect();
+        store.insert_metrics(&rows)?;
+        written = now + 1000;
+        let r = plan(since, step, now);
+        let want = store.metrics_downsampled(&u, r.since(), r.until(), r.step_ms())?;
+        assert!(!want.is_empty());
+        let got = store.metrics_range(&u, r)?;
+        assert_eq!(got.buckets, want, "now={now} since={since} step={step}");
+        assert_eq!(got.range, r);
+    }
+    Ok(())
+}
+
+/// A range's actions are those in `[since, until)`, oldest first, filtered in SQL.
+#[test]
+fn range_actions_are_the_ones_in_the_range() -> anyhow::Result<()> {
+    let (_dir, path) = temp_db();
+    let store = open(&path);
+    let u = unit("actions.service");
+    let other = unit("other.service");
+    for k in 0..10 {
+        store.insert_history(&history_entry(
+            &u,
+            T0 + k * 60_000,
+            "scale_up",
+            STATUS_SUCCESS,
+        ))?;
+        store.insert_history(&history_entry(
+            &other,
+            T0 + k * 60_000,
+            "scale_up",
+            STATUS_SUCCESS,
+        ))?;
+    }
+    let now = T0 + 9 * 60_000;
+    // The last 5 minutes, aligned to 1 minute: the actions at minutes 4..=9.
+    let r = plan("5m", "1m", now);
+    let got = store.metrics_range(&u, r)?;
+    let at: Vec<i64> = got.actions.iter().map(|h| (h.at.0 - T0) / 60_000).collect();
+    assert_eq!(at, vec![4, 5, 6, 7, 8, 9]);
+    assert!(got.actions.iter().all(|h| h.unit == u));
+    let between = store.history_between(&u, Millis(T0), Millis(T0 + 120_000), 1)?;
+    assert_eq!(between.len(), 1, "the limit keeps the newest");
+    assert_eq!(between[0].at, Millis(T0 + 60_000));
+    Ok(())
+}

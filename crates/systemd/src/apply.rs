@@ -42,6 +42,9 @@ pub enum Strategy {
 }
 
 impl Strategy {
+    /// The names [`Strategy::from_str`] takes, as settings and flags spell them.
+    pub const NAMES: [&'static str; 3] = ["live", "restart", "dry-run"];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Strategy::Live => "live",

@@ -23,12 +23,33 @@ pub enum Bus {
     System,
 }
 
-impl fmt::Display for Bus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Bus {
+    /// The names [`Bus::from_str`] takes, as settings and flags spell them.
+    pub const NAMES: [&'static str; 2] = ["user", "system"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
             Bus::User => "user",
             Bus::System => "system",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Bus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Bus, String> {
+        match s {
+            "user" => Ok(Bus::User),
+            "system" => Ok(Bus::System),
+            _ => Err(format!("unknown manager {s:?}: expected user or system")),
+        }
     }
 }
 

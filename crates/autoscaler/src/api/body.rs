@@ -8,6 +8,7 @@ use axum::http::{StatusCode, header};
 use serde_json::{Map, Value, json};
 
 use super::ApiError;
+use crate::changes::kind;
 use crate::engine::ScaleRequest;
 
 /// The largest request body we read: a config update is well under a kilobyte.
@@ -138,30 +139,8 @@ pub fn parse_scale(m: &Map<String, Value>) -> Result<ScaleRequest, ApiError> {
 
 /// Every key of the object becomes a change; the core knows which keys and values are valid.
 pub fn parse_config(m: &Map<String, Value>) -> Result<Vec<(String, FieldValue)>, ApiError> {
-    if m.is_empty() {
-        return Err(ApiError::bad_request(
-            "no fields to change",
-            None,
-            Some("any field of GET /api/autoscaler/config"),
-        ));
-    }
-    m.iter()
-        .map(|(k, v)| {
-            let value = match v {
-                Value::Number(n) => FieldValue::Number(n.as_f64().unwrap_or(f64::NAN)),
-                Value::String(s) => FieldValue::Text(s.clone()),
-                Value::Bool(b) => FieldValue::Bool(*b),
-                other => {
-                    return Err(wrong_type(
-                        k,
-                        other,
-                        "a number, or a string for mode and policy",
-                    ));
-                }
-            };
-            Ok((k.clone(), value))
-        })
-        .collect()
+    crate::changes::config_changes(m)
+        .map_err(|e| ApiError::bad_request(e.message, e.field.as_deref(), Some(e.allowed)))
 }
 
 fn only(m: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
@@ -212,18 +191,6 @@ fn wrong_type(key: &str, v: &Value, allowed: &str) -> ApiError {
         Some(key),
         Some(allowed),
     )
-}
-
-/// A JSON value's type in words, for "has the wrong type" messages.
-pub(crate) fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 trait IntoApi {

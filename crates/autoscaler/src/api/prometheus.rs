@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::AppState;
+use autoscaler_core::Mode;
 
 type Labels = Vec<(String, String)>;
 type G = Family<Labels, Gauge<f64, AtomicU64>>;
@@ -115,9 +116,9 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         available
             .get_or_create(&ul)
             .set(if u.unit_error.is_none() { 1.0 } else { 0.0 });
-        for m in ["enabled", "disabled", "manual"] {
-            let on = u.config.mode.as_str() == m;
-            mode.get_or_create(&l(&[("unit", unit), ("mode", m)]))
+        for m in Mode::ALL {
+            let on = u.config.mode == m;
+            mode.get_or_create(&l(&[("unit", unit), ("mode", m.as_str())]))
                 .set(if on { 1.0 } else { 0.0 });
         }
         if let Some(lim) = &u.limits {

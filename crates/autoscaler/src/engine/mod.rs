@@ -11,6 +11,7 @@
 //! [`Probe`] (what the unit is and uses) and [`Actuator`] (set its limits). The daemon plugs
 //! in systemd and cgroup adapters; nothing here knows D-Bus, file formats, JSON or HTTP.
 
+mod range;
 mod state;
 
 use std::future::Future;

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use crate::api::body::kind;
+use crate::changes::kind;
 use autoscaler_core::config::FIELDS;
 use autoscaler_core::{Mode, Policy};
 use axum::http::Method;
@@ -46,22 +46,18 @@ const SPECS: &[Spec] = &[
     Spec {
         name: "autoscaler_set_mode",
         title: "Set the autoscaler's mode",
-        description: "Set the autoscaler's mode for a unit: \"enabled\" scales automatically; \
-            \"disabled\" only collects metrics and never changes limits; \"manual\" keeps the \
-            limits where they are until autoscaler_manual_scale changes them. Returns the new \
-            status (as autoscaler_get_status).",
+        // The modes and their words come from the core (`Mode::summary`), after this.
+        description: "Set the autoscaler's mode for a unit. Returns the new status (as \
+            autoscaler_get_status). The modes:",
         call: Call::Post("mode"),
     },
     Spec {
         name: "autoscaler_set_policy",
         title: "Set the scaling policy",
+        // The policies and their bundles come from the core (`Policy::summary`), after this.
         description: "Set the scaling policy, a bundle of thresholds, streak length, cooldown \
-            and growth factor that overwrites those config fields: \"conservative\" (scale up at \
-            90% CPU / 85% memory after 5 checks, 10 min cooldown, x1.3), \"balanced\" (85% / 80%, \
-            3 checks, 5 min, x1.5; the default), \"aggressive\" (75% / 70%, 2 checks, 2 min, \
-            x2.0), or \"adaptive\": no thresholds but a learned per-unit recommender (peak of a \
-            moving window times a margin, the model chosen by running cost; a hit limit grows \
-            x1.5 at once), which gives back unused room. Returns the new status.",
+            and growth factor that overwrites those config fields. Returns the new status. The \
+            policies:",
         call: Call::Post("policy"),
     },
     Spec {
@@ -312,7 +308,12 @@ fn definition(spec: &Spec) -> Tool {
         // Setting the same mode, policy or fields twice changes nothing more.
         _ => annotations.destructive(false).idempotent(true),
     };
-    Tool::new(spec.name, spec.description, object(schema))
+    let description = match spec.call {
+        Call::Post("mode") => format!("{} {}.", spec.description, Mode::summary()),
+        Call::Post("policy") => format!("{} {}.", spec.description, Policy::summary()),
+        _ => spec.description.to_string(),
+    };
+    Tool::new(spec.name, description, object(schema))
         .with_title(spec.title)
         .with_raw_output_schema(object(output))
         .with_annotations(annotations)
@@ -322,7 +323,7 @@ fn mode_schema() -> Value {
     json!({
         "type": "string",
         "enum": names(Mode::NAMES),
-        "description": "enabled: scale automatically; disabled: collect metrics only; manual: limits change only through autoscaler_manual_scale.",
+        "description": Mode::summary(),
     })
 }
 
@@ -330,7 +331,7 @@ fn policy_schema() -> Value {
     json!({
         "type": "string",
         "enum": names(Policy::NAMES),
-        "description": "conservative (90% CPU threshold, 10 min cooldown, x1.3), balanced (85%, 5 min, x1.5; default) aggressive (75%, 2 min, x2.0), or adaptive (learned per-unit limits near the recent peak; see GET prediction).",
+        "description": Policy::summary(),
     })
 }
 

@@ -177,36 +177,3 @@ fn sizing() {
     }
     assert!(Terms::AgentsOnly.describe().contains("testing agents"));
 }
-
-#[test]
-fn heaviest_features_first() {
-    let samples = [
-        ("feat-a", 1.0),
-        ("feat-b", 4.0),
-        ("feat-a", 3.0),
-        ("feat-c", 2.0),
-        ("feat-b", 0.0),
-        ("feat-d", 2.0),
-        ("feat-d", f64::NAN),
-        ("", 99.0),
-    ];
-    let got: Vec<_> = heaviest_features(samples, 10)
-        .into_iter()
-        .map(|f| (f.feature_id, f.mean, f.peak, f.samples))
-        .collect();
-    // Equal means: the higher peak first, then the id.
-    let want = [
-        ("feat-b".to_string(), 2.0, 4.0, 2),
-        ("feat-a".to_string(), 2.0, 3.0, 2),
-        ("feat-c".to_string(), 2.0, 2.0, 1),
-        ("feat-d".to_string(), 2.0, 2.0, 1),
-    ];
-    assert_eq!(got, want);
-    let top: Vec<_> = heaviest_features(samples, 1)
-        .into_iter()
-        .map(|f| f.feature_id)
-        .collect();
-    assert_eq!(top, ["feat-b"]);
-    assert!(heaviest_features([("x", f64::NAN)], 5).is_empty());
-    assert!(heaviest_features(samples, 0).is_empty());
-}
