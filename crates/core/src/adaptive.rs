@@ -436,6 +436,7 @@ impl Track {
         hit: bool,
         lo: f64,
         hi: f64,
+        act: bool,
     ) -> (Option<(Cause, f64)>, Recommendation) {
         let models = &MODELS[index(r)];
         let t = now.0;
@@ -476,7 +477,9 @@ impl Track {
             Some(a) if since_move < PENDING_SECS => limit.max(a),
             _ => limit,
         };
-        let want = if hit && reference > limit {
+        let want = if !act {
+            None
+        } else if hit && reference > limit {
             // A larger limit is on its way: the hit is the old limit's, and growing again
             // before it lands would compound x1.5 at every check of the delay.
             None
@@ -535,6 +538,29 @@ impl Learned {
         usage: &Usage,
         now: Millis,
     ) -> Verdict {
+        self.step(bounds, current, usage, now, true)
+    }
+
+    /// Learns from one check without acting (the unit's mode is not `enabled`): the windows and
+    /// costs go on, no move is asked for, so nothing is later taken as "in flight".
+    pub fn learn(
+        &mut self,
+        bounds: &Bounds,
+        current: &Limits,
+        usage: &Usage,
+        now: Millis,
+    ) -> Verdict {
+        self.step(bounds, current, usage, now, false)
+    }
+
+    fn step(
+        &mut self,
+        bounds: &Bounds,
+        current: &Limits,
+        usage: &Usage,
+        now: Millis,
+        act: bool,
+    ) -> Verdict {
         let mut verdict = Verdict {
             moves: [None; 3],
             recs: [None; 3],
@@ -567,7 +593,7 @@ impl Learned {
             };
             let (lo, hi) = bounds.range(r);
             let (want, rec) =
-                self.tracks[index(r)].observe(r, now, used, limit, hit, lo as f64, hi as f64);
+                self.tracks[index(r)].observe(r, now, used, limit, hit, lo as f64, hi as f64, act);
             verdict.recs[index(r)] = Some(rec);
             if let Some((cause, to)) = want {
                 let to = to as u64;

@@ -322,10 +322,11 @@ impl Controller {
         };
 
         if cfg.policy == Policy::Adaptive {
-            let v = self.learned.observe(i.bounds, i.current, i.usage, i.now);
             if cfg.mode != Mode::Enabled {
+                self.learned.learn(i.bounds, i.current, i.usage, i.now);
                 return hold(Why::Mode(cfg.mode), ev);
             }
+            let v = self.learned.observe(i.bounds, i.current, i.usage, i.now);
             let change = v.limits(i.current).map(|new| {
                 let action = if v.grows() {
                     Action::ScaleUp

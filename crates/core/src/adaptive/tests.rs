@@ -149,10 +149,8 @@ fn learned_state_round_trips() {
     }
 }
 
-/// Under an apply delay the limit in force stays the old one for a while: a hit seen again
-/// before the larger limit lands asks for nothing more (no x1.5 per check).
-#[test]
-fn a_hit_waits_for_the_growth_in_flight() {
+/// The default bounds on the test host, and a unit limited to 2 cores only.
+fn two_cores() -> (Bounds, Limits) {
     let cfg = Config::default().with_policy(Policy::Adaptive);
     let bounds = Bounds::new(&cfg, &host()).expect("feasible");
     let current = Limits {
@@ -160,6 +158,14 @@ fn a_hit_waits_for_the_growth_in_flight() {
         memory_max: None,
         tasks_max: None,
     };
+    (bounds, current)
+}
+
+/// Under an apply delay the limit in force stays the old one for a while: a hit seen again
+/// before the larger limit lands asks for nothing more (no x1.5 per check).
+#[test]
+fn a_hit_waits_for_the_growth_in_flight() {
+    let (bounds, current) = two_cores();
     let mut l = Learned::default();
     let mut moves = Vec::new();
     for i in 0..10 {
@@ -178,4 +184,23 @@ fn a_hit_waits_for_the_growth_in_flight() {
 fn the_written_out_decay_is_the_half_life() {
     let want = 0.5f64.powf(WINDOW_SECS as f64 / COST_HALF_LIFE_SECS);
     assert!((COST_DECAY_PER_WINDOW - want).abs() < 1e-15, "{want}");
+}
+
+/// Learning without acting (mode not `enabled`) asks for nothing, so the first check after
+/// the unit is enabled again reacts to a hit at once.
+#[test]
+fn learning_while_disabled_leaves_nothing_in_flight() {
+    let (bounds, current) = two_cores();
+    let mut l = Learned::default();
+    for i in 0..5 {
+        let now = Millis::from_secs(i * 60);
+        let u = Usage::from_demand(now, 2.0, 0.0).expect("valid");
+        let v = l.learn(&bounds, &current, &u, now);
+        assert!(v.moves.iter().all(Option::is_none), "{v:?}");
+        assert!(v.recs[0].is_some());
+    }
+    let now = Millis::from_secs(300);
+    let u = Usage::from_demand(now, 2.0, 0.0).expect("valid");
+    let v = l.observe(&bounds, &current, &u, now);
+    assert_eq!(v.moves[0].map(|m| m.cause), Some(Cause::Hit), "{v:?}");
 }
