@@ -15,9 +15,14 @@ pub struct SimulateArgs {
     #[arg(long = "trace", required = true, num_args = 1.., value_name = "FILE|DIR")]
     pub traces: Vec<PathBuf>,
     /// Policies to compare (repeat): static, static:CPU%:GiB, conservative, balanced,
-    /// aggressive, vpa, headroom [default: all]
+    /// aggressive, adaptive, vpa, headroom, oracle (perfect foresight with as many resizes as
+    /// the policy before it), oracle:POLICY [default: all, then oracle:adaptive]
     #[arg(long = "policy")]
     pub policies: Vec<String>,
+    /// Time from a decision to its limit being in force, e.g. 10m (VASim's lag) [default: 0,
+    /// in force from the next sample]
+    #[arg(long, value_parser = parse_delay, value_name = "DURATION")]
+    pub apply_delay: Option<std::time::Duration>,
     /// A configuration to replay as one more policy (JSON as `GET /config` prints it, or TOML
     /// with the same keys); its bounds and reserves also apply to the other policies.
     #[arg(long)]
@@ -57,6 +62,7 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
         return run_forecast_report(&args.traces, machine);
     }
     let mut setup = Setup::new(machine);
+    setup.apply_delay_secs = args.apply_delay.map_or(0.0, |d| d.as_secs_f64());
     let mut policies = Vec::new();
     for p in &args.policies {
         policies.push(PolicySpec::parse(p).map_err(anyhow::Error::msg)?);
@@ -77,6 +83,7 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
     }
     if args.policies.is_empty() {
         policies.splice(0..0, PolicySpec::all());
+        policies.push(PolicySpec::Oracle(Some("adaptive".into())));
     }
     let mut traces = Vec::new();
     for path in &args.traces {
@@ -122,6 +129,14 @@ pub fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
         eprintln!("wrote {} SVG file(s) to {}", traces.len(), dir.display());
     }
     Ok(())
+}
+
+/// The one duration reader the fronts share (the store's), for `--apply-delay`.
+fn parse_delay(text: &str) -> Result<std::time::Duration, String> {
+    autoscaler_store::when::parse_duration_ms(text)
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is not a duration like 10m or 30s"))
 }
 
 /// `FIELD=VALUE` pairs over `base`, validated whole. A value that reads as JSON (a number,

@@ -271,7 +271,7 @@ fn check_listing(out: &Value) {
     let policy = schema("autoscaler_set_policy");
     assert_eq!(
         policy["properties"]["policy"]["enum"],
-        json!(["conservative", "balanced", "aggressive"])
+        json!(["conservative", "balanced", "aggressive", "adaptive"])
     );
     let scale = schema("autoscaler_manual_scale")["properties"].clone();
     assert_eq!(scale["cpu_quota"]["type"], "integer");

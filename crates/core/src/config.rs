@@ -63,24 +63,36 @@ impl Mode {
     }
 }
 
-/// A named bundle of thresholds, streak length, cooldown and factor.
+/// A named bundle of thresholds, streak length, cooldown and factor, or `adaptive`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Policy {
     Conservative,
     #[default]
     Balanced,
     Aggressive,
+    /// Not a threshold bundle: the learned recommender of [`crate::adaptive`]. The threshold
+    /// fields stay as they were and are not used while it runs.
+    Adaptive,
 }
 
 impl Policy {
-    pub const NAMES: &'static str = "\"conservative\", \"balanced\", \"aggressive\"";
+    pub const NAMES: &'static str = "\"conservative\", \"balanced\", \"aggressive\", \"adaptive\"";
+    /// The spec's three bundles (not `adaptive`, which is ours).
     pub const ALL: [Policy; 3] = [Policy::Conservative, Policy::Balanced, Policy::Aggressive];
+    /// Every policy a user can choose: the spec's three, then `adaptive`.
+    pub const CHOICES: [Policy; 4] = [
+        Policy::Conservative,
+        Policy::Balanced,
+        Policy::Aggressive,
+        Policy::Adaptive,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Policy::Conservative => "conservative",
             Policy::Balanced => "balanced",
             Policy::Aggressive => "aggressive",
+            Policy::Adaptive => "adaptive",
         }
     }
 
@@ -89,6 +101,7 @@ impl Policy {
             "conservative" => Ok(Policy::Conservative),
             "balanced" => Ok(Policy::Balanced),
             "aggressive" => Ok(Policy::Aggressive),
+            "adaptive" => Ok(Policy::Adaptive),
             other => Err(ConfigError::new(
                 "policy",
                 format!("unknown policy {other:?}"),
@@ -98,19 +111,25 @@ impl Policy {
     }
 
     /// The spec's parameter bundle ("Configuration Examples"): scale-up CPU and memory
-    /// percent, consecutive checks, cooldown seconds, growth factor.
-    fn bundle(self) -> (u32, u32, u32, u32, f64) {
+    /// percent, consecutive checks, cooldown seconds, growth factor; `None` for `adaptive`.
+    fn bundle(self) -> Option<(u32, u32, u32, u32, f64)> {
         match self {
-            Policy::Conservative => (90, 85, 5, 600, 1.3),
-            Policy::Balanced => (85, 80, 3, 300, 1.5),
-            Policy::Aggressive => (75, 70, 2, 120, 2.0),
+            Policy::Conservative => Some((90, 85, 5, 600, 1.3)),
+            Policy::Balanced => Some((85, 80, 3, 300, 1.5)),
+            Policy::Aggressive => Some((75, 70, 2, 120, 2.0)),
+            Policy::Adaptive => None,
         }
     }
 
     /// What the policy sets, from the bundle itself, so no front's words can drift from it:
     /// `scale up at 85% CPU / 80% memory after 3 checks, 5 min cooldown, x1.5 (the default)`.
     pub fn description(self) -> String {
-        let (cpu, mem, checks, cooldown, factor) = self.bundle();
+        let Some((cpu, mem, checks, cooldown, factor)) = self.bundle() else {
+            return "no thresholds: learned per-unit limits near the recent peak (peak of a \
+                    moving window x a margin, the model chosen per unit by running cost); a \
+                    hit limit grows x1.5 at once; gives back unused room"
+                .to_string();
+        };
         let default = if self == Policy::default() {
             " (the default)"
         } else {
@@ -125,7 +144,7 @@ impl Policy {
 
     /// Every policy with its description: `"conservative" (scale up at ...), ...`.
     pub fn summary() -> String {
-        Policy::ALL
+        Policy::CHOICES
             .iter()
             .map(|p| format!("\"{}\" ({})", p.as_str(), p.description()))
             .collect::<Vec<_>>()
@@ -133,8 +152,10 @@ impl Policy {
     }
 
     fn apply_to(self, c: &mut Config) {
-        let (cpu, mem, checks, cooldown, factor) = self.bundle();
         c.policy = self;
+        let Some((cpu, mem, checks, cooldown, factor)) = self.bundle() else {
+            return;
+        };
         c.scale_up_cpu_percent = cpu;
         c.scale_up_memory_percent = mem;
         c.consecutive_scale_up_checks = checks;
@@ -581,8 +602,13 @@ mod tests {
         };
         let modes: Vec<String> = Mode::ALL.iter().map(|m| m.as_str().to_string()).collect();
         assert_eq!(listed(Mode::NAMES), modes);
-        let policies: Vec<String> = Policy::ALL.iter().map(|p| p.as_str().to_string()).collect();
+        let policies: Vec<String> = Policy::CHOICES
+            .iter()
+            .map(|p| p.as_str().to_string())
+            .collect();
         assert_eq!(listed(Policy::NAMES), policies);
+        assert_eq!(Policy::parse("adaptive"), Ok(Policy::Adaptive));
+        assert!(Policy::summary().contains("\"adaptive\" (no thresholds"));
         for m in Mode::ALL {
             assert_eq!(Mode::parse(m.as_str()), Ok(m));
             assert!(Mode::summary().contains(m.description()));

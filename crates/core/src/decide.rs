@@ -12,7 +12,8 @@
 
 use std::fmt;
 
-use crate::config::{Config, Mode};
+use crate::adaptive::{Learned, Verdict};
+use crate::config::{Config, Mode, Policy};
 pub use crate::history::{Action, TriggerType};
 use crate::limits::{Bounds, GIB, Host, Limits, MIB, Resource, fmt_gib};
 use crate::sample::Usage;
@@ -112,18 +113,40 @@ pub type Changes = [Option<(Resource, u64, u64)>; 3];
 
 /// Why the controller decided what it did. Rendered into words only when someone reads it
 /// ([`Decision::reason`]): a replay of a day makes no strings.
+// The adaptive verdict makes one variant large (about 0.5 KB); `Why` stays `Copy` and on the
+// stack, since a box per check would cost more than copying it once into the decision.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Why {
     Mode(Mode),
-    Oom { kills: u64, from: u64, to: u64 },
-    Cooldown { left_secs: f64 },
+    Oom {
+        kills: u64,
+        from: u64,
+        to: u64,
+    },
+    Cooldown {
+        left_secs: f64,
+    },
     AtMaximum,
-    QuotaLow { remaining: u64, floor: u32 },
-    ScaleUp { changes: Changes },
+    QuotaLow {
+        remaining: u64,
+        floor: u32,
+    },
+    ScaleUp {
+        changes: Changes,
+    },
     AtMinimum,
-    ScaleDown { changes: Changes },
-    Breaching { need: u32 },
-    Within { need: u32 },
+    ScaleDown {
+        changes: Changes,
+    },
+    Breaching {
+        need: u32,
+    },
+    Within {
+        need: u32,
+    },
+    /// The adaptive policy's verdict, moves or hold, with its models and figures.
+    Adaptive(Verdict),
 }
 
 /// The controller's verdict for one check.
@@ -182,6 +205,7 @@ impl Decision {
             Why::Breaching { need } => {
                 format!("breached: {}; streak {}/{need}", breaches(), ev.up_streak)
             }
+            Why::Adaptive(v) => v.to_string(),
             Why::Within { need } => {
                 format!(
                     "within thresholds: {}; idle streak {}/{need}",
@@ -193,12 +217,14 @@ impl Decision {
     }
 }
 
-/// Streaks and the time of the last action for one unit. Everything else is an argument.
+/// Streaks and the time of the last action for one unit, and what the adaptive policy has
+/// learned about it. Everything else is an argument.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Controller {
     up_streak: u32,
     down_streak: u32,
     last_action: Option<Millis>,
+    learned: Learned,
 }
 
 /// What a check looks at besides the controller's own state.
@@ -222,6 +248,18 @@ impl Controller {
             last_action,
             ..Controller::default()
         }
+    }
+
+    /// Puts back what the adaptive policy learned before (after a daemon restart).
+    pub fn with_learned(mut self, learned: Learned) -> Controller {
+        self.learned = learned;
+        self
+    }
+
+    /// What the adaptive policy has learned (learning goes on under every policy, so a
+    /// switch to `adaptive` starts informed).
+    pub fn learned(&self) -> &Learned {
+        &self.learned
     }
 
     pub fn last_action(&self) -> Option<Millis> {
@@ -267,6 +305,26 @@ impl Controller {
             evaluation,
         };
 
+        if cfg.policy == Policy::Adaptive {
+            if cfg.mode != Mode::Enabled {
+                self.learned.learn(i.bounds, i.current, i.usage, i.now);
+                return hold(Why::Mode(cfg.mode), ev);
+            }
+            let v = self.learned.observe(i.bounds, i.current, i.usage, i.now);
+            let change = v.limits(i.current).map(|new| {
+                let action = if v.grows() {
+                    Action::ScaleUp
+                } else {
+                    Action::ScaleDown
+                };
+                (action, new, v.trigger())
+            });
+            return Decision {
+                change,
+                why: Why::Adaptive(v),
+                evaluation: ev,
+            };
+        }
         if cfg.mode != Mode::Enabled {
             return hold(Why::Mode(cfg.mode), ev);
         }

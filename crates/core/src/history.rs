@@ -31,6 +31,8 @@ pub enum TriggerType {
     Oom,
     /// Someone asked for it.
     Manual,
+    /// The `adaptive` policy's learned recommendation moved (not a hit: see its reason).
+    Adaptive,
 }
 
 /// How a change ended.
@@ -83,6 +85,7 @@ spelled!(TriggerType {
     Predictive => "predictive",
     Oom => "oom",
     Manual => "manual",
+    Adaptive => "adaptive",
 });
 
 spelled!(Status {

@@ -8,7 +8,10 @@
 //! - [`config`]: the spec's configuration row ([`Config`]), [`Mode`], [`Policy`] bundles and
 //!   field-by-field validation.
 //! - [`sample`]: cumulative cgroup [`Counters`] and the [`Usage`] derived from two of them.
-//! - [`decide`]: the threshold controller: streaks, cooldown, steps, bounds, reasons.
+//! - [`decide`]: the threshold controller: streaks, cooldown, steps, bounds, reasons; it
+//!   hands the `adaptive` policy to [`adaptive`].
+//! - [`adaptive`]: the learned per-unit recommender (moving-window peak models chosen by
+//!   running cost, grow at once when a limit is hit) and its persisted state, [`Learned`].
 //! - [`range`]: the [`Range`] a chart reads: start, step and bucket alignment, checked.
 //! - [`history`]: a history row's [`Action`], [`TriggerType`] and [`Status`], as enums.
 //! - [`unit`]: [`UnitName`], a unit name that passed systemd's naming rules.
@@ -17,6 +20,7 @@
 //! panic on input. The daemon and the simulator both drive [`decide::Controller`], so a
 //! replayed day takes exactly the decisions the daemon would have taken.
 
+pub mod adaptive;
 pub mod config;
 pub mod decide;
 pub mod forecast;
@@ -30,6 +34,7 @@ pub mod time;
 pub mod trend;
 pub mod unit;
 
+pub use adaptive::Learned;
 pub use config::{Config, ConfigError, FieldValue, Mode, Policy};
 pub use decide::{Breach, Controller, Decision, Evaluation, Inputs, Trigger, Why};
 pub use history::{Action, Status, TriggerType};

@@ -5,9 +5,11 @@
 //! - [`trace`]: readers for gcd-vms, VASim CSV and our own export (whose writer lives here
 //!   too), giving a [`Trace`] of demand; malformed input names its file and line.
 //! - [`policy`]: the [`Scaler`] trait and the policies compared: a static limit, the spec's
-//!   conservative / balanced / aggressive run by the daemon's own controller, a VPA-style
+//!   conservative / balanced / aggressive and our `adaptive` run by the daemon's own controller, a VPA-style
 //!   recommender ([`policy::vpa`]) and our headroom policy ([`policy::headroom`]).
-//! - [`mod@replay`]: the tick-by-tick loop, [`replay()`].
+//! - [`mod@replay`]: the tick-by-tick loop, [`replay()`], with an optional apply delay.
+//! - [`oracle`]: the perfect-foresight baseline, piecewise constant with a given number of
+//!   changes.
 //! - [`score`]: slack, insufficient CPU, OOM events, resizes, mean limits ([`Score`]).
 //! - [`report`]: [`run`] over traces x policies, a text table, JSON, the Pareto summary and
 //!   SVG plots.
@@ -20,6 +22,7 @@
 //! [`trace::read_dir`] and [`report::plot_svg`] touch the file system.
 
 pub mod forecast_report;
+pub mod oracle;
 pub mod policy;
 pub mod replay;
 pub mod report;
@@ -28,7 +31,7 @@ pub mod trace;
 
 pub use forecast_report::{ForecastReport, forecast_report};
 pub use policy::{Machine, Observation, PolicySpec, Scaler, Setup};
-pub use replay::replay;
+pub use replay::{replay, replay_delayed};
 pub use report::{ParetoRow, Report, Run, TraceResult, plot_svg, run};
 pub use score::Score;
 pub use trace::{Point, Trace, read_dir, read_trace, write_export_header, write_export_row};

@@ -64,6 +64,8 @@ impl fmt::Display for Machine {
 pub struct Setup {
     pub machine: Machine,
     pub base: Config,
+    /// Seconds from a decision to the limit being in force (VASim's lag); 0: the next tick.
+    pub apply_delay_secs: f64,
 }
 
 impl Setup {
@@ -72,6 +74,7 @@ impl Setup {
         Setup {
             machine,
             base: Config::default(),
+            apply_delay_secs: 0.0,
         }
     }
 
@@ -124,19 +127,23 @@ pub enum PolicySpec {
     Config { name: String, config: Box<Config> },
     /// The VPA-style recommender with its published constants.
     Vpa,
-    /// Our policy: fast up, slow hysteretic down (see [`headroom`]).
+    /// Our replay-only policy: fast up, slow hysteretic down (see [`headroom`]).
     Headroom,
+    /// Perfect foresight with about as many resizes as the named policy (`None`: the policy
+    /// listed just before it), built from the whole trace by [`crate::report::run`]
+    /// ([`crate::oracle`]).
+    Oracle(Option<String>),
 }
 
 impl PolicySpec {
     /// The names [`PolicySpec::parse`] accepts.
-    pub const NAMES: &'static str =
-        "static, static:CPU%:GiB, conservative, balanced, aggressive, vpa, headroom";
+    pub const NAMES: &'static str = "static, static:CPU%:GiB, conservative, balanced, aggressive, adaptive, vpa, headroom, oracle, oracle:POLICY";
 
     /// Every built-in policy, baselines first.
     pub fn all() -> Vec<PolicySpec> {
         let mut v = vec![PolicySpec::Static(None)];
         v.extend(Policy::ALL.map(PolicySpec::Spec));
+        v.push(PolicySpec::Spec(Policy::Adaptive));
         v.push(PolicySpec::Vpa);
         v.push(PolicySpec::Headroom);
         v
@@ -154,7 +161,13 @@ impl PolicySpec {
             "static" => return Ok(PolicySpec::Static(None)),
             "vpa" => return Ok(PolicySpec::Vpa),
             "headroom" => return Ok(PolicySpec::Headroom),
+            "oracle" => return Ok(PolicySpec::Oracle(None)),
             _ => {}
+        }
+        if let Some(rest) = s.strip_prefix("oracle:")
+            && !rest.is_empty()
+        {
+            return Ok(PolicySpec::Oracle(Some(rest.to_string())));
         }
         if let Some(rest) = s.strip_prefix("static:") {
             let (cpu, mem) = rest.split_once(':').ok_or_else(unknown)?;
@@ -183,6 +196,8 @@ impl PolicySpec {
             PolicySpec::Config { name, .. } => name.clone(),
             PolicySpec::Vpa => "vpa".to_string(),
             PolicySpec::Headroom => "headroom".to_string(),
+            PolicySpec::Oracle(None) => "oracle".to_string(),
+            PolicySpec::Oracle(Some(p)) => format!("oracle:{p}"),
         }
     }
 
@@ -208,7 +223,31 @@ impl PolicySpec {
             )?),
             PolicySpec::Vpa => Box::new(vpa::Vpa::new(bounds)),
             PolicySpec::Headroom => Box::new(headroom::Headroom::new(bounds)),
+            // The oracle needs the whole trace: `report::run` builds its schedule. Alone it
+            // holds the start limits.
+            PolicySpec::Oracle(_) => Box::new(Static(start)),
         })
+    }
+}
+
+/// Limits given in advance, one per tick (the oracle's): tick `i` answers tick `i + 1`'s.
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    limits: Vec<Limits>,
+    next: usize,
+}
+
+impl Timeline {
+    pub fn new(limits: Vec<Limits>) -> Timeline {
+        Timeline { limits, next: 1 }
+    }
+}
+
+impl Scaler for Timeline {
+    fn observe(&mut self, o: &Observation) -> Limits {
+        let l = self.limits.get(self.next).copied().unwrap_or(o.current);
+        self.next += 1;
+        l
     }
 }
 
@@ -302,7 +341,10 @@ mod tests {
         }
         let s = PolicySpec::parse("static:400:16").expect("valid static");
         assert_eq!(s.name(), "static:400:16");
-        for bad in ["", "yolo", "static:", "static:4", "static:a:b"] {
+        for p in ["oracle", "oracle:adaptive"] {
+            assert_eq!(PolicySpec::parse(p).map(|s| s.name()), Ok(p.to_string()));
+        }
+        for bad in ["", "yolo", "static:", "static:4", "static:a:b", "oracle:"] {
             let err = PolicySpec::parse(bad).expect_err(bad);
             assert!(err.contains("headroom"), "{err}");
         }

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use autoscaler_core::{BoundsError, GIB, Limits};
 use serde_json::{Value, json};
 
-use crate::policy::{Machine, PolicySpec, Setup};
-use crate::replay::replay;
+use crate::policy::{Machine, PolicySpec, Setup, Timeline};
+use crate::replay::{replay, replay_delayed};
 use crate::score::Score;
 use crate::trace::Trace;
 
@@ -38,6 +38,8 @@ pub struct TraceResult {
 #[derive(Debug, Clone)]
 pub struct Report {
     pub machine: Machine,
+    /// Seconds from a decision to its limit being in force.
+    pub apply_delay_secs: f64,
     pub start: Limits,
     pub policies: Vec<String>,
     pub traces: Vec<TraceResult>,
@@ -45,24 +47,59 @@ pub struct Report {
     pub totals: Vec<(String, Score)>,
 }
 
-/// Replays every trace through every policy, each from the same start limits.
+/// Replays every trace through every policy, each from the same start limits, with the
+/// setup's apply delay. An oracle is built per trace after the policies, with as many CPU and
+/// memory changes as the policy it names made on that trace (the one before it when it names
+/// none; one change every 2 hours when there is none), and is in force as scheduled: it knows
+/// the future, so it has no delay.
 pub fn run(
     traces: &[Trace],
     policies: &[PolicySpec],
     setup: &Setup,
 ) -> Result<Report, BoundsError> {
     let start = setup.start_limits()?;
+    let bounds = setup.bounds()?;
     let mut results = Vec::with_capacity(traces.len());
     for t in traces {
-        let mut runs = Vec::with_capacity(policies.len());
+        let mut runs: Vec<Run> = Vec::with_capacity(policies.len());
         for p in policies {
+            if let PolicySpec::Oracle(_) = p {
+                runs.push(Run {
+                    policy: p.name(),
+                    score: Score::default(),
+                    limits: Vec::new(),
+                });
+                continue;
+            }
             let mut scaler = p.build(setup, t.step_secs, start)?;
-            let (score, limits) = replay(t, scaler.as_mut(), start);
+            let (score, limits) = replay_delayed(t, scaler.as_mut(), start, setup.apply_delay_secs);
             runs.push(Run {
                 policy: p.name(),
                 score,
                 limits,
             });
+        }
+        for (k, p) in policies.iter().enumerate() {
+            let PolicySpec::Oracle(of) = p else { continue };
+            let matched = match of {
+                Some(name) => runs.iter().find(|r| &r.policy == name),
+                None => runs[..k]
+                    .iter()
+                    .rev()
+                    .find(|r| !r.policy.starts_with("oracle")),
+            };
+            let every_2h = (t.hours() / 2.0).round() as u64;
+            let (cpu, mem) = matched.map_or((every_2h, every_2h), |r| {
+                (r.score.cpu_resizes, r.score.memory_resizes)
+            });
+            let schedule = crate::oracle::oracle(t, &bounds, start, cpu as usize, mem as usize);
+            let first = schedule.first().copied().unwrap_or(start);
+            let (score, limits) = replay(t, &mut Timeline::new(schedule), first);
+            runs[k] = Run {
+                policy: p.name(),
+                score,
+                limits,
+            };
         }
         results.push(TraceResult {
             name: t.name.clone(),
@@ -83,6 +120,7 @@ pub fn run(
         .collect();
     Ok(Report {
         machine: setup.machine,
+        apply_delay_secs: setup.apply_delay_secs,
         start,
         policies: policies.iter().map(PolicySpec::name).collect(),
         traces: results,
@@ -97,6 +135,8 @@ pub struct ParetoRow {
     pub cpu_slack: f64,
     pub insufficient_cpu_core_hours: f64,
     pub insufficient_cpu_share: f64,
+    /// Memory slack (time-weighted mean share), when the traces have memory.
+    pub memory_slack: Option<f64>,
     pub oom_events: u64,
     pub resizes: u64,
     /// No other policy is at least as good on every objective and better on one.
@@ -119,15 +159,22 @@ impl Report {
             .iter()
             .map(|(name, s)| {
                 let k = key(s);
-                let dominated = self.totals.iter().any(|(_, o)| {
-                    let ko = key(o);
-                    ko.iter().zip(&k).all(|(a, b)| a <= b) && ko.iter().zip(&k).any(|(a, b)| a < b)
-                });
+                // The oracle is a reference, not a rival: it dominates no one.
+                let dominated = self
+                    .totals
+                    .iter()
+                    .filter(|(n, _)| !n.starts_with("oracle"))
+                    .any(|(_, o)| {
+                        let ko = key(o);
+                        ko.iter().zip(&k).all(|(a, b)| a <= b)
+                            && ko.iter().zip(&k).any(|(a, b)| a < b)
+                    });
                 ParetoRow {
                     policy: name.clone(),
                     cpu_slack: s.cpu_slack,
                     insufficient_cpu_core_hours: s.insufficient_cpu_core_hours,
                     insufficient_cpu_share: s.insufficient_cpu_share,
+                    memory_slack: s.has_memory().then_some(s.memory_slack),
                     oom_events: s.oom_events,
                     resizes: s.resizes,
                     non_dominated: !dominated,
@@ -140,26 +187,36 @@ impl Report {
     pub fn pareto_table(&self) -> String {
         let hours: f64 = self.traces.iter().map(|t| t.hours).sum();
         let mut out = format!(
-            "Pareto summary: {} trace(s), {:.1} h, machine {}, start {}\n",
+            "Pareto summary: {} trace(s), {:.1} h, machine {}, start {}, apply delay {:.0} s\n",
             self.traces.len(),
             hours,
             self.machine,
-            self.start
+            self.start,
+            self.apply_delay_secs
         );
         let _ = writeln!(
             out,
-            "  {:<14} {:>10} {:>14} {:>10} {:>8} {:>8} {:>10}",
-            "policy", "cpu slack", "short core-h", "short %t", "OOMs", "resizes", "resizes/d"
+            "  {:<16} {:>10} {:>14} {:>10} {:>10} {:>8} {:>8} {:>10}",
+            "policy",
+            "cpu slack",
+            "short core-h",
+            "short %t",
+            "mem slack",
+            "OOMs",
+            "resizes",
+            "resizes/d"
         );
         for r in self.pareto() {
             let _ = writeln!(
                 out,
-                "{} {:<14} {:>9.1}% {:>14.2} {:>9.2}% {:>8} {:>8} {:>10.2}",
+                "{} {:<16} {:>9.1}% {:>14.2} {:>9.2}% {:>10} {:>8} {:>8} {:>10.2}",
                 if r.non_dominated { "*" } else { " " },
                 r.policy,
                 r.cpu_slack * 100.0,
                 r.insufficient_cpu_core_hours,
                 r.insufficient_cpu_share * 100.0,
+                r.memory_slack
+                    .map_or("-".to_string(), |m| format!("{:.1}%", m * 100.0)),
                 r.oom_events,
                 r.resizes,
                 if hours > 0.0 {
@@ -204,6 +261,7 @@ impl Report {
     pub fn to_json(&self) -> String {
         let v = json!({
             "machine": { "cores": self.machine.cores, "memory_gib": self.machine.memory_gib },
+            "apply_delay_secs": self.apply_delay_secs,
             "start": limits_json(&self.start),
             "policies": self.policies,
             "traces": self.traces.iter().map(|t| json!({
@@ -218,6 +276,7 @@ impl Report {
                 "cpu_slack": r.cpu_slack,
                 "insufficient_cpu_core_hours": r.insufficient_cpu_core_hours,
                 "insufficient_cpu_share": r.insufficient_cpu_share,
+                "memory_slack": r.memory_slack,
                 "oom_events": r.oom_events,
                 "resizes": r.resizes,
                 "non_dominated": r.non_dominated,

@@ -28,6 +28,7 @@
 
 pub mod config;
 pub mod history;
+pub mod learned;
 pub mod metrics;
 mod range;
 mod schema;

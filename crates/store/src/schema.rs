@@ -182,9 +182,19 @@ CREATE TABLE autoscaler_unit_config (
 );
 
 /// Every migration, oldest first.
+/// Version 2: what the `adaptive` policy learned per unit (issue 12), one line of text per unit
+/// as `autoscaler_core::Learned::encode` writes it; the store does not read inside it.
+const V2: &str = "
+CREATE TABLE autoscaler_learned (
+    unit TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL
+);
+";
+
 pub(crate) fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1)])
+    Migrations::new(vec![M::up(V1), M::up(V2)])
 }
 
 /// The schema version this build writes (`PRAGMA user_version` after all migrations).
-pub(crate) const VERSION: usize = 1;
+pub(crate) const VERSION: usize = 2;

@@ -966,6 +966,31 @@ fn files_this_build_must_not_migrate_are_refused_untouched() {
     );
 }
 
+#[test]
+fn learned_state_survives_a_restart_and_is_kept_per_unit() {
+    let (_dir, path) = temp_db();
+    let (a, b) = (unit("a.service"), unit("b.service"));
+    {
+        let s = open(&path);
+        assert_eq!(s.load_learned(&a).expect("read"), None);
+        s.save_learned(&a, "adaptive1 | one", Millis(1))
+            .expect("save");
+        s.save_learned(&a, "adaptive1 | two", Millis(2))
+            .expect("replace");
+        s.save_learned(&b, "adaptive1 | other", Millis(3))
+            .expect("save");
+    }
+    let s = open(&path);
+    assert_eq!(
+        s.load_learned(&a).expect("read"),
+        Some(("adaptive1 | two".to_string(), Millis(2)))
+    );
+    assert_eq!(
+        s.load_learned(&b).expect("read").map(|x| x.0),
+        Some("adaptive1 | other".to_string())
+    );
+}
+
 /// A sample whose figures change with time, so buckets differ from one another.
 fn varied(u: &UnitName, at: i64) -> MetricRow {
     MetricRow {

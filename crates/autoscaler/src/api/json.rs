@@ -134,6 +134,34 @@ pub fn config_json(c: &Config) -> Value {
     Value::Object(m)
 }
 
+/// The adaptive policy's current recommendation per resource: the chosen model, its figures,
+/// and the limit it recommends (CPU in percent of a core, memory in GB, tasks).
+fn adaptive_json(v: &autoscaler_core::adaptive::Verdict) -> Value {
+    use autoscaler_core::Resource;
+    let mut m = Map::new();
+    for r in v.recs.iter().flatten() {
+        let (key, show): (&str, fn(f64) -> Value) = match r.resource {
+            Resource::Cpu => ("cpu_quota", |x| num(x, 1)),
+            Resource::Memory => ("memory_gb", |x| num(x / GIB as f64, 3)),
+            Resource::Tasks => ("tasks_max", |x| num(x, 0)),
+        };
+        m.insert(
+            key.into(),
+            json!({
+                "recommended": show(r.target as f64),
+                "model": r.model_name(),
+                "window_minutes": r.model.windows as i64 * autoscaler_core::adaptive::WINDOW_SECS / 60,
+                "margin": num(r.model.margin, 2),
+                "peak": show(r.peak),
+                "cost": num(r.cost, 3),
+                "history_hours": num(r.history_secs / 3600.0, 2),
+            }),
+        );
+    }
+    m.insert("verdict".into(), json!(v.to_string()));
+    Value::Object(m)
+}
+
 /// `GET prediction`: trends, forecasts with 95% intervals (the model chosen, whether the
 /// interval is calibrated on the unit's own errors, and its recent coverage), profiles,
 /// heaviest features and the recommended limits. A series without enough data says so
@@ -238,6 +266,7 @@ pub fn prediction_json(u: &UnitSnapshot, p: &Prediction) -> Value {
     json!({
         "timestamp": ts(u.observation.as_ref().map(|o| o.usage.at)),
         "unit": u.name.as_str(),
+        "adaptive": u.adaptive.as_ref().map_or(Value::Null, adaptive_json),
         "predictive": u.config.predictive,
         "window_minutes": u.config.forecast_window_minutes,
         "samples": p.samples,

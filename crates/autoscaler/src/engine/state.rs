@@ -6,13 +6,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use autoscaler_core::adaptive::Verdict;
 use autoscaler_core::decide::{Inputs, evaluate};
 use autoscaler_core::predict::{
     FeatureLedger, FeatureUsage, Forecaster, Prediction, Sample, anticipate, predict,
 };
 use autoscaler_core::{
-    Action, Bounds, Config, Controller, Counters, Decision, Evaluation, Host, Limits, Millis,
-    Status, UnitName, Usage,
+    Action, Bounds, Config, Controller, Counters, Decision, Evaluation, Host, Learned, Limits,
+    Millis, Policy, Status, UnitName, Usage, Why,
 };
 use autoscaler_store::{MetricRow, Store};
 
@@ -63,6 +64,9 @@ pub struct UnitSnapshot {
     pub bounds: Result<Bounds, String>,
     /// Trends, forecasts and the recommendation as of the last check.
     pub prediction: Option<Arc<Prediction>>,
+    /// Under the `adaptive` policy: its last verdict (recommendation and chosen model per
+    /// resource, and the moves it asked for).
+    pub adaptive: Option<Verdict>,
     /// The heaviest features by CPU, as recorded while their agents ran.
     pub features: Vec<FeatureUsage>,
 }
@@ -97,6 +101,7 @@ pub(super) struct UnitState {
     forecaster: Forecaster,
     features: FeatureLedger,
     prediction: Option<Arc<Prediction>>,
+    adaptive: Option<Verdict>,
     /// When the last changes were attempted, for the rate limit.
     changes: VecDeque<Millis>,
 }
@@ -132,11 +137,17 @@ impl UnitState {
             })
             .collect::<Vec<Sample>>();
         let forecaster = Forecaster::from_samples(&recent);
+        // What the adaptive policy learned survives a restart; a state that does not decode
+        // (another version) starts learning afresh, which only means generous limits a while.
+        let learned = store
+            .load_learned(&name)?
+            .and_then(|(text, _)| Learned::decode(&text))
+            .unwrap_or_default();
         Ok(UnitState {
             name,
             manager,
             config,
-            controller: Controller::resume(last),
+            controller: Controller::resume(last).with_learned(learned),
             prev: None,
             observation: None,
             limits: None,
@@ -151,6 +162,7 @@ impl UnitState {
             forecaster,
             features: FeatureLedger::default(),
             prediction: None,
+            adaptive: None,
             changes: VecDeque::new(),
         })
     }
@@ -240,6 +252,10 @@ impl UnitState {
             Some(_) => {
                 let d = self.controller.observe(inputs);
                 self.decision_note = d.reason();
+                self.adaptive = match d.why {
+                    Why::Adaptive(v) => Some(v),
+                    _ => None,
+                };
                 (d.evaluation.clone(), Some(d))
             }
             None => (evaluate(inputs), None),
@@ -268,7 +284,8 @@ impl UnitState {
         self.recent.push_back(sample);
     }
 
-    /// Writes the last observation to the store, if it has a CPU rate.
+    /// Writes the last observation to the store, if it has a CPU rate, and under `adaptive`
+    /// what the policy has learned so far.
     pub fn store_metric(&self, store: &Store) -> anyhow::Result<()> {
         let Some(o) = &self.observation else {
             return Ok(());
@@ -277,6 +294,9 @@ impl UnitState {
             return Ok(());
         };
         let u = &o.usage;
+        if self.config.policy == Policy::Adaptive {
+            store.save_learned(&self.name, &self.controller.learned().encode(), u.at)?;
+        }
         store.insert_metric(&MetricRow {
             unit: self.name.clone(),
             at: u.at,
@@ -364,6 +384,7 @@ impl UnitState {
             last_scale_time: self.last_scale_time,
             bounds: Bounds::new(&self.config, host).map_err(|e| e.to_string()),
             prediction: self.prediction.clone(),
+            adaptive: self.adaptive,
             features: self.features.heaviest(10),
         }
     }
@@ -395,7 +416,7 @@ mod tests {
 
     #[test]
     fn the_daemon_decides_as_the_simulator_on_a_recorded_sequence() {
-        for policy in Policy::ALL {
+        for policy in Policy::ALL.into_iter().chain([Policy::Adaptive]) {
             let step = 300.0;
             let machine = Machine::default();
             let setup = Setup::new(machine);
@@ -461,5 +482,43 @@ mod tests {
                 "{policy:?}: the sequence should have moved the limits"
             );
         }
+    }
+
+    /// What `adaptive` learned is stored at each check and read back by a restarted daemon.
+    #[test]
+    fn a_restart_keeps_what_adaptive_learned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let unit = UnitName::parse("learn.service").expect("unit name");
+        let path = dir.path().join("a.db");
+        let host = Machine::default().host();
+        let learned = {
+            let store = Store::open(&path, &unit).expect("store");
+            let mut daemon =
+                UnitState::load(&store, unit.clone(), "user", Millis(0)).expect("unit state");
+            daemon.config = daemon.config.with_policy(Policy::Adaptive);
+            let bounds = autoscaler_core::Bounds::new(&daemon.config, &host).expect("bounds");
+            let limits = Limits::new(400, 16, 1000);
+            let mut counters = Counters::default();
+            daemon.prev = Some(counters);
+            for (k, (cores, gib)) in recorded().into_iter().take(40).enumerate() {
+                let now = Millis::from_secs((k as i64 + 1) * 300);
+                counters.at = now;
+                counters.cpu_usage_usec += (cores.min(4.0) * 300.0 * 1e6) as u64;
+                counters.memory_bytes = (gib * GIB as f64) as u64;
+                let sampled = Sampled {
+                    counters,
+                    ..Sampled::default()
+                };
+                daemon.observe(sampled, limits, Some(&bounds), &host, now);
+                daemon
+                    .store_metric(&store)
+                    .expect("store metric and learned state");
+            }
+            daemon.controller.learned().encode()
+        };
+        assert_ne!(learned, autoscaler_core::Learned::default().encode());
+        let store = Store::open(&path, &unit).expect("store again");
+        let again = UnitState::load(&store, unit, "user", Millis(0)).expect("unit state again");
+        assert_eq!(again.controller.learned().encode(), learned);
     }
 }

@@ -115,7 +115,7 @@ fn page() -> &'static str {
             .iter()
             .map(|m| option(m.as_str(), m.description()))
             .collect();
-        let policies: String = Policy::ALL
+        let policies: String = Policy::CHOICES
             .iter()
             .map(|p| option(p.as_str(), &p.description()))
             .collect();
@@ -254,7 +254,7 @@ mod tests {
             assert!(page.contains(&format!("<option value=\"{}\"", m.as_str())));
             assert!(page.contains(m.description()));
         }
-        for p in Policy::ALL {
+        for p in Policy::CHOICES {
             assert!(page.contains(&format!("<option value=\"{}\"", p.as_str())));
         }
     }

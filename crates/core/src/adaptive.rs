@@ -1,0 +1,697 @@
+//! The `adaptive` policy: a learned, per-unit recommender that sizes each limit from the
+//! unit's own recent peaks, picks per unit the model that has cost least so far, and grows a
+//! limit at once when it was hit.
+//!
+//! What it owns: the learned state of one unit ([`Learned`]: per resource, 5-minute window
+//! peaks, every model's running cost and its last recommendation) and the rules that turn it
+//! into a decision. It does no I/O and reads no clock: "now" is an argument, and the state
+//! encodes itself to a line of text ([`Learned::encode`]) that the store keeps as it is.
+//!
+//! The design, and why (docs/DECISIONS.md, "The adaptive policy", has the evidence):
+//!
+//! - **Moving windows** (Autopilot): usage is aggregated into 5-minute windows, one peak per
+//!   window. A model is "the peak of the last W, times (1 + margin)"; [`MODELS`] crosses four
+//!   window lengths with four margins. Long windows and wide margins suit bursty units, short
+//!   and narrow ones steady units.
+//! - **Per-unit model choice by running cost** (Autopilot's ML recommender): when a window
+//!   closes, every model's recommendation made at the previous close is scored against the
+//!   peak that came: demand above the limit costs [`OVERRUN_WEIGHT`] times as much as room
+//!   left unused, and a recommendation that moves by more than the resize gap costs
+//!   [`RESIZE_COST`]. Costs decay with a [`COST_HALF_LIFE_SECS`] half-life so the unit's
+//!   recent behaviour counts most. The unit runs the cheapest model, switching only when it
+//!   is clearly cheaper ([`SWITCH_MARGIN`]).
+//! - **Up at once when a limit is hit** (our `headroom`, VPA's OOM bump): demand above a limit
+//!   is invisible (throttling, an OOM kill), so a hit limit grows by [`HIT_GROWTH`] at once,
+//!   as does one under memory pressure. No streak, no cooldown on the way up.
+//! - **Down only with evidence** (VPA's confidence, the spec's rules): never while the unit is
+//!   starving, not before [`MIN_HISTORY_SECS`] of history, not within [`HOLD_SECS`] of the last
+//!   move, and only when the recommendation is at least [`DOWN_GAP`] under the limit. A new
+//!   unit therefore keeps its generous starting limits until it has history.
+//!
+//! Every constant is a ratio or a duration, not a size: the policy behaves the same on a
+//! unit of 0.1 or 20 cores, and at a 30 s or a 5 min check interval.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::fmt::Write;
+
+use crate::history::TriggerType;
+use crate::limits::{Bounds, GIB, Limits, MIB, Resource, fmt_gib};
+use crate::sample::Usage;
+use crate::time::Millis;
+
+/// Length of one aggregation window: Autopilot's 5 minutes.
+pub const WINDOW_SECS: i64 = 300;
+/// Usage at or above this share of the CPU limit means the limit was hit: a cgroup at its
+/// quota shows usage equal to the quota, and the demand above it is invisible.
+pub const HIT_UTIL: f64 = 0.97;
+/// A hit limit grows at least by this factor at once (the "x1.5 when the limit is hit" rule).
+pub const HIT_GROWTH: f64 = 1.5;
+/// Demand above the limit costs this many times as much as the same amount of slack: a
+/// throttled or killed unit loses work, an oversized one only wastes room. With linear costs
+/// the best constant limit is then the 1 - 1/(1 + w) quantile of the window peaks, about the
+/// 97th: a limit is exceeded in about one 5-minute window in 30.
+pub const OVERRUN_WEIGHT: f64 = 30.0;
+/// What one overrun costs besides its size, per resource, in windows of slack equal to the
+/// demand. Throttling costs in proportion to the shortfall (CPU: 1); a task limit that is hit
+/// fails a fork (tasks: 4); an OOM kill loses the process's work whatever the overrun
+/// (memory: 24, two hours of a limit twice the need).
+pub const OVERRUN_EVENT: [f64; 3] = [1.0, 24.0, 4.0];
+/// The cost of a recommendation moving by more than [`DOWN_GAP`]: one window's worth of
+/// slack equal to the demand. It favours steady models, since each move is a resize.
+pub const RESIZE_COST: f64 = 1.0;
+/// Half-life of the models' running costs: half a day, so a unit's last few hours decide.
+pub const COST_HALF_LIFE_SECS: f64 = 12.0 * 3600.0;
+/// 0.5^(WINDOW_SECS / COST_HALF_LIFE_SECS), written out: `powf` at every close would cost
+/// more than the rest of it (a unit test checks the figure).
+pub const COST_DECAY_PER_WINDOW: f64 = 0.995_198_044_344_353_8;
+/// Switch model only when another one costs at most this share of the current one's.
+pub const SWITCH_MARGIN: f64 = 0.9;
+/// Lower a limit only when the recommendation is this far under it (the hysteresis band).
+pub const DOWN_GAP: f64 = 0.15;
+/// Raise a limit on the model's say alone only when the recommendation is this far above it.
+pub const UP_GAP: f64 = 0.05;
+/// A limit holds at least this long after it moved before it may fall.
+pub const HOLD_SECS: f64 = 3600.0;
+/// The extra room for a short history: x(1 + this / hours of history), so x1.5 after an hour,
+/// x1.125 after four, x1.02 after a day (VPA widens its bounds by 1/confidence the same way).
+pub const CONFIDENCE_HOURS: f64 = 0.5;
+/// No cut before this much history: a new unit keeps its generous limits.
+pub const MIN_HISTORY_SECS: f64 = 3600.0;
+/// A recommendation younger than this that was not yet in force still counts (apply delays).
+pub const PENDING_SECS: f64 = 1800.0;
+/// Window peaks kept: 8 hours, the longest memory model.
+const RING: usize = 96;
+/// Memory PSI "some" avg10 above this percent counts as the limit being hit (reclaim stalls
+/// the unit before any OOM kill).
+pub const MEMORY_PRESSURE_PERCENT: f64 = 10.0;
+/// CFS periods throttled above this share count as the CPU limit being hit.
+pub const THROTTLED_SHARE: f64 = 0.2;
+
+/// One model: the peak over `windows` 5-minute windows, times `margin`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Model {
+    pub windows: usize,
+    pub margin: f64,
+}
+
+const fn grid(windows: [usize; 4], margins: [f64; 4]) -> [Model; 16] {
+    let mut out = [Model {
+        windows: 1,
+        margin: 1.0,
+    }; 16];
+    let mut i = 0;
+    while i < 16 {
+        out[i] = Model {
+            windows: windows[i / 4],
+            margin: margins[i % 4],
+        };
+        i += 1;
+    }
+    out
+}
+
+/// CPU and tasks: windows of 30 min, 1, 2 and 4 hours. Memory: 1, 2, 4 and 8 hours, since a
+/// working set frees slowly and an OOM kill costs more than throttling.
+/// Margins: CPU and tasks from 5% (a steady unit) to 50% (a bursty one); memory from VPA's
+/// 15% to 100%, since a working set jumps by whole allocations and an overrun is a kill.
+pub const MODELS: [[Model; 16]; 3] = [
+    grid([6, 12, 24, 48], [1.05, 1.15, 1.3, 1.5]),
+    grid([12, 24, 48, 96], [1.15, 1.3, 1.5, 2.0]),
+    grid([6, 12, 24, 48], [1.05, 1.15, 1.3, 1.5]),
+];
+const M: usize = 16;
+/// The model a unit starts with: 2 hours (memory 4), margin 1.3, a middle choice.
+const START_MODEL: usize = 10;
+
+/// Why one resource moved (or would move).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The limit was hit (throttled, OOM kill, memory pressure): grow at once.
+    Hit,
+    /// The chosen model recommends more than the limit.
+    Model,
+    /// The chosen model recommends clearly less, with enough history and hold time.
+    Cut,
+}
+
+/// What the adaptive policy says about one resource at one check.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Recommendation {
+    pub resource: Resource,
+    /// The chosen model.
+    pub model: Model,
+    /// Its index in [`MODELS`], and its running cost (decayed sum).
+    pub model_index: usize,
+    pub cost: f64,
+    /// The peak over the model's window, in the resource's unit (percent of a core, bytes,
+    /// tasks).
+    pub peak: f64,
+    /// The limit the model recommends, within the bounds.
+    pub target: u64,
+    /// History so far, seconds.
+    pub history_secs: f64,
+}
+
+impl Recommendation {
+    /// The model in words: "peak of 2h x1.30".
+    pub fn model_name(&self) -> String {
+        model_name(self.model)
+    }
+}
+
+/// A change the policy makes to one resource, with its evidence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Move {
+    pub cause: Cause,
+    pub from: u64,
+    pub to: u64,
+    pub rec: Recommendation,
+}
+
+/// The adaptive policy's verdict: up to three moves and the recommendations behind them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    pub moves: [Option<Move>; 3],
+    pub recs: [Option<Recommendation>; 3],
+}
+
+impl Verdict {
+    /// The new limits when anything moved.
+    pub fn limits(&self, current: &Limits) -> Option<Limits> {
+        let mut new = *current;
+        let mut any = false;
+        for m in self.moves.iter().flatten() {
+            new = new.with(m.rec.resource, m.to);
+            any = true;
+        }
+        any.then_some(new)
+    }
+
+    /// Whether any move grows a limit.
+    pub fn grows(&self) -> bool {
+        self.moves.iter().flatten().any(|m| m.to > m.from)
+    }
+
+    /// The history's `trigger_type`: `oom` or `pressure` for a hit, else `adaptive`.
+    pub fn trigger(&self) -> TriggerType {
+        let hit = |r: Resource| {
+            self.moves
+                .iter()
+                .flatten()
+                .any(|m| m.cause == Cause::Hit && m.rec.resource == r)
+        };
+        if hit(Resource::Memory) {
+            TriggerType::Oom
+        } else if hit(Resource::Cpu) || hit(Resource::Tasks) {
+            TriggerType::Pressure
+        } else {
+            TriggerType::Adaptive
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    /// "adaptive: CPU 700%->215% (cut; peak of 2h x1.30: peak 165%, expects use <= 77% of the
+    /// limit; history 1.0 h)".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let moves: Vec<_> = self.moves.iter().flatten().collect();
+        if moves.is_empty() {
+            write!(f, "adaptive: holding")?;
+            for r in self.recs.iter().flatten() {
+                write!(
+                    f,
+                    "; {} recommends {} ({}: peak {})",
+                    name(r.resource),
+                    show(r.resource, r.target as f64),
+                    r.model_name(),
+                    show(r.resource, r.peak)
+                )?;
+            }
+            return Ok(());
+        }
+        write!(f, "adaptive: ")?;
+        for (i, m) in moves.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            let r = m.rec.resource;
+            let cause = match (m.cause, r) {
+                (Cause::Hit, Resource::Memory) => "OOM kill or memory pressure, grow at once",
+                (Cause::Hit, Resource::Cpu) => "limit hit (throttled), grow at once",
+                (Cause::Hit, Resource::Tasks) => "task limit hit, grow at once",
+                (Cause::Model, _) => "the model wants more",
+                (Cause::Cut, _) => "the model shows room unused",
+            };
+            let util = if m.to > 0 {
+                m.rec.peak / m.to as f64 * 100.0
+            } else {
+                0.0
+            };
+            write!(
+                f,
+                "{} {}->{} ({cause}; model {}: peak {}, expects use <= {util:.0}% of the new limit; cost {:.2}, history {:.1} h)",
+                name(r),
+                show(r, m.from as f64),
+                show(r, m.to as f64),
+                m.rec.model_name(),
+                show(r, m.rec.peak),
+                m.rec.cost,
+                m.rec.history_secs / 3600.0
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn name(r: Resource) -> &'static str {
+    match r {
+        Resource::Cpu => "CPU",
+        Resource::Memory => "Memory",
+        Resource::Tasks => "Tasks",
+    }
+}
+
+fn show(r: Resource, v: f64) -> String {
+    match r {
+        Resource::Cpu => format!("{v:.0}%"),
+        Resource::Memory => format!("{}GB", fmt_gib(v / GIB as f64)),
+        Resource::Tasks => format!("{v:.0}"),
+    }
+}
+
+fn model_name(m: Model) -> String {
+    let mins = m.windows as i64 * WINDOW_SECS / 60;
+    let span = if mins % 60 == 0 {
+        format!("{}h", mins / 60)
+    } else {
+        format!("{mins}min")
+    };
+    format!("peak of {span} x{:.2}", m.margin)
+}
+
+/// Rounding of each resource's limit, upwards: 5% of a core, 64 MiB, 8 tasks. Fine enough to
+/// follow small units, coarse enough not to resize for noise.
+fn grain(r: Resource) -> f64 {
+    match r {
+        Resource::Cpu => 5.0,
+        Resource::Memory => (64 * MIB) as f64,
+        Resource::Tasks => 8.0,
+    }
+}
+
+/// What one resource learned.
+#[derive(Debug, Clone, PartialEq)]
+struct Track {
+    /// Start of the open window, ms; its peak and whether the limit was hit in it.
+    win_start: Option<i64>,
+    win_peak: f64,
+    win_hit: bool,
+    /// Closed windows' peaks, oldest first, at most [`RING`].
+    peaks: VecDeque<f64>,
+    /// Windows closed so far (the history's length).
+    closed: u64,
+    costs: [f64; M],
+    /// Every model's recommendation at the last close, scored at the next one.
+    recs: [f64; M],
+    chosen: usize,
+    /// When the policy last moved this limit, and the last value it asked for.
+    last_move: Option<i64>,
+    asked: Option<f64>,
+    /// Derived, not persisted: [`Track::closed_maxima`] as of the last close.
+    closed_max: [f64; 4],
+}
+
+impl Default for Track {
+    fn default() -> Track {
+        Track {
+            win_start: None,
+            win_peak: 0.0,
+            win_hit: false,
+            peaks: VecDeque::with_capacity(RING),
+            closed: 0,
+            costs: [0.0; M],
+            recs: [f64::NAN; M],
+            chosen: START_MODEL,
+            last_move: None,
+            asked: None,
+            closed_max: [0.0; 4],
+        }
+    }
+}
+
+impl Track {
+    /// For each model length L, the maximum of the newest L - 1 closed windows (what a check
+    /// adds the open window to) and of the newest L (what a close recommends from), in one
+    /// pass from the newest window, so that a check costs O(1) and a close one pass.
+    fn maxima(&self, models: &[Model; M]) -> ([f64; 4], [f64; 4]) {
+        let lens = [
+            models[0].windows,
+            models[4].windows,
+            models[8].windows,
+            models[12].windows,
+        ];
+        let (mut within, mut full) = ([0.0; 4], [0.0; 4]);
+        let mut running = 0.0f64;
+        for (i, &p) in self.peaks.iter().rev().enumerate() {
+            let c = i + 1;
+            if c > lens[3] {
+                break;
+            }
+            running = running.max(p);
+            for k in 0..4 {
+                if c + 1 == lens[k] {
+                    within[k] = running;
+                }
+                if c == lens[k] {
+                    full[k] = running;
+                }
+            }
+        }
+        // A history shorter than a model's window: all of it.
+        for k in 0..4 {
+            if self.peaks.len() + 1 < lens[k] {
+                within[k] = running;
+            }
+            if self.peaks.len() < lens[k] {
+                full[k] = running;
+            }
+        }
+        (within, full)
+    }
+
+    /// Closes the open window: scores every model against its peak and picks the cheapest.
+    fn close(&mut self, r: Resource, lo: f64, hi: f64, hit_guess: f64) {
+        let models = &MODELS[index(r)];
+        let demand = if self.win_hit {
+            self.win_peak.max(hit_guess)
+        } else {
+            self.win_peak
+        };
+        let scale = demand.max(lo).max(f64::MIN_POSITIVE);
+        let decay = COST_DECAY_PER_WINDOW;
+        if self.peaks.len() == RING {
+            self.peaks.pop_front();
+        }
+        self.peaks.push_back(self.win_peak);
+        self.closed += 1;
+        let (within, full) = self.maxima(models);
+        let mut fresh = [0.0; M];
+        for (i, (f, m)) in fresh.iter_mut().zip(models).enumerate() {
+            *f = (full[i / 4] * m.margin).clamp(lo, hi);
+        }
+        for ((cost, &l), &f) in self.costs.iter_mut().zip(&self.recs).zip(&fresh) {
+            let mut c = 0.0;
+            if l.is_finite() {
+                c = (OVERRUN_WEIGHT * (demand - l).max(0.0) + (l - demand).max(0.0)) / scale;
+                if demand > l {
+                    c += OVERRUN_EVENT[index(r)];
+                }
+                if (f - l).abs() > DOWN_GAP * l {
+                    c += RESIZE_COST;
+                }
+            }
+            *cost = *cost * decay + c;
+        }
+        self.recs = fresh;
+        self.closed_max = within;
+        let best = (0..M)
+            .min_by(|&a, &b| self.costs[a].total_cmp(&self.costs[b]))
+            .unwrap_or(self.chosen);
+        if self.costs[best] < SWITCH_MARGIN * self.costs[self.chosen] {
+            self.chosen = best;
+        }
+        self.win_peak = 0.0;
+        self.win_hit = false;
+    }
+
+    /// One observation of `used` under `limit` (both in the resource's unit); the move to
+    /// make, if any, and the recommendation.
+    #[allow(clippy::too_many_arguments)]
+    fn observe(
+        &mut self,
+        r: Resource,
+        now: Millis,
+        used: f64,
+        limit: f64,
+        hit: bool,
+        lo: f64,
+        hi: f64,
+        act: bool,
+    ) -> (Option<(Cause, f64)>, Recommendation) {
+        let models = &MODELS[index(r)];
+        let t = now.0;
+        let w = WINDOW_SECS * 1000;
+        match self.win_start {
+            None => self.win_start = Some(t - t.rem_euclid(w)),
+            Some(s) if t >= s + w => {
+                self.close(r, lo, hi, limit * HIT_GROWTH);
+                self.win_start = Some(t - t.rem_euclid(w));
+            }
+            Some(_) => {}
+        }
+        self.win_peak = self.win_peak.max(used);
+        self.win_hit |= hit;
+        let model = models[self.chosen];
+        let peak = self.win_peak.max(self.closed_max[self.chosen / 4]);
+        let history = self.closed as f64 * WINDOW_SECS as f64;
+        // VPA's confidence: with little history the model knows less, so it keeps more room.
+        let confidence = 1.0 + CONFIDENCE_HOURS * 3600.0 / history.max(WINDOW_SECS as f64);
+        let target = round_up(r, (peak * model.margin * confidence).clamp(lo, hi)).clamp(lo, hi);
+        let rec = Recommendation {
+            resource: r,
+            model,
+            model_index: self.chosen,
+            cost: self.costs[self.chosen],
+            peak,
+            target: target as u64,
+            history_secs: history,
+        };
+        if self.asked.is_some_and(|a| (a - limit).abs() < 0.5) {
+            self.asked = None;
+        }
+        let since_move = self
+            .last_move
+            .map_or(f64::INFINITY, |m| (t - m) as f64 / 1e3);
+        // A larger limit asked for recently but not yet in force (an apply delay) counts.
+        let reference = match self.asked {
+            Some(a) if since_move < PENDING_SECS => limit.max(a),
+            _ => limit,
+        };
+        let want = if !act {
+            None
+        } else if hit && reference > limit {
+            // A larger limit is on its way: the hit is the old limit's, and growing again
+            // before it lands would compound x1.5 at every check of the delay.
+            None
+        } else if hit {
+            let grown = round_up(r, (limit * HIT_GROWTH).max(target)).clamp(lo, hi);
+            (grown > limit).then_some((Cause::Hit, grown))
+        } else if target > reference * (1.0 + UP_GAP) {
+            Some((Cause::Model, target))
+        } else if !self.win_hit
+            && history >= MIN_HISTORY_SECS
+            && since_move >= HOLD_SECS
+            && target < limit * (1.0 - DOWN_GAP)
+        {
+            Some((Cause::Cut, target))
+        } else {
+            None
+        };
+        if let Some((_, v)) = want {
+            self.last_move = Some(t);
+            self.asked = Some(v);
+        }
+        (want, rec)
+    }
+}
+
+fn round_up(r: Resource, v: f64) -> f64 {
+    let g = grain(r);
+    (v / g).ceil() * g
+}
+
+fn index(r: Resource) -> usize {
+    match r {
+        Resource::Cpu => 0,
+        Resource::Memory => 1,
+        Resource::Tasks => 2,
+    }
+}
+
+/// Everything the adaptive policy learned about one unit. Persisted by the store as the
+/// text of [`Learned::encode`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Learned {
+    tracks: [Track; 3],
+}
+
+impl Learned {
+    /// One check of a unit under `current` limits within `bounds`. Limits that are unset
+    /// (unlimited) stay so; the others move when the rules in the module docs say.
+    ///
+    /// The caller applies the new limits; a change that could not be applied is simply asked
+    /// for again at the next check.
+    pub fn observe(
+        &mut self,
+        bounds: &Bounds,
+        current: &Limits,
+        usage: &Usage,
+        now: Millis,
+    ) -> Verdict {
+        self.step(bounds, current, usage, now, true)
+    }
+
+    /// Learns from one check without acting (the unit's mode is not `enabled`): the windows and
+    /// costs go on, no move is asked for, so nothing is later taken as "in flight".
+    pub fn learn(
+        &mut self,
+        bounds: &Bounds,
+        current: &Limits,
+        usage: &Usage,
+        now: Millis,
+    ) -> Verdict {
+        self.step(bounds, current, usage, now, false)
+    }
+
+    fn step(
+        &mut self,
+        bounds: &Bounds,
+        current: &Limits,
+        usage: &Usage,
+        now: Millis,
+        act: bool,
+    ) -> Verdict {
+        let mut verdict = Verdict {
+            moves: [None; 3],
+            recs: [None; 3],
+        };
+        for r in Resource::ALL {
+            let Some(limit) = current.get(r) else {
+                continue;
+            };
+            let limit = limit as f64;
+            let (used, hit) = match r {
+                Resource::Cpu => {
+                    let Some(cores) = usage.cpu_cores else {
+                        continue;
+                    };
+                    let used = cores * 100.0;
+                    let throttled = usage.throttled_ratio.is_some_and(|t| t > THROTTLED_SHARE);
+                    (used, throttled || used >= HIT_UTIL * limit)
+                }
+                Resource::Memory => (
+                    usage.memory_bytes as f64,
+                    usage.new_oom_kills > 0
+                        || usage
+                            .memory_pressure
+                            .is_some_and(|p| p > MEMORY_PRESSURE_PERCENT),
+                ),
+                Resource::Tasks => {
+                    let used = usage.tasks as f64;
+                    (used, used >= HIT_UTIL * limit)
+                }
+            };
+            let (lo, hi) = bounds.range(r);
+            let (want, rec) =
+                self.tracks[index(r)].observe(r, now, used, limit, hit, lo as f64, hi as f64, act);
+            verdict.recs[index(r)] = Some(rec);
+            if let Some((cause, to)) = want {
+                let to = to as u64;
+                if to != limit as u64 {
+                    verdict.moves[index(r)] = Some(Move {
+                        cause,
+                        from: limit as u64,
+                        to,
+                        rec,
+                    });
+                }
+            }
+        }
+        verdict
+    }
+
+    /// The state as one line of text: a version tag, then per resource its numbers.
+    pub fn encode(&self) -> String {
+        let mut s = String::from("adaptive1");
+        for t in &self.tracks {
+            let _ = write!(
+                s,
+                " | {} {} {} {} {} {} {} {}",
+                t.win_start.map_or("-".into(), |v| v.to_string()),
+                t.win_peak,
+                u8::from(t.win_hit),
+                t.closed,
+                t.chosen,
+                t.last_move.map_or("-".into(), |v| v.to_string()),
+                t.asked.map_or("-".into(), |v| v.to_string()),
+                t.peaks.len()
+            );
+            for p in &t.peaks {
+                let _ = write!(s, " {p}");
+            }
+            for c in t.costs.iter().chain(&t.recs) {
+                let _ = write!(s, " {c}");
+            }
+        }
+        s
+    }
+
+    /// The state [`Learned::encode`] wrote, or `None` when the text is not one (another
+    /// version, damaged): the unit then starts learning afresh, which is safe.
+    pub fn decode(text: &str) -> Option<Learned> {
+        let mut parts = text.split(" | ");
+        if parts.next()? != "adaptive1" {
+            return None;
+        }
+        let mut out = Learned::default();
+        for (t, r) in out.tracks.iter_mut().zip(Resource::ALL) {
+            *t = decode_track(r, parts.next()?)?;
+        }
+        parts.next().is_none().then_some(out)
+    }
+
+    /// The current recommendation per resource, as of the last check (for `/prediction`).
+    pub fn chosen(&self, r: Resource) -> (usize, Model, f64) {
+        let t = &self.tracks[index(r)];
+        (t.chosen, MODELS[index(r)][t.chosen], t.costs[t.chosen])
+    }
+}
+
+/// One resource's part of an encoded state (see [`Learned::encode`]).
+fn decode_track(r: Resource, text: &str) -> Option<Track> {
+    let mut toks = text.split(' ');
+    let mut tok = || toks.next();
+    fn maybe<T: std::str::FromStr>(v: &str) -> Option<Option<T>> {
+        if v == "-" {
+            Some(None)
+        } else {
+            v.parse().ok().map(Some)
+        }
+    }
+    let mut t = Track {
+        win_start: maybe(tok()?)?,
+        win_peak: tok()?.parse().ok()?,
+        win_hit: tok()? == "1",
+        closed: tok()?.parse().ok()?,
+        chosen: tok()?.parse().ok().filter(|&c: &usize| c < M)?,
+        last_move: maybe(tok()?)?,
+        asked: maybe(tok()?)?,
+        ..Track::default()
+    };
+    let n: usize = tok()?.parse().ok().filter(|&n: &usize| n <= RING)?;
+    for _ in 0..n {
+        t.peaks.push_back(tok()?.parse().ok()?);
+    }
+    for k in 0..M {
+        t.costs[k] = tok()?.parse().ok()?;
+    }
+    for k in 0..M {
+        t.recs[k] = tok()?.parse().ok()?;
+    }
+    t.closed_max = t.maxima(&MODELS[index(r)]).0;
+    tok().is_none().then_some(t)
+}
+
+#[cfg(test)]
+mod tests;

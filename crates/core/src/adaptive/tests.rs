@@ -1,0 +1,206 @@
+use super::*;
+use crate::config::{Config, Policy};
+use crate::decide::Controller;
+use crate::decide::Inputs;
+use crate::limits::Host;
+
+fn host() -> Host {
+    Host {
+        cores: 8,
+        memory_bytes: 32 * GIB,
+        max_tasks: 4_194_304,
+    }
+}
+
+/// Drives the controller under `adaptive`, one check a minute, with `demand` as (cores, GiB);
+/// usage is capped at the limits as a cgroup caps it, and an OOM kill is reported when memory
+/// demand passes `MemoryMax`. Returns the limits in force at each minute and the reasons of
+/// the changes.
+fn run(demand: &[(f64, f64)]) -> (Vec<Limits>, Vec<String>) {
+    let cfg = Config::default().with_policy(Policy::Adaptive);
+    let host = host();
+    let bounds = Bounds::new(&cfg, &host).expect("feasible");
+    let mut current = Limits {
+        cpu_quota: Some(bounds.cpu().1),
+        memory_max: Some(bounds.memory().1),
+        tasks_max: None,
+    };
+    let mut ctl = Controller::default();
+    let (mut limits, mut reasons) = (Vec::new(), Vec::new());
+    for (i, &(c, g)) in demand.iter().enumerate() {
+        limits.push(current);
+        let now = Millis::from_secs(i as i64 * 60);
+        let cap_c = f64::from(current.cpu_quota.unwrap_or(0)) / 100.0;
+        let cap_m = current.memory_max.unwrap_or(0) as f64;
+        let m = g * GIB as f64;
+        let mut usage = Usage::from_demand(now, c.min(cap_c), m.min(cap_m)).expect("valid");
+        usage.new_oom_kills = u64::from(m > cap_m);
+        let d = ctl.observe(Inputs {
+            config: &cfg,
+            bounds: &bounds,
+            host: &host,
+            current: &current,
+            usage: &usage,
+            now,
+            anticipated: &[],
+        });
+        if let Some((_, new, _)) = d.change {
+            assert!(bounds.check(&new).is_ok(), "{new:?} out of {bounds:?}");
+            reasons.push(d.reason());
+            current = new;
+            ctl.record_action(now);
+        }
+    }
+    (limits, reasons)
+}
+
+fn cpu_at(l: &[Limits], minute: usize) -> u32 {
+    l[minute].cpu_quota.unwrap_or(0)
+}
+
+/// The policy's behaviour on a demand sequence: `expect` checks the limits minute by minute.
+fn check(name: &str, demand: &[(f64, f64)], expect: impl Fn(&[Limits], &[String])) {
+    let (limits, reasons) = run(demand);
+    expect(&limits, &reasons);
+    let _ = name;
+}
+
+#[test]
+fn behaviour_table() {
+    // A steady unit: generous limits for the first hour, then cut to its peak plus a margin,
+    // and no resize after that.
+    let steady: Vec<_> = (0..300).map(|_| (2.0, 3.0)).collect();
+    check("steady", &steady, |l, r| {
+        assert_eq!(cpu_at(l, 30), 700, "no cut before an hour of history");
+        let last = cpu_at(l, 299);
+        assert!(
+            (205..=300).contains(&last),
+            "cut near 2 cores: {last}; {r:?}"
+        );
+        assert!(r.len() <= 4, "few resizes: {r:?}");
+        assert!(r[0].contains("model peak of"), "{}", r[0]);
+    });
+    // A burst above the cut limit: the hit limit grows at once, by half at least.
+    let burst: Vec<_> = (0..240)
+        .map(|i| {
+            if (150..160).contains(&i) {
+                (5.0, 3.0)
+            } else {
+                (1.0, 3.0)
+            }
+        })
+        .collect();
+    check("burst", &burst, |l, r| {
+        let before = cpu_at(l, 149);
+        assert!(before < 300, "cut before the burst: {before}");
+        assert!(
+            f64::from(cpu_at(l, 151)) >= f64::from(before) * 1.5,
+            "grown at once: {} from {before}; {r:?}",
+            cpu_at(l, 151)
+        );
+        assert!(r.iter().any(|x| x.contains("limit hit")), "{r:?}");
+        // Not cut again within the hold time after the burst.
+        assert!(cpu_at(l, 175) >= cpu_at(l, 160), "{r:?}");
+    });
+    // Memory over MemoryMax after a cut: an OOM kill grows memory at once.
+    let oom: Vec<_> = (0..200)
+        .map(|i| if i >= 150 { (1.0, 20.0) } else { (1.0, 9.0) })
+        .collect();
+    check("oom", &oom, |l, r| {
+        let m = |i: usize| l[i].memory_max.unwrap_or(0);
+        assert!(m(149) < 24 * GIB, "memory cut: {}; {r:?}", m(149));
+        assert!(m(152) > m(149), "{r:?}");
+        assert!(r.iter().any(|x| x.contains("OOM kill")), "{r:?}");
+    });
+}
+
+#[test]
+fn learned_state_round_trips() {
+    let cfg = Config::default().with_policy(Policy::Adaptive);
+    let bounds = Bounds::new(&cfg, &host()).expect("feasible");
+    let current = Limits::new(400, 16, 500);
+    let mut l = Learned::default();
+    assert_eq!(
+        Learned::decode(&l.encode()).map(|x| x.encode()),
+        Some(l.encode())
+    );
+    for i in 0..500 {
+        let mut u = Usage::from_demand(
+            Millis::from_secs(i * 60),
+            0.5 + (i % 13) as f64 * 0.1,
+            3e9 + (i % 7) as f64 * 1e8,
+        )
+        .expect("valid");
+        u.tasks = 40 + (i % 5) as u64;
+        l.observe(&bounds, &current, &u, Millis::from_secs(i * 60));
+    }
+    let text = l.encode();
+    let back = Learned::decode(&text).expect("decodes");
+    // NaN != NaN: compare the encodings, which are exact.
+    assert_eq!(back.encode(), text);
+    for bad in [
+        "",
+        "adaptive0 | 1",
+        "adaptive1 | x",
+        &text[..text.len() - 3],
+        &format!("{text} 1"),
+    ] {
+        assert!(Learned::decode(bad).is_none(), "{bad:?}");
+    }
+}
+
+/// The default bounds on the test host, and a unit limited to 2 cores only.
+fn two_cores() -> (Bounds, Limits) {
+    let cfg = Config::default().with_policy(Policy::Adaptive);
+    let bounds = Bounds::new(&cfg, &host()).expect("feasible");
+    let current = Limits {
+        cpu_quota: Some(200),
+        memory_max: None,
+        tasks_max: None,
+    };
+    (bounds, current)
+}
+
+/// Under an apply delay the limit in force stays the old one for a while: a hit seen again
+/// before the larger limit lands asks for nothing more (no x1.5 per check).
+#[test]
+fn a_hit_waits_for_the_growth_in_flight() {
+    let (bounds, current) = two_cores();
+    let mut l = Learned::default();
+    let mut moves = Vec::new();
+    for i in 0..10 {
+        let now = Millis::from_secs(i * 60);
+        let u = Usage::from_demand(now, 2.0, 0.0).expect("valid");
+        let v = l.observe(&bounds, &current, &u, now);
+        moves.extend(v.moves.iter().flatten().map(|m| (m.cause, m.to)));
+    }
+    // One move only; it is large because a unit without history is sized generously.
+    assert_eq!(moves.len(), 1, "{moves:?}");
+    assert_eq!(moves[0].0, Cause::Hit);
+    assert!(moves[0].1 >= 300, "{moves:?}");
+}
+
+#[test]
+fn the_written_out_decay_is_the_half_life() {
+    let want = 0.5f64.powf(WINDOW_SECS as f64 / COST_HALF_LIFE_SECS);
+    assert!((COST_DECAY_PER_WINDOW - want).abs() < 1e-15, "{want}");
+}
+
+/// Learning without acting (mode not `enabled`) asks for nothing, so the first check after
+/// the unit is enabled again reacts to a hit at once.
+#[test]
+fn learning_while_disabled_leaves_nothing_in_flight() {
+    let (bounds, current) = two_cores();
+    let mut l = Learned::default();
+    for i in 0..5 {
+        let now = Millis::from_secs(i * 60);
+        let u = Usage::from_demand(now, 2.0, 0.0).expect("valid");
+        let v = l.learn(&bounds, &current, &u, now);
+        assert!(v.moves.iter().all(Option::is_none), "{v:?}");
+        assert!(v.recs[0].is_some());
+    }
+    let now = Millis::from_secs(300);
+    let u = Usage::from_demand(now, 2.0, 0.0).expect("valid");
+    let v = l.observe(&bounds, &current, &u, now);
+    assert_eq!(v.moves[0].map(|m| m.cause), Some(Cause::Hit), "{v:?}");
+}

@@ -1,0 +1,89 @@
+//! The goals of issue 12, measured: `balanced`, `adaptive` and the oracle on gcd-vms (8 cores,
+//! 32 GiB), and on the VASim container c_12104 with VASim's bounds (2..25 cores, 32-core
+//! machine), with no apply delay and with VASim's 10 minutes. Prints the Pareto tables and the
+//! VASim figures (per-sample sums, scalings) that VASim's own runs are compared on.
+//!
+//! `cargo run --release -p autoscaler-sim --example goals [-- TRACES_DIR]` (default: the shared
+//! traces beside the repository). The same figures come from `autoscaler simulate`; this
+//! example only saves building the daemon.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use autoscaler_core::{FieldValue, Policy};
+use autoscaler_sim::{Machine, PolicySpec, Setup, read_dir, read_trace, run};
+
+fn main() -> anyhow::Result<()> {
+    let root = std::env::args().nth(1).map_or_else(
+        || {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../../shared/traces"
+            ))
+        },
+        PathBuf::from,
+    );
+    let policies = [
+        PolicySpec::Spec(Policy::Balanced),
+        PolicySpec::Spec(Policy::Aggressive),
+        PolicySpec::Headroom,
+        PolicySpec::Spec(Policy::Adaptive),
+        PolicySpec::Oracle(Some("adaptive".into())),
+    ];
+
+    let gcd = Setup::new(Machine::default());
+    let (traces, errors) = read_dir(&root.join("gcd-vms"), gcd.machine.scale())?;
+    anyhow::ensure!(errors.is_empty(), "unreadable traces: {errors:?}");
+    print!("{}", run(&traces, &policies, &gcd)?.pareto_table());
+
+    let machine = Machine {
+        cores: 32,
+        memory_gib: 32,
+    };
+    let mut vasim = Setup::new(machine);
+    vasim.base = vasim
+        .base
+        .apply(&[
+            ("min_cpu_quota".into(), FieldValue::Number(200.0)),
+            ("max_cpu_quota".into(), FieldValue::Number(2500.0)),
+        ])
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let c =
+        read_trace(&root.join("vasim/c_12104.csv"), machine.scale()).context("reading c_12104")?;
+    for delay in [0.0, 600.0] {
+        vasim.apply_delay_secs = delay;
+        let r = run(std::slice::from_ref(&c), &policies, &vasim)?;
+        print!("\n{}", r.pareto_table());
+        println!(
+            "  VASim figures: policy, slack (sum/sum of limits), insufficient core-min, scalings"
+        );
+        for (p, s) in &r.totals {
+            println!(
+                "  {:<18} {:>6.1}% {:>10.1} {:>6}",
+                p,
+                vasim_slack(&r, p) * 100.0,
+                s.vasim.sum_insufficient_cpu * c.step_secs / 60.0,
+                s.vasim.num_scalings
+            );
+        }
+    }
+    Ok(())
+}
+
+/// VASim's slack: the sum of slack over the sum of limits, per sample.
+fn vasim_slack(r: &autoscaler_sim::Report, policy: &str) -> f64 {
+    let Some(run) = r
+        .traces
+        .first()
+        .and_then(|t| t.runs.iter().find(|x| x.policy == policy))
+    else {
+        return f64::NAN;
+    };
+    let s = run.score.vasim.sum_slack;
+    let limits: f64 = run
+        .limits
+        .iter()
+        .map(|l| f64::from(l.cpu_quota.unwrap_or(0)) / 100.0)
+        .sum();
+    if limits > 0.0 { s / limits } else { 0.0 }
+}
