@@ -240,8 +240,23 @@ impl Actuator for SystemActuator {
         }
     }
 
+    async fn recover(&self, unit: &UnitName, was_running: bool) -> Option<Rollback> {
+        let sd = self.managers.get(unit).await.ok()?;
+        autoscaler_systemd::recover(&sd, unit, was_running)
+            .await
+            .map(rollback)
+    }
+
     fn strategy(&self) -> &'static str {
         self.strategy.as_str()
+    }
+}
+
+fn rollback(r: autoscaler_systemd::Rollback) -> Rollback {
+    match r {
+        autoscaler_systemd::Rollback::NothingChanged => Rollback::NothingChanged,
+        autoscaler_systemd::Rollback::Done(what) => Rollback::Done(what),
+        autoscaler_systemd::Rollback::Failed(why) => Rollback::Failed(why),
     }
 }
 
@@ -253,14 +268,9 @@ fn apply_error(e: autoscaler_systemd::ApplyError) -> ApplyError {
     } else {
         ApplyErrorKind::Refused
     };
-    let rollback = match e.rollback {
-        autoscaler_systemd::Rollback::NothingChanged => Rollback::NothingChanged,
-        autoscaler_systemd::Rollback::Done(what) => Rollback::Done(what),
-        autoscaler_systemd::Rollback::Failed(why) => Rollback::Failed(why),
-    };
     ApplyError {
         kind,
         what: format!("{} apply to {} failed: {}", e.strategy, e.unit, e.what),
-        rollback,
+        rollback: rollback(e.rollback),
     }
 }

@@ -11,18 +11,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use autoscaler::engine::{Clock, INSPECT_TIMEOUT, SAMPLE_TIMEOUT, Snapshot, UnitSnapshot};
-use autoscaler_core::{GIB, Host, Limits, Millis, Mode, UnitName};
-use autoscaler_testkit::fakes::{Apply, Call, FakeClock, FakeDaemon, FakeSystemd};
+use autoscaler_core::{GIB, Limits, Mode, UnitName};
+use autoscaler_testkit::fakes::{Apply, Call, FakeClock, FakeDaemon, FakeSystemd, HOST, T0};
 use serde_json::Value;
-
-/// 2026-11-30 12:00 UTC: any fixed time will do.
-const T0: Millis = Millis(1_796_040_000_000);
-
-const HOST: Host = Host {
-    cores: 16,
-    memory_bytes: 64 * GIB,
-    max_tasks: 4_194_304,
-};
 
 /// What every unit starts with: 2 cores, 16 GiB, 500 tasks, well inside the default bounds.
 const START: Limits = Limits::new(200, 16, 500);

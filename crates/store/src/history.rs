@@ -46,11 +46,42 @@ pub struct HistoryRow {
     pub error_message: Option<String>,
 }
 
-const INSERT: &str = "INSERT INTO autoscaler_history (
-    timestamp, action, trigger_type, reason,
+/// An insert of the history's columns as [`history_params`] binds them (`?1` to `?17`), into
+/// the history or the journal, which has the same columns and one more.
+macro_rules! insert_history_into {
+    ($table:literal $(, $column:literal = $value:literal)?) => {
+        concat!(
+            "INSERT INTO ", $table, " (
+                timestamp, action, trigger_type, reason, old_cpu_quota, old_memory_max,
+                old_tasks_max, new_cpu_quota, new_memory_max, new_tasks_max, status,
+                error_message, unit, ts_ms, old_memory_max_bytes, new_memory_max_bytes, id",
+            $(", ", $column,)? "
+            ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17",
+            $(", ", $value,)? ")"
+        )
+    };
+}
+
+const INSERT: &str = insert_history_into!("autoscaler_history");
+/// A change about to be made, in the journal (see `schema::V3`).
+const INSERT_INTENT: &str = insert_history_into!("autoscaler_intents", "was_running" = "?18");
+
+/// The journal's columns in [`from_row`]'s order (status and error are the planned success).
+const SELECT_INTENT: &str = "SELECT id, ts_ms, action, trigger_type, reason,
     old_cpu_quota, old_memory_max, old_tasks_max, new_cpu_quota, new_memory_max, new_tasks_max,
-    status, error_message, unit, ts_ms, old_memory_max_bytes, new_memory_max_bytes
-) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+    status, error_message, old_memory_max_bytes, new_memory_max_bytes, unit, was_running
+    FROM autoscaler_intents ORDER BY id";
+
+/// A change that was journalled and never finished: the daemon stopped while making it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Intent {
+    /// The id its history row gets.
+    pub id: i64,
+    /// The row as it would read had the change succeeded.
+    pub planned: NewHistory,
+    /// Whether the unit was running when the change began.
+    pub was_running: bool,
+}
 
 /// The columns [`from_row`] reads, in its order.
 const SELECT: &str = "SELECT id, ts_ms, action, trigger_type, reason,
@@ -59,37 +90,109 @@ const SELECT: &str = "SELECT id, ts_ms, action, trigger_type, reason,
     FROM autoscaler_history";
 
 impl Store {
-    /// Appends a history row; returns its id.
+    /// Appends a history row under a new id; returns the id.
     pub fn insert_history(&self, h: &NewHistory) -> anyhow::Result<i64> {
-        let (old, new) = (limit_values(&h.old, "old")?, limit_values(&h.new, "new")?);
-        let params: Vec<Value> = vec![
-            Value::Text(format_ts(h.at)),
-            Value::Text(h.action.as_str().to_string()),
-            Value::Text(h.trigger_type.as_str().to_string()),
-            Value::Text(h.reason.clone()),
-            old.cpu,
-            old.memory_gib,
-            old.tasks,
-            new.cpu,
-            new.memory_gib,
-            new.tasks,
-            Value::Text(h.status.as_str().to_string()),
-            h.error_message.clone().map_or(Value::Null, Value::Text),
-            Value::Text(h.unit.as_str().to_string()),
-            Value::Integer(h.at.0),
-            old.memory_bytes,
-            new.memory_bytes,
-        ];
-        let conn = self.writer();
-        conn.prepare_cached(INSERT)
+        let id = self.reserve_history_id();
+        self.insert_history_as(id, h)?;
+        Ok(id)
+    }
+
+    /// Appends a history row under `id`, one from [`Store::reserve_history_id`].
+    pub fn insert_history_as(&self, id: i64, h: &NewHistory) -> anyhow::Result<()> {
+        let params = history_params(id, h)?;
+        self.writer()
+            .prepare_cached(INSERT)
             .and_then(|mut stmt| stmt.execute(rusqlite::params_from_iter(params)))
+            .map(|_| ())
             .map_err(|e| {
                 self.sql_error(
                     e,
                     format_args!("recording a {} of {} in the history", h.action, h.unit),
                 )
+            })
+    }
+
+    /// Journals a change before it is made: `planned` is its history row as it will read if
+    /// it succeeds, under `id`. Until [`Store::finish_change`], a restarted daemon finds it in
+    /// [`Store::unfinished_changes`].
+    pub fn begin_change(
+        &self,
+        id: i64,
+        planned: &NewHistory,
+        was_running: bool,
+    ) -> anyhow::Result<()> {
+        let mut params = history_params(id, planned)?;
+        params.push(Value::Integer(i64::from(was_running)));
+        self.writer()
+            .prepare_cached(INSERT_INTENT)
+            .and_then(|mut stmt| stmt.execute(rusqlite::params_from_iter(params)))
+            .map(|_| ())
+            .map_err(|e| {
+                self.sql_error(
+                    e,
+                    format_args!("journalling a {} of {}", planned.action, planned.unit),
+                )
+            })
+    }
+
+    /// Ends a journalled change: its history row `row` is written under `id` and the journal
+    /// entry removed, in one transaction. Finishing an id twice is refused by SQLite (the
+    /// history id is unique), so a retry after an unknown outcome cannot write two rows.
+    pub fn finish_change(&self, id: i64, row: &NewHistory) -> anyhow::Result<()> {
+        let params = history_params(id, row)?;
+        let mut conn = self.writer();
+        let what = || format!("recording the end of a {} of {}", row.action, row.unit);
+        let tx = conn.transaction().map_err(|e| self.sql_error(e, what()))?;
+        tx.prepare_cached(INSERT)
+            .and_then(|mut stmt| stmt.execute(rusqlite::params_from_iter(params)))
+            .and_then(|_| tx.execute("DELETE FROM autoscaler_intents WHERE id = ?1", [id]))
+            .and_then(|_| tx.commit())
+            .map_err(|e| self.sql_error(e, what()))
+    }
+
+    /// Removes a journal entry whose change was never attempted (refused before systemd was
+    /// asked). Removing one that is not there is fine.
+    pub fn drop_change(&self, id: i64) -> anyhow::Result<()> {
+        self.writer()
+            .execute("DELETE FROM autoscaler_intents WHERE id = ?1", [id])
+            .map(|_| ())
+            .map_err(|e| self.sql_error(e, "removing an unused journal entry"))
+    }
+
+    /// The journalled changes that never finished, oldest first.
+    pub fn unfinished_changes(&self) -> anyhow::Result<Vec<Intent>> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(SELECT_INTENT)
+            .map_err(|e| self.sql_error(e, "preparing the journal query"))?;
+        stmt.query_map([], |r| {
+            let unit: String = r.get(15)?;
+            let unit = UnitName::parse(&unit).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    15,
+                    rusqlite::types::Type::Text,
+                    e.to_string().into(),
+                )
             })?;
-        Ok(conn.last_insert_rowid())
+            let row = from_row(&unit, r)?;
+            Ok(Intent {
+                id: row.id,
+                planned: NewHistory {
+                    unit,
+                    at: row.at,
+                    action: row.action,
+                    trigger_type: row.trigger_type,
+                    reason: row.reason,
+                    old: row.old,
+                    new: row.new,
+                    status: row.status,
+                    error_message: None,
+                },
+                was_running: r.get::<_, i64>(16)? != 0,
+            })
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(|e| self.sql_error(e, "reading the journal of unfinished changes"))
     }
 
     /// The newest `limit` history rows of `unit`, newest first.
@@ -173,6 +276,30 @@ impl Store {
             })
             .map_err(|e| self.sql_error(e, format_args!("reading the last action of {unit}")))
     }
+}
+
+/// A history row's parameters for [`INSERT`], under `id`.
+fn history_params(id: i64, h: &NewHistory) -> anyhow::Result<Vec<Value>> {
+    let (old, new) = (limit_values(&h.old, "old")?, limit_values(&h.new, "new")?);
+    Ok(vec![
+        Value::Text(format_ts(h.at)),
+        Value::Text(h.action.as_str().to_string()),
+        Value::Text(h.trigger_type.as_str().to_string()),
+        Value::Text(h.reason.clone()),
+        old.cpu,
+        old.memory_gib,
+        old.tasks,
+        new.cpu,
+        new.memory_gib,
+        new.tasks,
+        Value::Text(h.status.as_str().to_string()),
+        h.error_message.clone().map_or(Value::Null, Value::Text),
+        Value::Text(h.unit.as_str().to_string()),
+        Value::Integer(h.at.0),
+        old.memory_bytes,
+        new.memory_bytes,
+        Value::Integer(id),
+    ])
 }
 
 /// One side's limits as the spec's three columns plus the exact memory bytes.

@@ -38,6 +38,7 @@ pub mod when;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -46,7 +47,7 @@ use autoscaler_core::UnitName;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use rusqlite_migration::SchemaVersion;
 
-pub use history::{HistoryRow, NewHistory};
+pub use history::{HistoryRow, Intent, NewHistory};
 pub use metrics::{MetricBucket, MetricRow, Stat};
 pub use range::RangeData;
 pub use when::format_ts;
@@ -67,6 +68,9 @@ struct Inner {
     reader: Mutex<Connection>,
     /// Finished buckets of the ranges charts asked for (see `range`).
     buckets: range::BucketCache,
+    /// The last history id handed out: ids are given before a row is written, so a change is
+    /// journalled under the id its history row will have (see [`Store::begin_change`]).
+    last_history_id: AtomicI64,
 }
 
 impl fmt::Debug for Store {
@@ -128,6 +132,17 @@ impl Store {
             .pragma_update(None, "query_only", true)
             .map_err(|e| sql_error(e, path, "setting the reader connection query_only"))?;
 
+        let last_history_id = writer
+            .query_row(
+                "SELECT max(coalesce((SELECT max(id) FROM autoscaler_history), 0),
+                            coalesce((SELECT max(id) FROM autoscaler_intents), 0),
+                            coalesce((SELECT seq FROM sqlite_sequence
+                                      WHERE name = 'autoscaler_history'), 0))",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| sql_error(e, path, "reading the last history id"))?;
+
         Ok(Store {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
@@ -135,6 +150,7 @@ impl Store {
                 writer: Mutex::new(writer),
                 reader: Mutex::new(reader),
                 buckets: range::BucketCache::default(),
+                last_history_id: AtomicI64::new(last_history_id),
             }),
         })
     }
@@ -147,6 +163,12 @@ impl Store {
     /// The unit whose config is the spec's row id = 1.
     pub fn default_unit(&self) -> &UnitName {
         &self.inner.default_unit
+    }
+
+    /// A new history id, never handed out before by this store (nor stored in the file when
+    /// it was opened). This process is the history's only writer.
+    pub fn reserve_history_id(&self) -> i64 {
+        self.inner.last_history_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// The schema version this build writes.

@@ -192,9 +192,20 @@ CREATE TABLE autoscaler_learned (
 );
 ";
 
+/// Version 3: the journal of changes (issue 11). A change is written here, with the id its
+/// history row will have, before systemd is touched, and moved to `autoscaler_history` in one
+/// transaction once it ended; a row left here was interrupted, and a restarted daemon
+/// reconciles it with what systemd reports. The columns are the history's (`status` as
+/// planned: success), plus whether the unit was running (a restart-strategy change that is rolled back starts it again).
+const V3: &str = "
+CREATE TABLE autoscaler_intents AS SELECT * FROM autoscaler_history WHERE 0;
+ALTER TABLE autoscaler_intents ADD COLUMN was_running INTEGER NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX autoscaler_intents_id ON autoscaler_intents (id);
+";
+
 pub(crate) fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3)])
 }
 
 /// The schema version this build writes (`PRAGMA user_version` after all migrations).
-pub(crate) const VERSION: usize = 2;
+pub(crate) const VERSION: usize = 3;

@@ -1080,3 +1080,65 @@ fn range_actions_are_the_ones_in_the_range() -> anyhow::Result<()> {
     assert_eq!(between[0].at, Millis(T0 + 60_000));
     Ok(())
 }
+
+/// The journal: a change begun and never finished is found after a reopen; finishing it
+/// moves it to the history under the id it was given, once; ids never repeat across reopens.
+#[test]
+fn journalled_changes_survive_a_restart_and_finish_once() {
+    let (_dir, path) = temp_db();
+    let u = unit("web.service");
+    let mut planned = history_entry(&u, T0, "scale_up", STATUS_SUCCESS);
+    planned.old = Limits::new(100, 2, 100);
+    planned.new = Limits::new(250, 3, 100);
+    let begun = {
+        let store = open(&path);
+        let done = store.insert_history(&history_entry(&u, T0 - 1000, "scale_up", STATUS_SUCCESS));
+        let done = done.expect("history row");
+        let begun = store.reserve_history_id();
+        assert!(begun > done, "{begun} after {done}");
+        store.begin_change(begun, &planned, true).expect("journal");
+        let dropped = store.reserve_history_id();
+        store
+            .begin_change(dropped, &planned, false)
+            .expect("journal");
+        store.drop_change(dropped).expect("drop");
+        store.drop_change(dropped).expect("dropping twice is fine");
+        begun
+    };
+
+    let store = open(&path);
+    let left = store.unfinished_changes().expect("journal");
+    assert_eq!(
+        left,
+        vec![crate::Intent {
+            id: begun,
+            planned: planned.clone(),
+            was_running: true,
+        }]
+    );
+    assert!(store.reserve_history_id() > begun);
+    assert!(
+        store
+            .history(&u, 10)
+            .expect("history")
+            .iter()
+            .all(|h| h.id != begun)
+    );
+
+    let mut ended = planned.clone();
+    ended.status = Status::Failed;
+    ended.error_message = Some("the daemon stopped during this change".into());
+    store.finish_change(begun, &ended).expect("finish");
+    assert!(store.unfinished_changes().expect("journal").is_empty());
+    let row = store.history(&u, 1).expect("history").remove(0);
+    assert_eq!(
+        (row.id, row.status, row.new),
+        (begun, Status::Failed, planned.new)
+    );
+    assert_eq!(row.error_message, ended.error_message);
+    assert!(
+        store.finish_change(begun, &ended).is_err(),
+        "a change finishes once"
+    );
+    assert_eq!(store.history(&u, 10).expect("history").len(), 2);
+}

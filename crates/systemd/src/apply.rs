@@ -153,8 +153,10 @@ impl std::error::Error for ApplyError {
 /// How long a restart (and a rollback's start) may take before it counts as failed.
 pub const RESTART_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Suffix of the copy of the unit file the restart strategy keeps.
+/// Suffix of the copy of the unit file the restart strategy keeps while it changes the file.
 pub const BACKUP_SUFFIX: &str = ".autoscaler-backup";
+/// Suffix of the file written beside its target and renamed over it.
+const TMP_SUFFIX: &str = ".autoscaler-tmp";
 
 /// Puts the set fields of `new` on `unit` with `strategy`. Fields that are `None` are left
 /// as they are.
@@ -257,6 +259,7 @@ async fn live(sd: &Systemd, unit: &UnitName, new: &Limits) -> Result<Limits, Fai
     sd.set_limits(unit, &wanted)
         .await
         .map_err(|e| (e.to_string(), Rollback::NothingChanged, Some(e)))?;
+    crate::crash::point("live-set");
     let checked = match sd.inspect(unit).await {
         Ok(after) => match mismatch(&after, new) {
             None => return Ok(after.limits),
@@ -375,6 +378,7 @@ async fn restart(sd: &Systemd, unit: &UnitName, new: &Limits) -> Result<Limits, 
             backup.display()
         ))
     })?;
+    crate::crash::point("restart-backup");
     let mut drop_ins = Vec::new();
     for p in live_drop_ins(&before, unit, new) {
         let bytes = tokio::fs::read(&p)
@@ -397,6 +401,7 @@ async fn restart(sd: &Systemd, unit: &UnitName, new: &Limits) -> Result<Limits, 
         write_atomic(&undo.file, rewritten.as_bytes(), &undo.file)
             .await
             .map_err(|e| (format!("writing {}: {e}", undo.file.display()), None))?;
+        crate::crash::point("restart-file");
         for (p, _) in &undo.drop_ins {
             tokio::fs::remove_file(p).await.map_err(|e| {
                 (
@@ -406,9 +411,11 @@ async fn restart(sd: &Systemd, unit: &UnitName, new: &Limits) -> Result<Limits, 
             })?;
         }
         sd.reload().await.map_err(|e| (e.to_string(), Some(e)))?;
+        crate::crash::point("restart-reload");
         sd.restart_and_wait(unit, true, RESTART_TIMEOUT)
             .await
             .map_err(|e| (format!("restart: {e}"), None))?;
+        crate::crash::point("restart-restarted");
         let after = sd
             .inspect(unit)
             .await
@@ -419,14 +426,60 @@ async fn restart(sd: &Systemd, unit: &UnitName, new: &Limits) -> Result<Limits, 
         }
     }
     .await;
+    // The backup lives as long as the change: a backup left behind means a change was cut
+    // short, and `recover` puts it back.
     match outcome {
-        Ok(limits) => Ok(limits),
+        Ok(limits) => {
+            remove_backup(&backup).await;
+            Ok(limits)
+        }
         Err((what, cause)) => {
             tracing::warn!(%unit, %what, "restart apply failed; rolling back");
             let rollback = roll_back(sd, unit, &undo).await;
+            if matches!(rollback, Rollback::Done(_)) {
+                remove_backup(&backup).await;
+            }
             Err((what, rollback, cause))
         }
     }
+}
+
+async fn remove_backup(backup: &Path) {
+    if let Err(e) = tokio::fs::remove_file(backup).await {
+        tracing::warn!("removing the unit file's backup {}: {e}", backup.display());
+    }
+}
+
+/// After a daemon died in the middle of a change to `unit`: when the restart strategy's
+/// backup of its unit file is still there, that change was cut short somewhere between the
+/// backup and its end. The file is put back byte for byte, systemd reloads, the unit starts
+/// again if it was running, and the backup goes; the outcome says how that went. Stray temp
+/// files beside the unit file are removed either way. `None`: no backup, so nothing of the
+/// restart strategy's is left to undo (the change never began, or it finished).
+pub async fn recover(sd: &Systemd, unit: &UnitName, was_running: bool) -> Option<Rollback> {
+    let fragment = sd.inspect(unit).await.ok()?.fragment_path?;
+    let file = tokio::fs::canonicalize(&fragment).await.ok()?;
+    let backup = with_suffix(&file, BACKUP_SUFFIX);
+    for stray in [
+        with_suffix(&file, TMP_SUFFIX),
+        with_suffix(&backup, TMP_SUFFIX),
+    ] {
+        if tokio::fs::remove_file(&stray).await.is_ok() {
+            tracing::warn!(%unit, "removed the stray temp file {}", stray.display());
+        }
+    }
+    let original = tokio::fs::read(&backup).await.ok()?;
+    let undo = Undo {
+        file,
+        original,
+        drop_ins: Vec::new(),
+        was_running,
+    };
+    let rollback = roll_back(sd, unit, &undo).await;
+    if matches!(rollback, Rollback::Done(_)) {
+        remove_backup(&backup).await;
+    }
+    Some(rollback)
 }
 
 /// Restores the unit file and the removed drop-ins byte for byte, reloads, and starts the
@@ -482,7 +535,7 @@ async fn write_atomic(path: &Path, bytes: &[u8], mode_from: &Path) -> std::io::R
     let (path, bytes, mode_from) = (path.to_path_buf(), bytes.to_vec(), mode_from.to_path_buf());
     tokio::task::spawn_blocking(move || {
         use std::io::Write;
-        let tmp = with_suffix(&path, ".autoscaler-tmp");
+        let tmp = with_suffix(&path, TMP_SUFFIX);
         let perms = std::fs::metadata(&mode_from)?.permissions();
         let result = (|| {
             let mut f = std::fs::File::create(&tmp)?;

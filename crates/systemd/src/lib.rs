@@ -8,6 +8,7 @@
 //!   typed [`Error`] has [`Error::UnitNotFound`] for units the manager cannot use.
 //! - [`apply`]: [`apply()`] with a [`Strategy`] (live, restart, dry-run); reads back what
 //!   systemd did and rolls back a change that did not take ([`ApplyError`], [`Rollback`]).
+//! - [`crash`]: crash points for the fault-injection tests (debug builds only).
 //! - [`unit_file`]: [`rewrite_limits`], the pure unit-file rewrite behind the restart
 //!   strategy.
 //!
@@ -17,9 +18,10 @@
 //! a file path.
 
 pub mod apply;
+pub mod crash;
 pub mod manager;
 pub mod unit_file;
 
-pub use apply::{Applied, ApplyError, Rollback, Strategy, apply};
+pub use apply::{Applied, ApplyError, Rollback, Strategy, apply, recover};
 pub use manager::{Bus, Error, Systemd, UnitInfo};
 pub use unit_file::rewrite_limits;

@@ -17,7 +17,17 @@ use std::time::Duration;
 use autoscaler::engine::{
     Actuator, ApplyError, ApplyErrorKind, Clock, Probe, Rollback, Sampled, UnitView,
 };
-use autoscaler_core::{Counters, Limits, Millis, Signals, UnitName};
+use autoscaler_core::{Counters, GIB, Host, Limits, Millis, Signals, UnitName};
+
+/// 2026-11-30 12:00 UTC: where the fast tests' fake clocks start (any fixed time will do).
+pub const T0: Millis = Millis(1_796_040_000_000);
+
+/// The host the fast tests' engines run on: 16 cores, 64 GiB.
+pub const HOST: Host = Host {
+    cores: 16,
+    memory_bytes: 64 * GIB,
+    max_tasks: 4_194_304,
+};
 
 /// The longest a hung `sample` blocks its thread, in real time.
 pub const HANG_LIMIT: Duration = Duration::from_secs(30);
@@ -312,6 +322,11 @@ impl Actuator for FakeSystemd {
                 rollback: Rollback::NothingChanged,
             }),
         }
+    }
+
+    /// The fake applies live, in one step: nothing is ever left half done.
+    async fn recover(&self, _unit: &UnitName, _was_running: bool) -> Option<Rollback> {
+        None
     }
 
     fn strategy(&self) -> &'static str {

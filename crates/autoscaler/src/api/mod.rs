@@ -133,6 +133,10 @@ impl From<EngineError> for ApiError {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 body: json!({ "error": message, "retry_after_seconds": retry_after_secs }),
             },
+            EngineError::StoreUnavailable { reason } => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                body: json!({ "error": message, "reason": reason }),
+            },
             EngineError::Internal(_) => ApiError {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 body: json!({ "error": message }),

@@ -5,6 +5,8 @@
 use autoscaler_core::{
     Action, Bounds, Config, Limits, Millis, Mode, Status, TriggerType, UnitName,
 };
+use std::time::Duration;
+
 use autoscaler_store::{HistoryRow, NewHistory};
 
 use super::run::Engine;
@@ -29,7 +31,55 @@ fn changed(old: &Limits, new: &Limits) -> Limits {
     }
 }
 
+/// One change to a unit's limits, as decided (automatically or by a manual scale).
+pub(super) struct Change {
+    pub action: Action,
+    pub trigger: TriggerType,
+    pub reason: String,
+    /// The limits systemd reported before the change.
+    pub old: Limits,
+    pub new: Limits,
+    pub at: Millis,
+    /// Whether the unit was running: a change undone after a crash starts it again.
+    pub was_running: bool,
+}
+
+/// How long the journal entry of a change may take to be written before the change is
+/// refused. A busy database holds a write up to `BUSY_TIMEOUT`; a change waits a little less.
+const JOURNAL_TIMEOUT: Duration = Duration::from_secs(4);
+
 impl<P: Probe, A: Actuator> Engine<P, A> {
+    /// Writes a change's journal entry off the engine task, or refuses the change.
+    async fn journal(
+        &mut self,
+        id: i64,
+        planned: &NewHistory,
+        was_running: bool,
+    ) -> Result<(), EngineError> {
+        let (store, row) = (self.store.clone(), planned.clone());
+        let write = tokio::task::spawn_blocking(move || store.begin_change(id, &row, was_running));
+        let reason = match tokio::time::timeout(JOURNAL_TIMEOUT, write).await {
+            Ok(Ok(Ok(()))) => {
+                autoscaler_systemd::crash::point("journalled");
+                return Ok(());
+            }
+            Ok(Ok(Err(e))) => format!("{e:#}"),
+            Ok(Err(e)) => format!("the journal write failed: {e}"),
+            Err(_) => format!("no answer within {} s", JOURNAL_TIMEOUT.as_secs()),
+        };
+        // A write that answered late may still land: take it back, so no restart reads it
+        // as a change that was begun.
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.drop_change(id) {
+                tracing::warn!("removing the journal entry {id} of a refused change: {e:#}");
+            }
+        });
+        self.loop_stats.store_errors += 1;
+        tracing::error!(unit = %planned.unit, "{} refused, not journalled: {reason}", planned.action);
+        Err(EngineError::StoreUnavailable { reason })
+    }
+
     pub(super) fn set_mode(
         &mut self,
         unit: &UnitName,
@@ -54,7 +104,12 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         Bounds::new(&new, &self.host)?;
         self.store
             .save_config(&self.units[i].name, &new)
-            .map_err(|e| EngineError::Internal(format!("{e:#}")))?;
+            .map_err(|e| {
+                self.loop_stats.store_errors += 1;
+                EngineError::StoreUnavailable {
+                    reason: format!("{e:#}"),
+                }
+            })?;
         // Setting the mode, by any route, is how someone acknowledges a failure; a refused
         // change acknowledges nothing, so this comes after every check.
         if new.mode != self.units[i].config.mode {
@@ -115,33 +170,38 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             req.reason
         };
         let at = self.clock.wall();
-        self.apply(
-            i,
-            Action::ManualScale,
-            TriggerType::Manual,
-            &reason,
-            view.limits,
+        let change = Change {
+            action: Action::ManualScale,
+            trigger: TriggerType::Manual,
+            reason,
+            old: view.limits,
             new,
             at,
-        )
-        .await
+            was_running: view.is_running(),
+        };
+        self.apply(i, change).await
     }
 
-    /// Applies new limits and writes the history row, success or failure.
+    /// Applies a change and writes its history row, success or failure.
     ///
-    /// The unit's state changes before the store is written: a store that fails must not
-    /// leave a success without its cooldown, nor a failure with the mode still enabled.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn apply(
-        &mut self,
-        i: usize,
-        action: Action,
-        trigger: TriggerType,
-        reason: &str,
-        old: Limits,
-        new: Limits,
-        at: Millis,
-    ) -> Result<HistoryRow, EngineError> {
+    /// The change is journalled before systemd is asked (see [`Store::begin_change`]): a daemon
+    /// killed at any moment after that leaves an entry that the next one reconciles with what
+    /// systemd reports ([`Engine::reconcile`]). A change the journal did not take is not made.
+    /// The unit's state changes before its history row is written: a store that fails must
+    /// not leave a success without its cooldown, nor a failure with the mode still enabled.
+    ///
+    /// [`Store::begin_change`]: autoscaler_store::Store::begin_change
+    pub(super) async fn apply(&mut self, i: usize, c: Change) -> Result<HistoryRow, EngineError> {
+        let Change {
+            action,
+            trigger,
+            reason,
+            old,
+            new,
+            at,
+            was_running,
+        } = c;
+        let reason = reason.as_str();
         let name = self.units[i].name.clone();
         // The invariant every change passes, automatic or manual: what it changes is in bounds.
         Bounds::new(&self.units[i].config, &self.host)?.check(&changed(&old, &new))?;
@@ -151,6 +211,19 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                 retry_after_secs: wait,
             });
         }
+        let id = self.store.reserve_history_id();
+        let planned = NewHistory {
+            unit: name.clone(),
+            at,
+            action,
+            trigger_type: trigger,
+            reason: reason.to_string(),
+            old,
+            new,
+            status: Status::Success,
+            error_message: None,
+        };
+        self.journal(id, &planned, was_running).await?;
         self.units[i].note_change(at);
         self.units[i].applying = true;
         self.publish();
@@ -168,6 +241,9 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                 }),
             };
         self.units[i].applying = false;
+        if result.is_ok() {
+            autoscaler_systemd::crash::point("applied");
+        }
         let status = match &result {
             Ok(after) => {
                 tracing::info!(unit = %name, %action, %trigger, "{reason}");
@@ -194,21 +270,14 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             }
         };
         let row = NewHistory {
-            unit: name.clone(),
-            at,
-            action,
-            trigger_type: trigger,
-            reason: reason.to_string(),
-            old,
-            new,
             status,
             error_message: result.as_ref().err().map(ApplyError::to_string),
+            ..planned
         };
-        // 0 when the history could not be written: the change itself stands, and is logged.
-        let id = self.store.insert_history(&row).unwrap_or_else(|e| {
+        if let Err(e) = self.store.finish_change(id, &row) {
+            // The journal entry stays, so the next start records the change from it.
             tracing::error!(unit = %name, "writing the history row failed: {e:#}; {action}: {reason}");
-            0
-        });
+        }
         match result {
             Ok(_) => Ok(HistoryRow {
                 id,

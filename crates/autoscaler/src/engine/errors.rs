@@ -96,6 +96,9 @@ pub enum EngineError {
     },
     /// Too many changes to this unit in the last minute; nothing changed.
     RateLimited { unit: String, retry_after_secs: u64 },
+    /// The database could not be written (a config, or a change's journal entry), so nothing
+    /// was changed: no limit may be in force that the history could miss.
+    StoreUnavailable { reason: String },
     /// The store or the engine itself failed.
     Internal(String),
 }
@@ -140,6 +143,11 @@ impl fmt::Display for EngineError {
                 f,
                 "unit {unit} had {MAX_CHANGES_PER_MINUTE} limit changes in the last minute, the most allowed; \
                  try again in {retry_after_secs}s"
+            ),
+            EngineError::StoreUnavailable { reason } => write!(
+                f,
+                "the database cannot be written now ({reason}); nothing was changed: every \
+                 change is journalled before it is made"
             ),
             EngineError::Internal(m) => write!(f, "internal error: {m}"),
         }

@@ -22,7 +22,10 @@
 //! - `handle.rs`: [`EngineHandle`], the fronts' access; `range.rs`: its range query.
 //! - `run.rs`: the event loop and scheduling.
 //! - `sampler.rs`: a unit's reading, taken off the engine task with a timeout.
-//! - `apply.rs`: config changes, manual scales and applying limits, with their brakes.
+//! - `apply.rs`: config changes, manual scales and applying limits, with their brakes; every
+//!   change is journalled in the store before systemd is asked.
+//! - `recover.rs`: at startup, the journal's unfinished changes settled with what systemd
+//!   reports.
 //! - `state.rs`: one unit's state and the snapshot fronts read.
 //!
 //! **Invariant:** the engine task never blocks and never waits on a unit's probe: readings
@@ -34,6 +37,7 @@ pub mod clock;
 mod errors;
 mod handle;
 mod range;
+mod recover;
 mod run;
 mod sampler;
 mod state;
@@ -61,6 +65,16 @@ pub struct UnitView {
     pub main_pid: Option<u32>,
     pub control_group: Option<String>,
     pub limits: Limits,
+}
+
+impl UnitView {
+    /// Running, or on its way (a unit being started or reloaded counts).
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self.active_state.as_str(),
+            "active" | "activating" | "reloading"
+        )
+    }
 }
 
 /// Reads a unit's state, usage and workload. Implemented by the daemon's adapters.
@@ -92,6 +106,15 @@ pub trait Actuator: Send + Sync + 'static {
         old: &Limits,
         new: &Limits,
     ) -> impl Future<Output = Result<Limits, ApplyError>> + Send;
+    /// After a restart, for a change the previous daemon journalled and never finished: undoes
+    /// whatever of it the strategy left half done (the restart strategy's unit file backup),
+    /// and says how that went. `None`: nothing was left half done; what systemd reports now
+    /// tells whether the change took.
+    fn recover(
+        &self,
+        unit: &UnitName,
+        was_running: bool,
+    ) -> impl Future<Output = Option<Rollback>> + Send;
     /// "live", "restart" or "dry-run".
     fn strategy(&self) -> &'static str;
 }
@@ -140,6 +163,8 @@ pub struct LoopStats {
     pub last_lag_seconds: f64,
     pub max_lag_seconds: f64,
     pub apply_failures: u64,
+    /// Store reads and writes that failed (each is logged).
+    pub store_errors: u64,
 }
 
 /// Starts the engine task. It runs until `shutdown` resolves, then returns.

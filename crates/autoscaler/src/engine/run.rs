@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::IDLE_WAKE;
+use super::apply::Change;
 use super::handle::Command;
 use super::sampler::{self, Outcome, Reading, StuckRead};
 use super::state::UnitState;
@@ -109,6 +110,8 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         let Some(mut readings) = self.readings_rx.take() else {
             return;
         };
+        self.reconcile().await;
+        self.publish();
         loop {
             self.rounds.send_modify(|n| *n = n.wrapping_add(1));
             let (next, when) = self
@@ -317,8 +320,15 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             return;
         };
         // A failure is recorded on the unit and in the history; the loop goes on.
-        let _ = self
-            .apply(i, action, trigger, &d.reason(), view.limits, new, at)
-            .await;
+        let change = Change {
+            action,
+            trigger,
+            reason: d.reason(),
+            old: view.limits,
+            new,
+            at,
+            was_running: view.is_running(),
+        };
+        let _ = self.apply(i, change).await;
     }
 }

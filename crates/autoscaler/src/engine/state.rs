@@ -122,6 +122,18 @@ impl UnitState {
             .map(|(a, s, n)| ((a, s), n))
             .collect();
         let last = store.last_action(&name)?.map(|h| h.at);
+        // The rate limit counts attempts, so it goes on from the history's last minute.
+        let changes = store
+            .history_between(
+                &name,
+                Millis(now.0 - 60_000),
+                Millis(now.0 + 1),
+                super::MAX_CHANGES_PER_MINUTE as u32,
+            )?
+            .into_iter()
+            .rev()
+            .map(|h| h.at)
+            .collect();
         // Predictions start from the stored last hour rather than from nothing.
         let recent = store
             .metrics_since(&name, Millis(now.0 - 3_600_000), now)?
@@ -163,7 +175,7 @@ impl UnitState {
             features: FeatureLedger::default(),
             prediction: None,
             adaptive: None,
-            changes: VecDeque::new(),
+            changes,
         })
     }
 
