@@ -27,6 +27,8 @@ pub struct Daemon {
     bin: PathBuf,
     env: Vec<(String, String)>,
     args: Vec<String>,
+    /// Environment for the next start only (e.g. a crash point).
+    once: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -43,6 +45,7 @@ impl Daemon {
             bin: bin.to_path_buf(),
             env: sandbox.env(),
             args: args.iter().map(|s| s.to_string()).collect(),
+            once: Vec::new(),
         };
         d.spawn()?;
         Ok(d)
@@ -51,6 +54,49 @@ impl Daemon {
     /// Stops the daemon (SIGTERM, as systemd would) and starts it again on the same store.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop()?;
+        self.spawn()
+    }
+
+    /// Stops the daemon and starts it again on the same store, built to die at the crash point
+    /// `point` (see `autoscaler_systemd::crash`); for this start only.
+    pub fn restart_to_crash_at(&mut self, point: &str) -> anyhow::Result<()> {
+        self.stop()?;
+        self.once = vec![("AUTOSCALER_CRASH_AT".into(), point.into())];
+        self.spawn()
+    }
+
+    /// Waits for a daemon started to crash to die by itself, and checks that it died at its
+    /// crash point, not of something else. The next [`Daemon::start_again`] starts it afresh.
+    pub fn wait_for_crash(&mut self, point: &str) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            bail!("the daemon is not running");
+        };
+        let status = wait_until(Duration::from_secs(30), "the daemon to crash", || {
+            Ok(child.try_wait()?)
+        });
+        let status = match status {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("{e:#}; log:\n{}", self.log_text());
+            }
+        };
+        let said = format!("crashing at {point},");
+        if status.success() || !self.log_text().contains(&said) {
+            bail!(
+                "the daemon ended with {status}, not at the crash point {point}; log:\n{}",
+                self.log_text()
+            );
+        }
+        Ok(())
+    }
+
+    /// Starts a daemon that is not running (it crashed) again on the same store.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            bail!("the daemon is still running");
+        }
         self.spawn()
     }
 
@@ -99,9 +145,10 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        for (k, v) in &self.env {
+        for (k, v) in self.env.iter().chain(&self.once) {
             cmd.env(k, v);
         }
+        self.once.clear();
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {}", self.bin.display()))?;
