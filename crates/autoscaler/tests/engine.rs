@@ -124,7 +124,7 @@ async fn the_cooldown_holds_across_a_restart_and_streaks_begin_anew() {
     let (sys, units) = system(&["app.service"]);
     let u = &units[0];
     let clock = FakeClock::starting_at(T0);
-    let d = start(&sys, &units, &db, clock);
+    let d = start(&sys, &units, &db, clock.clone());
     // 1.95 of 2 cores: over the 85% threshold at every check.
     sys.set_usage(u, 1.95, 4 * GIB, 50);
     let s = d

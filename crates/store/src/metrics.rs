@@ -164,9 +164,34 @@ impl Store {
         }
         tx.commit().map_err(|e| self.sql_error(e, what))
     }
-    /// Deletes `unit`'s samples older than `older_than` (each unit keeps its own retention),
-    /// with the per-minute rollups whose samples are all gone, in one transaction.
-    pub fn prune_metrics(&self, unit: &UnitName, older_than: Millis) -> anyhow::Result<usize> {
+    /// Applies `unit`'s retention (each unit keeps its own): deletes its samples older than
+    /// `keep_ms` before `now`, but never one newer than the newest sample minus `keep_ms`, so
+    /// a wall clock that jumps ahead cannot empty the store. Returns how many went.
+    pub fn prune_metrics(
+        &self,
+        unit: &UnitName,
+        now: Millis,
+        keep_ms: i64,
+    ) -> anyhow::Result<usize> {
+        let newest: Option<i64> = self
+            .writer()
+            .query_row(
+                "SELECT max(ts_ms) FROM autoscaler_metrics WHERE unit = ?1",
+                [unit.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sql_error(e, format_args!("reading the newest sample of {unit}")))?;
+        let until = newest.map_or(now.0, |n| n.min(now.0));
+        self.prune_older_than(unit, Millis(until.saturating_sub(keep_ms)))
+    }
+
+    /// Deletes `unit`'s samples older than `older_than`, with the per-minute rollups whose
+    /// samples are all gone, in one transaction.
+    pub(crate) fn prune_older_than(
+        &self,
+        unit: &UnitName,
+        older_than: Millis,
+    ) -> anyhow::Result<usize> {
         let mut conn = self.writer();
         let what = format!(
             "deleting the metrics of {unit} older than {}",

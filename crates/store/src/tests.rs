@@ -633,7 +633,7 @@ fn retention_prunes_only_old_rows_of_the_unit_it_is_for() {
             .collect();
         store.insert_metrics(&rows).expect("insert");
         let got = store
-            .prune_metrics(&units[0], Millis(T0 + older_than_secs * 1000))
+            .prune_older_than(&units[0], Millis(T0 + older_than_secs * 1000))
             .expect("prune");
         assert_eq!(got, deleted, "older than {older_than_secs} s");
         let rest = store
@@ -842,7 +842,9 @@ fn the_minute_rollup_gives_the_same_buckets_as_the_samples() {
         }
     }
     // Retention drops whole minutes only once all their samples are gone.
-    store.prune_metrics(&u, Millis(T0 + 90_000)).expect("prune");
+    store
+        .prune_older_than(&u, Millis(T0 + 90_000))
+        .expect("prune");
     let first = store
         .metrics_downsampled(&u, Millis(T0), Millis(T0 + 86_400_000), 60_000)
         .expect("downsample");
@@ -1141,4 +1143,40 @@ fn journalled_changes_survive_a_restart_and_finish_once() {
         "a change finishes once"
     );
     assert_eq!(store.history(&u, 10).expect("history").len(), 2);
+}
+
+/// Retention counts back from the newest sample when the clock says later: a wall clock that
+/// jumps two days ahead keeps the last day of a 24 h retention, not nothing.
+#[test]
+fn retention_never_deletes_the_newest_kept_samples_after_a_clock_jump() {
+    let (_dir, path) = temp_db();
+    let store = open(&path);
+    let u = default_unit();
+    for h in 0..30 {
+        store
+            .insert_metric(&sample(&u, T0 + h * 3_600_000))
+            .expect("sample");
+    }
+    let day = 24 * 3_600_000;
+    let newest = T0 + 29 * 3_600_000;
+    let gone = store
+        .prune_metrics(&u, Millis(newest + 2 * day), day)
+        .expect("prune");
+    assert_eq!(
+        gone, 5,
+        "only the samples over a day older than the newest one go"
+    );
+    let left = store
+        .metrics_since(&u, Millis(0), Millis(i64::MAX))
+        .expect("metrics");
+    assert_eq!(left.first().map(|m| m.at.0), Some(newest - day));
+    assert_eq!(left.len(), 25);
+    // In step with the clock (a new sample an hour later), retention works as before.
+    store
+        .insert_metric(&sample(&u, newest + 3_600_000))
+        .expect("sample");
+    let gone = store
+        .prune_metrics(&u, Millis(newest + 3_600_000), day)
+        .expect("prune");
+    assert_eq!(gone, 1);
 }

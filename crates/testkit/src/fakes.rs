@@ -335,11 +335,13 @@ impl Actuator for FakeSystemd {
 }
 
 /// A wall clock that starts at a chosen time and moves with tokio's clock: with paused time,
-/// `tokio::time::advance` (or auto-advance) moves both.
-#[derive(Debug, Clone, Copy)]
+/// `tokio::time::advance` (or auto-advance) moves both. [`FakeClock::jump`] moves the wall
+/// clock alone, as an administrator or a bad NTP server would. Clones share their jumps.
+#[derive(Debug, Clone)]
 pub struct FakeClock {
     start_wall: Millis,
     start: tokio::time::Instant,
+    jumped_ms: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl FakeClock {
@@ -348,14 +350,25 @@ impl FakeClock {
         FakeClock {
             start_wall: wall,
             start: tokio::time::Instant::now(),
+            jumped_ms: Arc::default(),
         }
+    }
+
+    /// Sets the wall clock `by` ahead (or back, when negative); the monotonic clock goes on.
+    pub fn jump(&self, by: Duration, back: bool) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX / 2);
+        self.jumped_ms.fetch_add(
+            if back { -ms } else { ms },
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 }
 
 impl Clock for FakeClock {
     fn wall(&self) -> Millis {
         let elapsed = tokio::time::Instant::now().saturating_duration_since(self.start);
-        Millis(self.start_wall.0 + i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        let jumped = self.jumped_ms.load(std::sync::atomic::Ordering::Relaxed);
+        Millis(self.start_wall.0 + i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX) + jumped)
     }
 }
 
@@ -401,7 +414,7 @@ impl FakeDaemon {
                 .collect(),
             host,
             store,
-            clock: Arc::new(clock),
+            clock: Arc::new(clock.clone()),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (engine, task) =

@@ -129,6 +129,14 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
     );
     let checks = f.counter("autoscaler_checks", "Checks run since start");
     let failures = f.counter("autoscaler_apply_failures", "Failed applies since start");
+    let store_errors = f.counter(
+        "autoscaler_store_errors",
+        "Store reads and writes that failed since start",
+    );
+    let clock_jumps = f.counter(
+        "autoscaler_clock_jumps",
+        "Times the wall clock jumped since start (rules go by the monotonic clock)",
+    );
 
     for u in &snap.units {
         let unit = u.name.as_str();
@@ -213,6 +221,12 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
     failures
         .get_or_create(&vec![])
         .inc_by(ls.apply_failures as f64);
+    store_errors
+        .get_or_create(&vec![])
+        .inc_by(ls.store_errors as f64);
+    clock_jumps
+        .get_or_create(&vec![])
+        .inc_by(ls.clock_jumps as f64);
 
     let mut body = String::new();
     if let Err(e) = encode(&mut body, &f.reg) {

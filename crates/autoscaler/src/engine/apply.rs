@@ -151,7 +151,8 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             })?;
         let new = view.limits.overlay(req.limits);
         // Refused requests change nothing, the mode included.
-        if let Some(wait) = self.units[i].rate_wait(self.clock.wall()) {
+        let now = self.now();
+        if let Some(wait) = self.units[i].rate_wait(now) {
             return Err(EngineError::RateLimited {
                 unit: name.to_string(),
                 retry_after_secs: wait,
@@ -169,7 +170,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         } else {
             req.reason
         };
-        let at = self.clock.wall();
+        let at = now;
         let change = Change {
             action: Action::ManualScale,
             trigger: TriggerType::Manual,
@@ -214,7 +215,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         let id = self.store.reserve_history_id();
         let planned = NewHistory {
             unit: name.clone(),
-            at,
+            at: self.wall(at),
             action,
             trigger_type: trigger,
             reason: reason.to_string(),
@@ -298,7 +299,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             Err(e) => {
                 let message = e.to_string();
                 self.units[i].last_failure = Some(Failure {
-                    at,
+                    at: row.at,
                     message: message.clone(),
                     history_id: id,
                     rollback: e.rollback.clone(),

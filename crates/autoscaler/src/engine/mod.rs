@@ -165,6 +165,8 @@ pub struct LoopStats {
     pub apply_failures: u64,
     /// Store reads and writes that failed (each is logged).
     pub store_errors: u64,
+    /// Times the wall clock jumped (see `clock::CLOCK_JUMP_MS`).
+    pub clock_jumps: u64,
 }
 
 /// Starts the engine task. It runs until `shutdown` resolves, then returns.

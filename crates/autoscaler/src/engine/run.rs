@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::IDLE_WAKE;
 use super::apply::Change;
+use super::clock::{CLOCK_JUMP_MS, Timeline};
 use super::handle::Command;
 use super::sampler::{self, Outcome, Reading, StuckRead};
 use super::state::UnitState;
@@ -55,6 +56,11 @@ pub(super) struct Engine<P, A> {
     pub(super) probe: Arc<P>,
     pub(super) actuator: A,
     pub(super) clock: Arc<dyn Clock>,
+    /// The time the rules count in (see [`Timeline`]).
+    timeline: Timeline,
+    /// How far the wall clock is from the timeline, as of the last round: what turns a
+    /// timeline time into the wall-clock time stored for it.
+    wall_offset_ms: i64,
     pub(super) loop_stats: LoopStats,
     /// Where the fronts read the state: published after every event, and while a change is
     /// being applied (so `applying` can be seen).
@@ -76,8 +82,11 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         snapshot_tx: watch::Sender<Arc<Snapshot>>,
     ) -> Self {
         let now = clock.instant();
+        let timeline = Timeline::starting_now(clock.as_ref());
         let (readings_tx, readings_rx) = mpsc::channel(64);
         Engine {
+            timeline,
+            wall_offset_ms: 0,
             due: units.iter().map(|_| now).collect(),
             follow_up: units.iter().map(|_| None).collect(),
             reading: units.iter().map(|_| false).collect(),
@@ -94,6 +103,33 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             readings_rx: Some(readings_rx),
             rounds: watch::Sender::new(0),
         }
+    }
+
+    /// Now, on the timeline the rules count in.
+    pub(super) fn now(&self) -> Millis {
+        self.timeline.at(self.clock.instant())
+    }
+
+    /// The wall-clock time to store for the timeline time `at`.
+    pub(super) fn wall(&self, at: Millis) -> Millis {
+        Millis(at.0.saturating_add(self.wall_offset_ms))
+    }
+
+    /// Notices a wall clock that jumped since the last round: rules go on by the timeline,
+    /// stored times follow the wall clock from now on, and the log and `/metrics` say so.
+    fn watch_the_wall_clock(&mut self) {
+        let offset = self.clock.wall().0 - self.now().0;
+        let jump = offset - self.wall_offset_ms;
+        if jump.abs() > CLOCK_JUMP_MS {
+            self.loop_stats.clock_jumps += 1;
+            tracing::warn!(
+                "the wall clock jumped {} by {:.1} s; cooldowns, streaks and the rate limit go \
+                 on by the monotonic clock, and stored times follow the wall clock",
+                if jump > 0 { "ahead" } else { "back" },
+                jump.abs() as f64 / 1000.0
+            );
+        }
+        self.wall_offset_ms = offset;
     }
 
     /// The loop's round counter, for the handle.
@@ -114,6 +150,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         self.publish();
         loop {
             self.rounds.send_modify(|n| *n = n.wrapping_add(1));
+            self.watch_the_wall_clock();
             let (next, when) = self
                 .due
                 .iter()
@@ -251,14 +288,15 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             self.stuck[i] = None;
         }
         self.reading[i] = true;
-        let (probe, clock, tx) = (
+        let (probe, clock, timeline, tx) = (
             self.probe.clone(),
             self.clock.clone(),
+            self.timeline,
             self.readings_tx.clone(),
         );
         let name = self.units[i].name.clone();
         tokio::spawn(async move {
-            let (outcome, stuck) = sampler::read(probe, clock, name).await;
+            let (outcome, stuck) = sampler::read(probe, clock, timeline, name).await;
             // The engine may have stopped; then nobody needs the reading.
             let _ = tx
                 .send(Box::new(Reading {
@@ -302,12 +340,18 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         let unit = &mut self.units[i];
         let bounds = Bounds::new(&unit.config, &self.host);
         let decision = unit.observe(*sampled, view.limits, bounds.as_ref().ok(), &self.host, at);
-        if let Err(e) = unit.store_metric(&self.store) {
+        let wall_offset = self.wall_offset_ms;
+        if let Err(e) = unit.store_metric(&self.store, wall_offset) {
+            self.loop_stats.store_errors += 1;
             tracing::warn!(unit = %name, "storing a metric failed: {e:#}");
         }
         if unit.should_prune(at) {
-            let cutoff = Millis(at.0 - i64::from(unit.config.metrics_retention_hours) * 3_600_000);
-            if let Err(e) = self.store.prune_metrics(&name, cutoff) {
+            let keep = i64::from(unit.config.metrics_retention_hours) * 3_600_000;
+            // Retention counts the time that really passed: a wall clock that jumped ahead
+            // since the start does not age the samples stored before it.
+            let now = Millis(at.0 + wall_offset.min(0));
+            if let Err(e) = self.store.prune_metrics(&name, now, keep) {
+                self.loop_stats.store_errors += 1;
                 tracing::warn!("pruning metrics failed: {e:#}");
             }
         }

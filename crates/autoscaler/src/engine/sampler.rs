@@ -15,6 +15,7 @@ use autoscaler_core::{Limits, Millis, UnitName};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 
+use super::clock::Timeline;
 use super::{Clock, INSPECT_TIMEOUT, Probe, SAMPLE_TIMEOUT, Sampled, UnitView};
 
 /// A blocking read still running after its timeout.
@@ -53,6 +54,7 @@ fn unavailable(reason: String, limits: Option<Limits>) -> Outcome {
 pub(super) async fn read<P: Probe>(
     probe: Arc<P>,
     clock: Arc<dyn Clock>,
+    timeline: Timeline,
     name: UnitName,
 ) -> (Outcome, Option<StuckRead>) {
     let view = match timeout(INSPECT_TIMEOUT, probe.inspect(&name)).await {
@@ -70,7 +72,7 @@ pub(super) async fn read<P: Probe>(
         let reason = format!("unit is {}; start it to manage it", view.active_state);
         return (unavailable(reason, Some(view.limits)), None);
     }
-    let at = clock.wall();
+    let at = timeline.at(clock.instant());
     let mut job = {
         let (probe, name, view) = (probe.clone(), name.clone(), view.clone());
         tokio::task::spawn_blocking(move || probe.sample(&name, &view, at))

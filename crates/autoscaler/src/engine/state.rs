@@ -297,8 +297,9 @@ impl UnitState {
     }
 
     /// Writes the last observation to the store, if it has a CPU rate, and under `adaptive`
-    /// what the policy has learned so far.
-    pub fn store_metric(&self, store: &Store) -> anyhow::Result<()> {
+    /// what the policy has learned so far. Stored times are wall-clock: `wall_offset_ms` is
+    /// how far the wall clock is from the engine's timeline.
+    pub fn store_metric(&self, store: &Store, wall_offset_ms: i64) -> anyhow::Result<()> {
         let Some(o) = &self.observation else {
             return Ok(());
         };
@@ -306,12 +307,13 @@ impl UnitState {
             return Ok(());
         };
         let u = &o.usage;
+        let at = Millis(u.at.0.saturating_add(wall_offset_ms));
         if self.config.policy == Policy::Adaptive {
-            store.save_learned(&self.name, &self.controller.learned().encode(), u.at)?;
+            store.save_learned(&self.name, &self.controller.learned().encode(), at)?;
         }
         store.insert_metric(&MetricRow {
             unit: self.name.clone(),
-            at: u.at,
+            at,
             cpu_percent: o.evaluation.cpu_percent.unwrap_or(0.0),
             cpu_cores,
             memory_bytes: u.memory_bytes,
@@ -523,7 +525,7 @@ mod tests {
                 };
                 daemon.observe(sampled, limits, Some(&bounds), &host, now);
                 daemon
-                    .store_metric(&store)
+                    .store_metric(&store, 0)
                     .expect("store metric and learned state");
             }
             daemon.controller.learned().encode()
