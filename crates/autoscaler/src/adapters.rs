@@ -225,7 +225,7 @@ impl Actuator for SystemActuator {
     async fn apply(
         &self,
         unit: &UnitName,
-        _old: &Limits,
+        old: &Limits,
         new: &Limits,
     ) -> Result<Limits, ApplyError> {
         let sd = self.managers.get(unit).await.map_err(|e| ApplyError {
@@ -233,7 +233,10 @@ impl Actuator for SystemActuator {
             what: format!("{e:#}"),
             rollback: Rollback::NothingChanged,
         })?;
-        match autoscaler_systemd::apply(&sd, self.strategy, unit, new).await {
+        // Only what changes is written: a CPU-only scale leaves the unit file's other lines
+        // (and systemd's defaults for keys it lacks) alone.
+        let changes = new.changes_from(old);
+        match autoscaler_systemd::apply(&sd, self.strategy, unit, &changes).await {
             Ok(applied) if applied.dry_run => Ok(*new),
             Ok(applied) => Ok(applied.limits_after),
             Err(e) => Err(apply_error(e)),

@@ -1,8 +1,9 @@
 //! `autoscaler serve`: build the adapters, the engine and the HTTP server; stop them cleanly.
 //!
 //! Shutdown is explicit: SIGTERM or SIGINT flips one watch channel, the HTTP server stops
-//! accepting and drains, the engine finishes the event it is handling and returns, and the
-//! store is closed when the last handle drops. Under systemd, [`crate::service`] adds READY,
+//! accepting and drains (requests in flight are answered, for at most the drain timeout),
+//! then the engine finishes the event it is handling and returns, and the store is closed
+//! when the last handle drops. Under systemd, [`crate::service`] adds READY,
 //! the watchdog and reload on SIGHUP.
 
 use anyhow::Context;
@@ -64,7 +65,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         store,
         clock: Arc::new(engine::SystemClock),
     };
-    let (handle, engine_task) = engine::start(setup, probe, actuator, stopped(stop_rx.clone()))?;
+    // The engine stops only after the HTTP server has drained: a request in flight at
+    // SIGTERM still gets the engine's answer, not a 500.
+    let (engine_stop_tx, engine_stop_rx) = watch::channel(false);
+    let (handle, engine_task) = engine::start(setup, probe, actuator, stopped(engine_stop_rx))?;
     crate::service::apply_file_config(&handle, &settings.config).await?;
     let state = AppState {
         engine: handle.clone(),
@@ -73,8 +77,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             cors_origins: settings.cors_origins.clone(),
         },
     };
-    let app =
-        api::router(state.clone()).merge(crate::mcp::http_router(state, stopped(stop_rx.clone())));
+    let app = api::guard(
+        api::router(state.clone()).merge(crate::mcp::http_router(state, stopped(stop_rx.clone()))),
+        settings.token.clone(),
+    );
 
     let signals = crate::service::signals(handle.clone(), overrides, settings.clone());
     tokio::spawn(async move {
@@ -94,7 +100,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // The line tests and scripts wait for; the port is real even with --listen 127.0.0.1:0.
     eprintln!("autoscaler: listening on http://{local}");
     crate::service::ready(&format!("serving on http://{local}"));
-    api::serve(listener, app, stopped(stop_rx)).await?;
+    api::serve(
+        listener,
+        app,
+        stopped(stop_rx),
+        api::ServerLimits::default(),
+    )
+    .await?;
+    let _ = engine_stop_tx.send(true);
     engine_task.await.context("the engine task panicked")?;
     Ok(())
 }

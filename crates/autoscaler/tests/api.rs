@@ -649,7 +649,8 @@ fn schemathesis_finds_no_server_error() {
     w.wait_for_sample().expect("still sampled");
 }
 
-/// With a token, POST and PUT need it and GETs do not; no CORS headers unless configured.
+/// With a token, every request but the page and `/healthz` needs it (reads too), with the
+/// scheme in any case; no CORS headers unless configured.
 #[test]
 fn token_and_cors() {
     need("curl").expect("curl");
@@ -721,10 +722,29 @@ fn token_and_cors() {
             mode,
             401,
         ),
-        ("GET", "/api/autoscaler/status", &[], None, 200),
-        ("GET", "/api/autoscaler/config", &[], None, 200),
-        ("GET", "/api/autoscaler/history?limit=5", &[], None, 200),
-        ("GET", "/metrics", &[], None, 200),
+        // Reads need the token too; the scheme is case-insensitive.
+        ("GET", "/api/autoscaler/status", &[], None, 401),
+        ("GET", "/api/autoscaler/config", &[], None, 401),
+        ("GET", "/api/autoscaler/history?limit=5", &[], None, 401),
+        ("GET", "/api/autoscaler/units", &[], None, 401),
+        ("GET", "/metrics", &[], None, 401),
+        (
+            "GET",
+            "/api/autoscaler/status",
+            &["Authorization: bearer T0ken-s3cret"],
+            None,
+            200,
+        ),
+        (
+            "GET",
+            "/metrics",
+            &["Authorization: BEARER T0ken-s3cret"],
+            None,
+            200,
+        ),
+        // The page and liveness show nothing and stay open.
+        ("GET", "/healthz", &[], None, 200),
+        ("GET", "/", &[], None, 200),
         (
             "POST",
             "/api/autoscaler/mode",

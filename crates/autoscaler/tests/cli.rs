@@ -101,44 +101,50 @@ fn cli_against_a_real_daemon() {
     let env = Via::Env { token: true };
     let no_token = Via::Flags { token: false };
     let table: &[(Via, &[&str], Want)] = &[
-        // Reads need no token, by flag or by env.
+        // Reads need the token too (the daemon has one), by flag or by env.
+        (no_token, &["status"], Want::Fails("Authorization: Bearer")),
         (
-            no_token,
+            Via::Env { token: false },
+            &["history"],
+            Want::Fails("Authorization: Bearer"),
+        ),
+        (
+            flags,
             &["status"],
             Want::Table(&["mode", "enabled", "policy", "balanced", UNIT, "CPU "]),
         ),
         (
-            Via::Env { token: false },
+            env,
             &["status", "--json"],
             Want::Json(|v| v["mode"] == "enabled" && v["unit"] == UNIT),
         ),
         (
-            no_token,
+            flags,
             &["metrics"],
             Want::Table(&["cpu_percent", "memory_gb", "process_count"]),
         ),
         (
-            no_token,
+            flags,
             &["metrics", "--json"],
             Want::Json(|v| v["cpu_percent"].is_number()),
         ),
         (
-            no_token,
+            flags,
             &["config", "get"],
             Want::Table(&["scale_up_cpu_percent", "85", "check_interval_seconds"]),
         ),
         (
-            no_token,
+            flags,
             &["config", "get", "--json"],
             Want::Json(|v| v["scale_up_cpu_percent"] == 85),
         ),
         (
-            no_token,
+            flags,
             &["history"],
             Want::Table(&["no scaling actions yet"]),
         ),
         (
-            no_token,
+            flags,
             &["history", "--json"],
             Want::Json(|v| v.as_array().is_some_and(Vec::is_empty)),
         ),
@@ -209,17 +215,17 @@ fn cli_against_a_real_daemon() {
             Want::Json(|v| v["status"] == "success" && v["new_limits"]["tasks_max"] == 700),
         ),
         (
-            no_token,
+            flags,
             &["history", "--limit", "5"],
             Want::Table(&["ID", "ACTION", "manual_scale", "cli test", "150%/2G/600"]),
         ),
         (
-            no_token,
+            flags,
             &["history", "--limit", "1", "--json"],
             Want::Json(|v| v.as_array().is_some_and(|a| a.len() == 1)),
         ),
         (
-            no_token,
+            flags,
             &["status", "--unit", UNIT],
             Want::Table(&["manual", UNIT]),
         ),
@@ -246,18 +252,14 @@ fn cli_against_a_real_daemon() {
             Want::Fails("outside the allowed range"),
         ),
         (flags, &["scale"], Want::Fails("nothing to scale")),
+        (flags, &["history", "--limit", "0"], Want::Fails("1..=1000")),
         (
-            no_token,
-            &["history", "--limit", "0"],
-            Want::Fails("1..=1000"),
-        ),
-        (
-            no_token,
+            flags,
             &["status", "--unit", "nope.service"],
             Want::Fails("not managed"),
         ),
         (
-            no_token,
+            flags,
             &["status", "--unit", "bad name"],
             Want::Fails("unit"),
         ),

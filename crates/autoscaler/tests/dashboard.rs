@@ -165,7 +165,7 @@ fn dashboard_in_a_real_browser() -> anyhow::Result<()> {
                         let text = e["text"].as_str().unwrap_or("");
                         let phase = e["phase"].as_str().unwrap_or("");
                         text.starts_with("Failed to load resource")
-                            && ((phase == "mode-needs-token" && text.contains("401"))
+                            && ((phase == "load-needs-token" && text.contains("401"))
                                 || ((phase == "out-of-range" || phase == "config")
                                     && text.contains("400")))
                     })
@@ -204,9 +204,11 @@ fn dashboard_in_a_real_browser() -> anyhow::Result<()> {
             "the CPU line drawn on the canvas",
             &|v| v.as_u64().is_some_and(|n| n > 50),
         ),
-        ("/token_focused", "the token field focused on a 401", &|v| {
-            v == "token"
-        }),
+        (
+            "/token_focused",
+            "the token field focused on the first 401",
+            &|v| v == "token",
+        ),
         ("/token_stored", "the token kept in sessionStorage", &|v| {
             v == true
         }),

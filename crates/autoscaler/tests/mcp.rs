@@ -621,9 +621,15 @@ fn daemon_down_every_tool_says_how_to_start_it() {
     }
 }
 
-/// Raw HTTP to `/mcp` with exactly the given headers: (status, body).
+const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}"#;
+
+/// Raw HTTP to `/mcp` with exactly the given headers, posting `initialize`: (status, body).
 fn raw_mcp(url: &str, headers: &[&str]) -> anyhow::Result<(u16, String)> {
-    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}"#;
+    raw_mcp_body(url, headers, INIT)
+}
+
+/// Raw HTTP to `/mcp` with exactly the given headers and body: (status, body).
+fn raw_mcp_body(url: &str, headers: &[&str], init: &str) -> anyhow::Result<(u16, String)> {
     let mut cmd = Command::new("curl");
     cmd.args([
         "-sS",
@@ -706,4 +712,132 @@ fn token_guards_mcp() {
     check_all(&http, &steps, &out);
     // Without the token the SDK cannot even open a session (the curl cases show the 401).
     drive(&http_plan(&url, None, &steps)).expect_err("no token, no session");
+}
+
+/// Raw JSON-RPC lines that rmcp drops or misnames, with the code and id each must get; the
+/// same table runs over stdio and over `/mcp`.
+fn jsonrpc_cases() -> Vec<(&'static str, i64, Value)> {
+    vec![
+        ("{not json", -32700, Value::Null),
+        ("[1,2", -32700, Value::Null),
+        (
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":"oops"}"#,
+            -32602,
+            json!(2),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"nam":"x"}}"#,
+            -32602,
+            json!(3),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":"four","method":"tools/list","params":5}"#,
+            -32602,
+            json!("four"),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"autoscaler_get_status","arguments":7}}"#,
+            -32602,
+            json!(5),
+        ),
+    ]
+}
+
+/// `autoscaler mcp` on stdio answers every line: -32700 for what is not JSON (the client
+/// would otherwise wait forever), -32602 for bad params of a known method, -32601 for an
+/// unknown method; a valid call after them still works.
+#[test]
+fn stdio_answers_parse_errors_and_bad_params() {
+    use std::io::{BufRead, BufReader, Write};
+    let mut child = Command::new(BIN)
+        .args(["mcp", "--url", "http://127.0.0.1:1"])
+        .env("AUTOSCALER_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("autoscaler mcp");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("an answer within 10 s")
+    };
+    writeln!(stdin, "{INIT}").expect("write");
+    assert_eq!(next()["id"], 1);
+    writeln!(
+        stdin,
+        r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#
+    )
+    .expect("write");
+    let mut cases = jsonrpc_cases();
+    cases.push((
+        r#"{"jsonrpc":"2.0","id":6,"method":"nosuch","params":{}}"#,
+        -32601,
+        json!(6),
+    ));
+    for (line, code, id) in cases {
+        writeln!(stdin, "{line}").expect("write");
+        let got = next();
+        assert_eq!(
+            (&got["error"]["code"], &got["id"]),
+            (&json!(code), &id),
+            "{line}: {got}"
+        );
+        assert!(
+            got["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{got}"
+        );
+    }
+    writeln!(stdin, r#"{{"jsonrpc":"2.0","id":7,"method":"tools/list"}}"#).expect("write");
+    let listed = next();
+    assert_eq!(listed["id"], 7);
+    assert_eq!(
+        listed["result"]["tools"].as_array().map(Vec::len),
+        Some(TOOLS.len())
+    );
+    drop(stdin);
+    let status = wait_until(Duration::from_secs(10), "autoscaler mcp to exit", || {
+        Ok(child.try_wait()?)
+    })
+    .expect("exits when stdin closes");
+    assert!(status.success(), "{status}");
+}
+
+/// `/mcp` answers the same: -32700 with HTTP 400 and id null, -32602 with the request's id;
+/// `initialize` still works, and the unit is untouched.
+#[test]
+fn http_answers_parse_errors_and_bad_params() {
+    let w = World::start(&[]).expect("sandbox and daemon");
+    let http = w.http(&[]);
+    let before = http.get_ok("/api/autoscaler/config").expect("config");
+    for (body, code, id) in jsonrpc_cases() {
+        let (status, text) = raw_mcp_body(&w.daemon.url, &[], body).expect("curl");
+        let got: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{body}: {e}: {text}"));
+        let want_status = if id.is_null() { 400 } else { 200 };
+        assert_eq!(status, want_status, "{body}: {text}");
+        assert_eq!(
+            (&got["error"]["code"], &got["id"]),
+            (&json!(code), &id),
+            "{body}: {got}"
+        );
+    }
+    let (status, text) = raw_mcp(&w.daemon.url, &[]).expect("curl");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"serverInfo\""), "{text}");
+    assert_eq!(
+        http.get_ok("/api/autoscaler/config").expect("config"),
+        before
+    );
 }

@@ -78,6 +78,22 @@ impl Limits {
         self
     }
 
+    /// The limits this one changes relative to `old`, the others unset: what a change must
+    /// keep in bounds, and all an actuator should write (a CPU-only request must not put
+    /// the unit's current `TasksMax` into its unit file).
+    pub fn changes_from(&self, old: &Limits) -> Limits {
+        let pick = |o: Option<u64>, n: Option<u64>| if o == n { None } else { n };
+        Limits {
+            cpu_quota: if old.cpu_quota == self.cpu_quota {
+                None
+            } else {
+                self.cpu_quota
+            },
+            memory_max: pick(old.memory_max, self.memory_max),
+            tasks_max: pick(old.tasks_max, self.tasks_max),
+        }
+    }
+
     /// Fields of `other` that are set override this one's (a partial manual request).
     pub fn overlay(self, other: Limits) -> Limits {
         Limits {

@@ -155,7 +155,7 @@ pub const RESTART_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Suffix of the copy of the unit file the restart strategy keeps while it changes the file.
 pub const BACKUP_SUFFIX: &str = ".autoscaler-backup";
-/// Suffix of the file written beside its target and renamed over it.
+/// What the name of a temp file written beside its target and renamed over it contains.
 const TMP_SUFFIX: &str = ".autoscaler-tmp";
 
 /// Puts the set fields of `new` on `unit` with `strategy`. Fields that are `None` are left
@@ -331,8 +331,10 @@ fn live_drop_ins(info: &UnitInfo, unit: &UnitName, new: &Limits) -> Vec<PathBuf>
 /// What a restart changed, so it can be put back.
 struct Undo {
     file: PathBuf,
+    /// The unit file's owner and mode, which every rewrite keeps.
+    meta: std::fs::Metadata,
     original: Vec<u8>,
-    drop_ins: Vec<(PathBuf, Vec<u8>)>,
+    drop_ins: Vec<(PathBuf, Vec<u8>, std::fs::Metadata)>,
     was_running: bool,
 }
 
@@ -342,6 +344,10 @@ async fn restart(sd: &Systemd, unit: &UnitName, new: &Limits) -> Result<Limits, 
         .inspect(unit)
         .await
         .map_err(|e| (e.to_string(), Rollback::NothingChanged, Some(e)))?;
+    // Nothing asked, nothing written and nothing restarted.
+    if settings(new).is_empty() {
+        return Ok(before.limits);
+    }
     let Some(fragment) = before.fragment_path.clone() else {
         return Err(nothing(format!(
             "{unit} has no unit file (FragmentPath is empty)"
@@ -353,11 +359,10 @@ async fn restart(sd: &Systemd, unit: &UnitName, new: &Limits) -> Result<Limits, 
             fragment.display()
         )));
     }
-    // A linked unit file is a symlink: rewrite the file it points to, not the link.
-    let file = tokio::fs::canonicalize(&fragment).await.map_err(|e| {
+    let file = fragment;
+    let meta = unit_file_metadata(&file).await.map_err(|why| {
         nothing(format!(
-            "resolving the unit file {}: {e}",
-            fragment.display()
+            "cannot restart {unit} with new limits: {why}; nothing was written"
         ))
     })?;
     let original = tokio::fs::read(&file)
@@ -371,7 +376,20 @@ async fn restart(sd: &Systemd, unit: &UnitName, new: &Limits) -> Result<Limits, 
     })?;
     let rewritten = rewrite_limits(text, new);
     let backup = with_suffix(&file, BACKUP_SUFFIX);
-    write_atomic(&backup, &original, &file).await.map_err(|e| {
+    // A link planted where the backup goes would be replaced, not followed, by the rename;
+    // still, something that is not our own earlier backup is not ours to replace.
+    match tokio::fs::symlink_metadata(&backup).await {
+        Ok(m) if !m.is_file() => {
+            return Err(nothing(format!(
+                "cannot restart {unit} with new limits: {} exists and is not a regular file \
+                 (a symlink or a directory); the backup of the unit file would replace it. \
+                 Remove it and try again",
+                backup.display()
+            )));
+        }
+        _ => {}
+    }
+    write_atomic(&backup, &original, &meta).await.map_err(|e| {
         nothing(format!(
             "backing up {} to {}: {e}",
             file.display(),
@@ -381,13 +399,18 @@ async fn restart(sd: &Systemd, unit: &UnitName, new: &Limits) -> Result<Limits, 
     crate::crash::point("restart-backup");
     let mut drop_ins = Vec::new();
     for p in live_drop_ins(&before, unit, new) {
-        let bytes = tokio::fs::read(&p)
+        let read = async {
+            let meta = tokio::fs::symlink_metadata(&p).await?;
+            Ok::<_, std::io::Error>((tokio::fs::read(&p).await?, meta))
+        };
+        let (bytes, meta) = read
             .await
             .map_err(|e| nothing(format!("reading the drop-in {}: {e}", p.display())))?;
-        drop_ins.push((p, bytes));
+        drop_ins.push((p, bytes, meta));
     }
     let undo = Undo {
         file,
+        meta,
         original,
         drop_ins,
         was_running: matches!(
@@ -398,11 +421,11 @@ async fn restart(sd: &Systemd, unit: &UnitName, new: &Limits) -> Result<Limits, 
 
     // From here on, every failure is rolled back.
     let outcome = async {
-        write_atomic(&undo.file, rewritten.as_bytes(), &undo.file)
+        write_atomic(&undo.file, rewritten.as_bytes(), &undo.meta)
             .await
             .map_err(|e| (format!("writing {}: {e}", undo.file.display()), None))?;
         crate::crash::point("restart-file");
-        for (p, _) in &undo.drop_ins {
+        for (p, _, _) in &undo.drop_ins {
             tokio::fs::remove_file(p).await.map_err(|e| {
                 (
                     format!("removing the live drop-in {}: {e}", p.display()),
@@ -457,20 +480,22 @@ async fn remove_backup(backup: &Path) {
 /// files beside the unit file are removed either way. `None`: no backup, so nothing of the
 /// restart strategy's is left to undo (the change never began, or it finished).
 pub async fn recover(sd: &Systemd, unit: &UnitName, was_running: bool) -> Option<Rollback> {
-    let fragment = sd.inspect(unit).await.ok()?.fragment_path?;
-    let file = tokio::fs::canonicalize(&fragment).await.ok()?;
+    let file = sd.inspect(unit).await.ok()?.fragment_path?;
+    remove_strays(&file).await;
     let backup = with_suffix(&file, BACKUP_SUFFIX);
-    for stray in [
-        with_suffix(&file, TMP_SUFFIX),
-        with_suffix(&backup, TMP_SUFFIX),
-    ] {
-        if tokio::fs::remove_file(&stray).await.is_ok() {
-            tracing::warn!(%unit, "removed the stray temp file {}", stray.display());
-        }
-    }
     let original = tokio::fs::read(&backup).await.ok()?;
+    let meta = match unit_file_metadata(&file).await {
+        Ok(meta) => meta,
+        Err(why) => {
+            return Some(Rollback::Failed(format!(
+                "{why}; its backup is {}",
+                backup.display()
+            )));
+        }
+    };
     let undo = Undo {
         file,
+        meta,
         original,
         drop_ins: Vec::new(),
         was_running,
@@ -482,19 +507,45 @@ pub async fn recover(sd: &Systemd, unit: &UnitName, was_running: bool) -> Option
     Some(rollback)
 }
 
+/// Removes the temp files a cut-short write left beside `file` (see `write_atomic`).
+async fn remove_strays(file: &Path) {
+    let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.autoscaler-", name.to_string_lossy());
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return;
+    };
+    while let Ok(Some(e)) = entries.next_entry().await {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with(&prefix) && n.contains(TMP_SUFFIX) {
+            match tokio::fs::remove_file(e.path()).await {
+                Ok(()) => tracing::warn!("removed the stray temp file {}", e.path().display()),
+                Err(err) => {
+                    tracing::warn!("removing the stray temp file {}: {err}", e.path().display())
+                }
+            }
+        }
+    }
+}
+
 /// Restores the unit file and the removed drop-ins byte for byte, reloads, and starts the
 /// unit again if it was running.
 async fn roll_back(sd: &Systemd, unit: &UnitName, undo: &Undo) -> Rollback {
     let mut restored = vec![format!("unit file {} restored", undo.file.display())];
-    if let Err(e) = write_atomic(&undo.file, &undo.original, &undo.file).await {
+    if let Err(e) = write_atomic(&undo.file, &undo.original, &undo.meta).await {
         return Rollback::Failed(format!("restoring {}: {e}", undo.file.display()));
     }
-    for (p, bytes) in &undo.drop_ins {
+    for (p, bytes, meta) in &undo.drop_ins {
         let dir_made = match p.parent() {
             Some(d) => tokio::fs::create_dir_all(d).await,
             None => Ok(()),
         };
-        if let Err(e) = dir_made.and(tokio::fs::write(p, bytes).await) {
+        let restored = match dir_made {
+            Ok(()) => write_atomic(p, bytes, meta).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = restored {
             return Rollback::Failed(format!(
                 "unit file restored, but restoring the drop-in {}: {e}",
                 p.display()
@@ -528,30 +579,104 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Writes `bytes` to `path` through a temp file in the same directory and a rename, so
-/// systemd never reads half a file; the permissions are copied from `mode_from`. Unit files
-/// are small: this runs on the blocking pool in one go.
-async fn write_atomic(path: &Path, bytes: &[u8], mode_from: &Path) -> std::io::Result<()> {
-    let (path, bytes, mode_from) = (path.to_path_buf(), bytes.to_vec(), mode_from.to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let tmp = with_suffix(&path, TMP_SUFFIX);
-        let perms = std::fs::metadata(&mode_from)?.permissions();
-        let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            drop(f);
-            std::fs::set_permissions(&tmp, perms)?;
-            std::fs::rename(&tmp, &path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+/// The unit file's metadata, if the restart strategy may rewrite it: a regular file, not a
+/// symlink. A link (`systemctl link`, a package's alias) points at a file that may be shared
+/// or live outside systemd's directories; rewriting its target, or replacing the link by a
+/// copy, would change something nobody asked to change. So it is refused, and says why.
+async fn unit_file_metadata(file: &Path) -> Result<std::fs::Metadata, String> {
+    let meta = tokio::fs::symlink_metadata(file)
+        .await
+        .map_err(|e| format!("reading the unit file {}: {e}", file.display()))?;
+    if meta.file_type().is_symlink() {
+        let target = tokio::fs::read_link(file)
+            .await
+            .map_or_else(|e| format!("unreadable: {e}"), |t| t.display().to_string());
+        return Err(format!(
+            "its unit file {} is a symlink (to {target}); the restart strategy does not rewrite \
+             files through links. Copy the target over the link, or use the live strategy",
+            file.display()
+        ));
+    }
+    if !meta.is_file() {
+        return Err(format!(
+            "its unit file {} is not a regular file",
+            file.display()
+        ));
+    }
+    Ok(meta)
+}
+
+/// Writes `bytes` to `path` through a new temp file in the same directory and a rename, so
+/// systemd never reads half a file. The temp file is created with `O_CREAT|O_EXCL|O_NOFOLLOW`
+/// (a file or link planted under its name is never opened, let alone followed), with the
+/// mode and owner of `like`, and removed on any failure. Unit files are small: this runs on
+/// the blocking pool in one go.
+async fn write_atomic(path: &Path, bytes: &[u8], like: &std::fs::Metadata) -> std::io::Result<()> {
+    let (path, bytes, like) = (path.to_path_buf(), bytes.to_vec(), like.clone());
+    tokio::task::spawn_blocking(move || write_atomic_blocking(&path, &bytes, &like))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+fn write_atomic_blocking(
+    path: &Path,
+    bytes: &[u8],
+    like: &std::fs::Metadata,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::other(format!(
+            "{} has no directory and file name",
+            path.display()
+        )));
+    };
+    let mode = like.mode() & 0o7777;
+    // A name nobody else uses, hidden and without a unit suffix so systemd never loads it; a
+    // taken name (planted, or left by a crash) is skipped, never opened.
+    let (tmp, mut f) = (|| {
+        let mut last = None;
+        for _ in 0..16 {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let mut tmp_name = std::ffi::OsString::from(".");
+            tmp_name.push(name);
+            tmp_name.push(format!("{TMP_SUFFIX}-{}-{n}", std::process::id()));
+            let tmp = dir.join(tmp_name);
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .mode(mode)
+                .open(&tmp)
+            {
+                Ok(f) => return Ok((tmp, f)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+                Err(e) => return Err(e),
+            }
         }
-        result
-    })
-    .await
-    .map_err(std::io::Error::other)?
+        Err(last.unwrap_or_else(|| std::io::Error::other("no free temp file name")))
+    })()?;
+    let result = (|| {
+        f.write_all(bytes)?;
+        // The umask applied at creation; the original's mode and owner are put back exactly.
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        let now = f.metadata()?;
+        if (now.uid(), now.gid()) != (like.uid(), like.gid()) {
+            std::os::unix::fs::fchown(&f, Some(like.uid()), Some(like.gid()))?;
+        }
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        // The rename itself is durable once the directory is.
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 #[cfg(test)]

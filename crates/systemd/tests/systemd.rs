@@ -488,3 +488,129 @@ async fn applies_report_their_duration() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Every file in `dir`, sorted: what a refused or successful apply may leave behind.
+fn listing(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = fs::read_dir(dir)?
+        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect::<anyhow::Result<_>>()?;
+    names.sort();
+    Ok(names)
+}
+
+/// A unit file that is a symlink is refused, not rewritten through the link: the link, its
+/// target and the unit's limits stay as they were, and no backup or temp file appears on
+/// either side of the link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_refuses_a_symlinked_unit_file() -> anyhow::Result<()> {
+    let (sb, sd) = setup().await?;
+    let u = "linked.service";
+    let elsewhere = sb.home().join("elsewhere");
+    fs::create_dir_all(&elsewhere)?;
+    let target = elsewhere.join(u);
+    let original = format!("{SLEEPER}CPUQuota=50%\n");
+    fs::write(&target, &original)?;
+    let link = sb.unit_dir().join(u);
+    std::os::unix::fs::symlink(&target, &link)?;
+    sb.systemctl(&["daemon-reload"])?;
+    sb.start_unit(u)?;
+    let (units_before, elsewhere_before) = (listing(&sb.unit_dir())?, listing(&elsewhere)?);
+    let limits_before = sd.inspect(&unit(u)).await?.limits;
+
+    let err = apply(&sd, Strategy::Restart, &unit(u), &limits(80, 512, 40))
+        .await
+        .expect_err("a symlinked unit file is refused");
+    let msg = err.to_string();
+    assert_eq!(err.rollback, Rollback::NothingChanged, "{msg}");
+    assert!(
+        msg.contains("is a symlink") && msg.contains(&target.display().to_string()),
+        "{msg}"
+    );
+    assert_eq!(fs::read_to_string(&target)?, original, "the target changed");
+    assert_eq!(fs::read_link(&link)?, target, "the link changed");
+    assert_eq!(listing(&sb.unit_dir())?, units_before);
+    assert_eq!(listing(&elsewhere)?, elsewhere_before);
+    assert_eq!(sd.inspect(&unit(u)).await?.limits, limits_before);
+    Ok(())
+}
+
+/// Links planted where the restart strategy writes (the backup's name, temp names) are
+/// neither followed nor replaced: a planted backup link refuses the apply and names it; a
+/// planted temp name is skipped. The files they point at never change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_neither_follows_nor_replaces_planted_links() -> anyhow::Result<()> {
+    let (sb, sd) = setup().await?;
+    let victim = sb.home().join("victim");
+    fs::write(&victim, "precious\n")?;
+
+    let u = "planted.service";
+    let path = sb.write_unit(u, SLEEPER)?;
+    sb.start_unit(u)?;
+    let planted = backup(&path);
+    std::os::unix::fs::symlink(&victim, &planted)?;
+    let before = listing(&sb.unit_dir())?;
+    let err = apply(&sd, Strategy::Restart, &unit(u), &limits(80, 512, 40))
+        .await
+        .expect_err("a planted backup link is refused");
+    let msg = err.to_string();
+    assert_eq!(err.rollback, Rollback::NothingChanged, "{msg}");
+    assert!(
+        msg.contains(&planted.display().to_string()) && msg.contains("not a regular file"),
+        "{msg}"
+    );
+    assert_eq!(fs::read_to_string(&path)?, SLEEPER);
+    assert_eq!(fs::read_link(&planted)?, victim);
+    assert_eq!(listing(&sb.unit_dir())?, before, "stray files");
+
+    // The temp names this process would try first, planted as links: skipped, not opened.
+    let u = "skips.service";
+    let path = sb.write_unit(u, SLEEPER)?;
+    sb.start_unit(u)?;
+    let pid = std::process::id();
+    let plants: Vec<PathBuf> = (0..4)
+        .map(|n| sb.unit_dir().join(format!(".{u}.autoscaler-tmp-{pid}-{n}")))
+        .collect();
+    for p in &plants {
+        std::os::unix::fs::symlink(&victim, p)?;
+    }
+    let before = listing(&sb.unit_dir())?;
+    apply(&sd, Strategy::Restart, &unit(u), &limits(80, 512, 40)).await?;
+    assert_eq!(fs::read_to_string(&victim)?, "precious\n");
+    for p in &plants {
+        assert_eq!(&fs::read_link(p)?, &victim);
+    }
+    // The backup lives only while the change does: nothing new is left.
+    assert_eq!(listing(&sb.unit_dir())?, before, "files were left behind");
+    assert_eq!(
+        fs::read_to_string(&path)?,
+        format!("{SLEEPER}CPUQuota=80%\nMemoryMax=512M\nTasksMax=40\n")
+    );
+    Ok(())
+}
+
+/// The rewritten unit file and its backup keep the original's mode; a CPU-only apply writes
+/// `CPUQuota=` and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_the_mode_and_writes_only_what_was_asked() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let (sb, sd) = setup().await?;
+    let u = "mode.service";
+    let path = sb.write_unit(u, SLEEPER)?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o640))?;
+    sb.start_unit(u)?;
+    let tasks_before = sd.inspect(&unit(u)).await?.limits.tasks_max;
+    let cpu_only = Limits {
+        cpu_quota: Some(70),
+        ..Limits::default()
+    };
+    let applied = apply(&sd, Strategy::Restart, &unit(u), &cpu_only).await?;
+    assert_eq!(applied.limits_after.cpu_quota, Some(70));
+    assert_eq!(applied.limits_after.tasks_max, tasks_before);
+    assert_eq!(
+        fs::read_to_string(&path)?,
+        format!("{SLEEPER}CPUQuota=70%\n")
+    );
+    assert_eq!(fs::metadata(&path)?.permissions().mode() & 0o7777, 0o640);
+    assert!(!backup(&path).exists(), "a finished change left its backup");
+    Ok(())
+}

@@ -178,11 +178,42 @@ impl Daemon {
         self.dir.path()
     }
 
+    /// curl against the daemon, with its `--token` when it was started with one: the token
+    /// guards reads too.
     pub fn http(&self) -> Http {
         Http {
             base: self.url.clone(),
-            token: None,
+            token: self
+                .args
+                .windows(2)
+                .find(|w| w[0] == "--token")
+                .map(|w| w[1].clone()),
         }
+    }
+
+    /// The daemon's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends SIGTERM and returns at once; [`Daemon::wait_exit`] waits for the exit.
+    pub fn terminate(&self) -> anyhow::Result<()> {
+        let pid = self.pid().context("the daemon is not running")?;
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM {pid}: {status}");
+        Ok(())
+    }
+
+    /// Waits (at most `limit`) for the daemon to exit and returns whether it exited cleanly.
+    pub fn wait_exit(&mut self, limit: Duration) -> anyhow::Result<bool> {
+        let Some(child) = self.child.as_mut() else {
+            bail!("the daemon is not running");
+        };
+        let status = wait_until(limit, "the daemon to exit", || Ok(child.try_wait()?))?;
+        self.child = None;
+        Ok(status.success())
     }
 }
 

@@ -14,6 +14,25 @@ use crate::engine::ScaleRequest;
 /// The largest request body we read: a config update is well under a kilobyte.
 const MAX_BODY: usize = 64 * 1024;
 
+/// A request body of at most `max` bytes: 413 when it is longer, 408 when it stops arriving
+/// (the server's body idle timeout) or cannot be read.
+pub async fn read(body: axum::body::Body, max: usize) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, max).await.map_err(|e| {
+        let e = e.into_inner();
+        if e.is::<http_body_util::LengthLimitError>() {
+            ApiError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                body: json!({ "error": format!("the body is larger than {max} bytes") }),
+            }
+        } else {
+            ApiError {
+                status: StatusCode::REQUEST_TIMEOUT,
+                body: json!({ "error": format!("the body could not be read: {e}") }),
+            }
+        }
+    })
+}
+
 /// A JSON object from a request body.
 pub struct Body(pub Map<String, Value>);
 
@@ -41,12 +60,7 @@ impl<S: Send + Sync> FromRequest<S> for Body {
                 body: json!({ "error": "the body must be JSON sent with the header `Content-Type: application/json` (curl: -H 'Content-Type: application/json')" }),
             });
         }
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
-            .await
-            .map_err(|_| ApiError {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                body: json!({ "error": format!("the body is larger than {MAX_BODY} bytes") }),
-            })?;
+        let bytes = read(req.into_body(), MAX_BODY).await?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::bad_request(format!("the body is not valid JSON: {e}"), None, None)
         })?;

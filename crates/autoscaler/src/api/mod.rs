@@ -8,16 +8,15 @@
 
 pub mod body;
 mod dashboard;
+pub mod guard;
 mod json;
 mod prometheus;
-
-use std::net::SocketAddr;
+pub mod server;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -26,12 +25,15 @@ use serde_json::{Value, json};
 use crate::engine::{EngineError, EngineHandle, ScaleRequest};
 use autoscaler_core::UnitName;
 pub use body::Body;
+pub use guard::guard;
 pub use json::{config_json, history_json, metrics_json, prediction_json, status_json};
+pub use server::{ServerLimits, serve};
 
 /// Settings of the HTTP front.
 #[derive(Debug, Clone, Default)]
 pub struct ApiSettings {
-    /// When set, every POST and PUT needs `Authorization: Bearer <token>`.
+    /// When set, every request but the dashboard's static files and `/healthz` needs
+    /// `Authorization: Bearer <token>` ([`guard`]).
     pub token: Option<String>,
     /// Origins allowed by CORS; none means CORS stays off.
     pub cors_origins: Vec<String>,
@@ -43,7 +45,8 @@ pub struct AppState {
     pub settings: ApiSettings,
 }
 
-/// The whole router; `extra` lets the daemon mount MCP beside it.
+/// The whole router, without the network guard: the daemon puts [`guard`] in front of it
+/// and `/mcp`; in-process callers (the `/mcp` tools, the fakes) call it directly.
 pub fn router(state: AppState) -> Router {
     let unit_routes = Router::new()
         .route("/status", get(status))
@@ -62,8 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(prometheus::metrics))
         .merge(dashboard::routes())
         .route("/healthz", get(|| async { "ok\n" }))
-        .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), auth));
+        .fallback(not_found);
     if !state.settings.cors_origins.is_empty() {
         let origins: Vec<HeaderValue> = state
             .settings
@@ -275,115 +277,5 @@ async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         body: json!({ "error": "no such endpoint; see /api/autoscaler/openapi.json" }),
-    }
-}
-
-/// With a token configured, every request that changes something must carry it. Without
-/// one, only loopback `Host` names are served: a web page that rebinds its own name to
-/// 127.0.0.1 is same-origin to the browser and could otherwise read and change everything.
-async fn auth(State(s): State<AppState>, req: axum::extract::Request, next: Next) -> Response {
-    if s.settings.token.is_none()
-        && let Some(host) = req.headers().get(header::HOST)
-        && !loopback_host(host.to_str().unwrap_or(""))
-    {
-        return ApiError {
-            status: StatusCode::FORBIDDEN,
-            body: json!({ "error": "without a token the daemon only answers requests addressed to 127.0.0.1, localhost or [::1]; set a token to serve other names" }),
-        }
-        .into_response();
-    }
-    if let Some(token) = &s.settings.token {
-        let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-        if changes && !bearer_matches(req.headers(), token) {
-            return ApiError {
-                status: StatusCode::UNAUTHORIZED,
-                body: json!({ "error": "this request needs the header `Authorization: Bearer <token>` with the daemon's token" }),
-            }
-            .into_response();
-        }
-    }
-    next.run(req).await
-}
-
-/// `127.0.0.1:8888`, `localhost`, `[::1]:8888` and the like.
-fn loopback_host(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-    };
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Whether the request carries `Authorization: Bearer <token>`, compared in constant time.
-pub(crate) fn bearer_matches(headers: &axum::http::HeaderMap, token: &str) -> bool {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    // The length may show; the bytes do not.
-    given.is_some_and(|t| subtle::ConstantTimeEq::ct_eq(t.as_bytes(), token.as_bytes()).into())
-}
-
-/// Serves the router until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn loopback_hosts() {
-        let cases = [
-            ("127.0.0.1:8888", true),
-            ("127.0.0.1", true),
-            ("localhost:8888", true),
-            ("LOCALHOST", true),
-            ("[::1]:8888", true),
-            ("127.1.2.3:80", true),
-            ("evil.example:8888", false),
-            ("10.0.0.1:8888", false),
-            ("[::2]:8888", false),
-            ("", false),
-        ];
-        for (host, want) in cases {
-            assert_eq!(super::loopback_host(host), want, "{host:?}");
-        }
-    }
-
-    #[test]
-    fn bearer_tokens() {
-        let cases = [
-            (Some("Bearer s3cret"), true),
-            (Some("Bearer s3cre"), false),
-            (Some("Bearer s3cret2"), false),
-            (Some("Bearer S3cret"), false),
-            (Some("bearer s3cret"), false),
-            (Some("s3cret"), false),
-            (Some("Bearer "), false),
-            (None, false),
-        ];
-        for (header, want) in cases {
-            let mut h = axum::http::HeaderMap::new();
-            if let Some(v) = header {
-                h.insert(
-                    axum::http::header::AUTHORIZATION,
-                    v.parse().expect("a header value"),
-                );
-            }
-            assert_eq!(super::bearer_matches(&h, "s3cret"), want, "{header:?}");
-        }
     }
 }

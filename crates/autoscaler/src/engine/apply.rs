@@ -16,21 +16,6 @@ use super::{
     Rollback, ScaleRequest,
 };
 
-/// The limits `new` changes relative to `old` (the others unset): what a change must keep in
-/// bounds. A limit that is out of bounds and not touched is not this change's doing.
-fn changed(old: &Limits, new: &Limits) -> Limits {
-    let pick = |o: Option<u64>, n: Option<u64>| if o == n { None } else { n };
-    Limits {
-        cpu_quota: if old.cpu_quota == new.cpu_quota {
-            None
-        } else {
-            new.cpu_quota
-        },
-        memory_max: pick(old.memory_max, new.memory_max),
-        tasks_max: pick(old.tasks_max, new.tasks_max),
-    }
-}
-
 /// One change to a unit's limits, as decided (automatically or by a manual scale).
 pub(super) struct Change {
     pub action: Action,
@@ -205,7 +190,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         let reason = reason.as_str();
         let name = self.units[i].name.clone();
         // The invariant every change passes, automatic or manual: what it changes is in bounds.
-        Bounds::new(&self.units[i].config, &self.host)?.check(&changed(&old, &new))?;
+        Bounds::new(&self.units[i].config, &self.host)?.check(&new.changes_from(&old))?;
         if let Some(wait) = self.units[i].rate_wait(at) {
             return Err(EngineError::RateLimited {
                 unit: name.to_string(),

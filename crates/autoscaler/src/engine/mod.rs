@@ -98,8 +98,10 @@ pub struct Sampled {
 
 /// Sets a unit's limits. Implemented by the daemon's adapters (live, restart, dry-run).
 pub trait Actuator: Send + Sync + 'static {
-    /// Applies `new` and returns the limits read back afterwards. On failure the actuator has
-    /// already tried to restore `old`; the error says what failed and whether that worked.
+    /// Applies `new` and returns the limits read back afterwards. `new` is the unit's whole
+    /// set of limits and `old` its current one: only the limits that differ are written
+    /// ([`Limits::changes_from`]). On failure the actuator has already tried to restore `old`;
+    /// the error says what failed and whether that worked.
     fn apply(
         &self,
         unit: &UnitName,

@@ -63,12 +63,9 @@ use crate::client::api_message;
 pub enum Backend {
     /// A running daemon at a URL (with its token, if any).
     Remote(Client),
-    /// The API router of this very daemon. `token` is the daemon's own token, sent along so
-    /// the router's write guard sees an authorized request: `/mcp` checked it already.
-    Local {
-        router: Router,
-        token: Option<String>,
-    },
+    /// The API router of this very daemon, without the network guard: the request that
+    /// reached `/mcp` passed it already.
+    Local(Router),
 }
 
 impl Backend {
@@ -86,16 +83,13 @@ impl Backend {
                     other => ToolError::plain(other.to_string()),
                 })
             }
-            Backend::Local { router, token } => local(router.clone(), token.as_deref(), req).await,
+            Backend::Local(router) => local(router.clone(), req).await,
         }
     }
 }
 
-async fn local(router: Router, token: Option<&str>, req: ApiRequest) -> Result<Value, ToolError> {
+async fn local(router: Router, req: ApiRequest) -> Result<Value, ToolError> {
     let mut builder = Request::builder().method(req.method.clone()).uri(&req.path);
-    if let Some(t) = token {
-        builder = builder.header(header::AUTHORIZATION, format!("Bearer {t}"));
-    }
     let body = match &req.body {
         Some(b) => {
             builder = builder.header(header::CONTENT_TYPE, "application/json");

@@ -8,10 +8,12 @@
 //! answers to MCP results. In stdio mode stdout belongs to the protocol: logs go to stderr.
 //!
 //! - [`run_stdio`]: `autoscaler mcp --url URL [--token T] [--unit U]`.
-//! - [`http_router`]: `/mcp` for `autoscaler serve`, guarded as a whole by the daemon's token
-//!   when one is set; rmcp refuses non-loopback `Host` headers (DNS rebinding).
+//! - [`http_router`]: `/mcp` for `autoscaler serve`. The daemon puts it behind the same
+//!   guard as the API ([`crate::api::guard`]: strict `Host`, the token when one is set); rmcp
+//!   refuses non-loopback `Host` headers as well (DNS rebinding).
 
 mod backend;
+pub mod jsonrpc;
 mod tools;
 
 use std::future::Future;
@@ -19,8 +21,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::Request;
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use rmcp::model::{
@@ -31,7 +33,6 @@ use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
-use serde_json::json;
 
 pub use backend::{ApiRequest, Backend, ToolError};
 
@@ -138,25 +139,77 @@ pub async fn run_stdio(remote: Remote) -> anyhow::Result<()> {
     let client = Client::new(&remote.url, remote.token.clone());
     let server = McpServer::new(Backend::Remote(client), remote.unit.clone());
     tracing::info!(url = %remote.url, "MCP server on stdio for the daemon at {}", remote.url);
+    // rmcp talks to one end of a pipe; `checked_stdio` moves lines between the other end and
+    // stdin/stdout, answering what rmcp would drop or misname (see [`jsonrpc`]).
+    let (ours, theirs) = tokio::io::duplex(1 << 16);
+    let pump = tokio::spawn(checked_stdio(ours));
     let running = server
-        .serve(rmcp::transport::stdio_pipes())
+        .serve(tokio::io::split(theirs))
         .await
         .context("starting the MCP session on stdin/stdout (is the client speaking MCP?)")?;
     running
         .waiting()
         .await
         .context("the MCP session task panicked")?;
+    pump.abort();
     Ok(())
+}
+
+/// Copies stdin to `server` line by line, except the lines [`jsonrpc::precheck`] answers
+/// itself, and the server's lines and those answers to stdout, one whole line at a time.
+async fn checked_stdio(server: tokio::io::DuplexStream) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let (from_server, mut to_server) = tokio::io::split(server);
+    let (answers, mut answered) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let reader = tokio::spawn(async move {
+        let mut stdin = BufReader::new(tokio::io::stdin());
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match stdin.read_until(b'\n', &mut line).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let sent = match jsonrpc::precheck(&line) {
+                None => to_server.write_all(&line).await.is_ok(),
+                Some(error) => answers.send(error.to_string().into_bytes()).await.is_ok(),
+            };
+            if !sent {
+                break;
+            }
+        }
+        // End of input: rmcp sees its stdin close and ends the session.
+        let _ = to_server.shutdown().await;
+    });
+    let mut stdout = tokio::io::stdout();
+    let mut from_server = BufReader::new(from_server);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        tokio::select! {
+            read = from_server.read_until(b'\n', &mut line) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            },
+            Some(mut answer) = answered.recv() => {
+                answer.push(b'\n');
+                line = answer;
+            }
+        }
+        if stdout.write_all(&line).await.is_err() || stdout.flush().await.is_err() {
+            break;
+        }
+    }
+    reader.abort();
 }
 
 /// `/mcp` for the daemon: streamable HTTP calling the API in-process. Sessions end when
 /// `shutdown` resolves, so open event streams do not hold the HTTP server's drain.
 pub fn http_router(state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> Router {
-    let token = state.settings.token.clone();
-    let backend = Backend::Local {
-        router: api::router(state),
-        token: token.clone(),
-    };
+    let backend = Backend::Local(api::router(state));
     // The default allows only loopback Host headers: a web page cannot reach /mcp through
     // DNS rebinding. Keep it.
     let config = StreamableHttpServerConfig::default();
@@ -171,34 +224,40 @@ pub fn http_router(state: AppState, shutdown: impl Future<Output = ()> + Send + 
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    let router = Router::new().nest_service("/mcp", service);
-    match token {
-        Some(t) => router.layer(middleware::from_fn_with_state(
-            Arc::<str>::from(t),
-            require_token,
-        )),
-        None => router,
-    }
+    Router::new()
+        .nest_service("/mcp", service)
+        .layer(middleware::from_fn(checked_post))
 }
 
-/// With a token configured, every `/mcp` request must carry it: reading tools go through
-/// here as well as changing ones, and one session serves both.
-async fn require_token(State(token): State<Arc<str>>, req: Request, next: Next) -> Response {
-    if crate::api::bearer_matches(req.headers(), &token) {
+/// The largest `/mcp` request body: tool calls are a few hundred bytes.
+pub const MAX_MCP_BODY: usize = 64 * 1024;
+
+/// `/mcp` POSTs through [`jsonrpc::precheck`]: not JSON is a 400 with a -32700 error, bad
+/// params of a request a JSON -32602 error with its id (200, as the streamable HTTP transport
+/// answers a request), a body over [`MAX_MCP_BODY`] a 413. The rest reaches rmcp unchanged.
+async fn checked_post(req: Request, next: Next) -> Response {
+    if req.method() != axum::http::Method::POST {
         return next.run(req).await;
     }
-    let mut response = (
-        StatusCode::UNAUTHORIZED,
-        axum::Json(json!({
-            "error": "/mcp needs the header `Authorization: Bearer <token>` with the daemon's token"
-        })),
-    )
-        .into_response();
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"autoscaler\""),
-    );
-    response
+    let (parts, body) = req.into_parts();
+    let bytes = match api::body::read(body, MAX_MCP_BODY).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    match jsonrpc::precheck(&bytes) {
+        None => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Some(error) => {
+            let status = if error["id"].is_null() {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::OK
+            };
+            (status, axum::Json(error)).into_response()
+        }
+    }
 }
 
 fn init_stderr_logging() {

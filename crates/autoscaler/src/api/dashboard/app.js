@@ -37,7 +37,8 @@
     const headers = { Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     const token = sessionStorage.getItem(TOKEN_KEY);
-    if (token && method !== 'GET') headers.Authorization = `Bearer ${token}`;
+    // With a token set, the daemon guards reads too.
+    if (token) headers.Authorization = `Bearer ${token}`;
     const res = await fetch(path, {
       method,
       headers,
