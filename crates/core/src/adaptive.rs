@@ -73,6 +73,11 @@ pub const DOWN_GAP: f64 = 0.15;
 pub const UP_GAP: f64 = 0.05;
 /// A limit holds at least this long after it moved before it may fall.
 pub const HOLD_SECS: f64 = 3600.0;
+/// How far ahead a rise is carried, in windows: a limit set now is in force at least until
+/// the next window's checks, so demand that rose by `d` since the last closed window is
+/// expected at `d` more by then (a linear trend over one window). Without it a ramp meets the
+/// limit before the model raises it: a narrow margin only follows, one hit per step.
+pub const TREND_WINDOWS: f64 = 1.0;
 /// The extra room for a short history: x(1 + this / hours of history), so x1.5 after an hour,
 /// x1.125 after four, x1.02 after a day (VPA widens its bounds by 1/confidence the same way).
 pub const CONFIDENCE_HOURS: f64 = 0.5;
@@ -454,10 +459,23 @@ impl Track {
         self.win_hit |= hit;
         let model = models[self.chosen];
         let peak = self.win_peak.max(self.closed_max[self.chosen / 4]);
+        // A rising unit: the peak expected by the next window (see [`TREND_WINDOWS`]).
+        let rise = self
+            .peaks
+            .back()
+            .map_or(0.0, |&last| (self.win_peak - last).max(0.0));
+        let ahead = peak.max(self.win_peak + TREND_WINDOWS * rise);
+        // A cut is a commitment: the limit it sets holds at least [`HOLD_SECS`] (nothing
+        // lowers it sooner, only a hit raises it), so it must cover the peak of a whole hold,
+        // not only of the model's window, which for the shortest models is shorter.
+        let hold_peak = self.win_peak.max(self.closed_max[hold_model_index(models)]);
         let history = self.closed as f64 * WINDOW_SECS as f64;
         // VPA's confidence: with little history the model knows less, so it keeps more room.
         let confidence = 1.0 + CONFIDENCE_HOURS * 3600.0 / history.max(WINDOW_SECS as f64);
-        let target = round_up(r, (peak * model.margin * confidence).clamp(lo, hi)).clamp(lo, hi);
+        let size =
+            |p: f64| round_up(r, (p * model.margin * confidence).clamp(lo, hi)).clamp(lo, hi);
+        let target = size(ahead);
+        let cut_target = size(ahead.max(hold_peak));
         let rec = Recommendation {
             resource: r,
             model,
@@ -492,9 +510,9 @@ impl Track {
         } else if !self.win_hit
             && history >= MIN_HISTORY_SECS
             && since_move >= HOLD_SECS
-            && target < limit * (1.0 - DOWN_GAP)
+            && cut_target < limit * (1.0 - DOWN_GAP)
         {
-            Some((Cause::Cut, target))
+            Some((Cause::Cut, cut_target))
         } else {
             None
         };
@@ -506,9 +524,21 @@ impl Track {
     }
 }
 
+/// The first window length (an index into [`Track::maxima`]'s four) that spans a whole
+/// [`HOLD_SECS`], or the longest.
+fn hold_model_index(models: &[Model; M]) -> usize {
+    (0..4)
+        .find(|&k| models[k * 4].windows as f64 * WINDOW_SECS as f64 >= HOLD_SECS)
+        .unwrap_or(3)
+}
+
+/// Rounds up to the resource's grain. A value a millionth of a grain over a step is taken
+/// as that step: usage derived from cgroup counters (microseconds over a measured interval)
+/// carries rounding noise of that order, and it must not add a grain (the daemon and a replay
+/// of the same demand must decide alike).
 fn round_up(r: Resource, v: f64) -> f64 {
     let g = grain(r);
-    (v / g).ceil() * g
+    (v / g - 1e-6).ceil() * g
 }
 
 fn index(r: Resource) -> usize {
