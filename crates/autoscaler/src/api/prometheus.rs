@@ -57,6 +57,9 @@ fn failure_gauges(last: Option<&Failure>) -> (f64, f64) {
     )
 }
 
+#[utoipa::path(get, path = "/metrics", operation_id = "prometheus", tag = "meta",
+    summary = "Prometheus metrics (OpenMetrics text): usage, limits, throttling, pressure, OOM kills, actions by action and status, loop duration and lag.",
+    responses((status = 200, description = "OpenMetrics text.", body = String, content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(s): State<AppState>) -> Response {
     let snap = s.engine.snapshot();
     let mut f = Families {
