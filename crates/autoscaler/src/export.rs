@@ -27,18 +27,12 @@ pub fn run(what: ExportWhat) -> anyhow::Result<()> {
         )
     })?;
     let rows = store.metrics_since(&unit, from, Millis(i64::MAX))?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    autoscaler_sim::write_export_header(&mut out)?;
+    let mut out = autoscaler_sim::ExportWriter::new(std::io::stdout().lock())?;
     for r in &rows {
         let gib = r.memory_bytes as f64 / GIB as f64;
-        autoscaler_sim::write_export_row(
-            &mut out,
-            r.at.0.div_euclid(1000),
-            r.cpu_cores,
-            Some(gib),
-        )?;
+        out.row(r.at.0.div_euclid(1000), r.cpu_cores, Some(gib))?;
     }
-    out.flush()?;
+    out.finish()?.flush()?;
     eprintln!(
         "exported {} sample(s) of {unit} since {}",
         rows.len(),

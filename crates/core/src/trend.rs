@@ -31,6 +31,8 @@ pub enum Trend {
 }
 
 impl Trend {
+    pub const ALL: [Trend; 3] = [Trend::Increasing, Trend::Decreasing, Trend::Stable];
+
     /// `increasing`, `decreasing` or `stable`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -5,7 +5,12 @@
 //! expected there and what was found; they never touch the file system. [`read_trace`] is the
 //! thin function that reads a file and puts its path on the error. The export format
 //! (`timestamp,cpu_cores,memory_gib`) is defined here once: the daemon's `export metrics`
-//! writes it with [`write_export_header`] and [`write_export_row`], and [`parse`] reads it back.
+//! writes it with an [`ExportWriter`], and [`parse`] reads it back.
+//!
+//! The CSV formats (VASim, export) are read and written by the `csv` crate: quoting, CRLF
+//! and blank lines are its business. gcd-vms is not CSV: its columns are separated by any
+//! run of whitespace, which the `csv` crate cannot express (one delimiter byte), so that
+//! reader stays hand-written; `readers_table` has the tab and double-space cases.
 //! This module knows nothing about policies or scores.
 
 use std::fmt;
@@ -126,25 +131,36 @@ const VASIM_HEADER: &str = "TIMESTAMP,CPU_USAGE_ACTUAL";
 /// gcd-vms files have no timestamps: one line every 5 minutes (README).
 const GCD_STEP_SECS: f64 = 300.0;
 
-/// Writes the export header line.
-pub fn write_export_header(w: &mut impl io::Write) -> io::Result<()> {
-    writeln!(w, "{EXPORT_HEADER}")
-}
+/// Writes the export format: the header when made, then one row per sample, e.g.
+/// `2026-11-02T14:05:00,1.250000,3.500000`. Call [`ExportWriter::finish`]: rows are buffered,
+/// and an error while flushing them is only seen there.
+pub struct ExportWriter<W: io::Write>(csv::Writer<W>);
 
-/// Writes one export row: UTC second, cores, GiB (empty when unknown).
-pub fn write_export_row(
-    w: &mut impl io::Write,
-    unix_secs: i64,
-    cpu_cores: f64,
-    memory_gib: Option<f64>,
-) -> io::Result<()> {
-    writeln!(w, "{}", format_export_row(unix_secs, cpu_cores, memory_gib))
-}
+impl<W: io::Write> ExportWriter<W> {
+    /// Starts the file with [`EXPORT_HEADER`].
+    pub fn new(w: W) -> io::Result<Self> {
+        let mut csv = csv::Writer::from_writer(w);
+        csv.write_record(EXPORT_HEADER.split(','))?;
+        Ok(ExportWriter(csv))
+    }
 
-/// One export row without its newline, e.g. `2026-11-02T14:05:00,1.250000,3.500000`.
-pub fn format_export_row(unix_secs: i64, cpu_cores: f64, memory_gib: Option<f64>) -> String {
-    let mem = memory_gib.map_or_else(String::new, |g| format!("{g:.6}"));
-    format!("{},{cpu_cores:.6},{mem}", format_utc(unix_secs))
+    /// One row: UTC second, cores, GiB (empty when unknown).
+    pub fn row(
+        &mut self,
+        unix_secs: i64,
+        cpu_cores: f64,
+        memory_gib: Option<f64>,
+    ) -> io::Result<()> {
+        let mem = memory_gib.map_or_else(String::new, |g| format!("{g:.6}"));
+        self.0
+            .write_record([format_utc(unix_secs), format!("{cpu_cores:.6}"), mem])?;
+        Ok(())
+    }
+
+    /// Flushes the rows and gives the writer back.
+    pub fn finish(self) -> io::Result<W> {
+        self.0.into_inner().map_err(|e| e.into_error())
+    }
 }
 
 /// Guesses the format from the first non-empty line, then from the file extension.
@@ -268,13 +284,12 @@ pub fn parse_gcd_vms(name: &str, text: &str, scale: Scale) -> Result<Trace, Pars
 
 /// VASim: `TIMESTAMP,CPU_USAGE_ACTUAL`, timestamps like `2023.04.02-00:09:00:000`.
 pub fn parse_vasim(name: &str, text: &str) -> Result<Trace, ParseError> {
-    parse_timed_csv(name, text, VASIM_HEADER, |line, bad| {
-        let mut fields = line.split(',');
-        let (Some(ts), Some(cpu)) = (fields.next(), fields.next()) else {
+    parse_timed_csv(name, text, VASIM_HEADER, |fields, bad| {
+        let (Some(ts), Some(cpu)) = (fields.get(0), fields.get(1)) else {
             return Err(bad("`TIMESTAMP,CPU_USAGE_ACTUAL`"));
         };
-        let t = parse_vasim_time(ts.trim())
-            .ok_or_else(|| bad("a timestamp like 2023.04.02-00:09:00:000"))?;
+        let t =
+            parse_vasim_time(ts).ok_or_else(|| bad("a timestamp like 2023.04.02-00:09:00:000"))?;
         let cpu = number(cpu).ok_or_else(|| bad("CPU usage in cores, a non-negative number"))?;
         Ok(Point {
             t_secs: t,
@@ -286,17 +301,15 @@ pub fn parse_vasim(name: &str, text: &str) -> Result<Trace, ParseError> {
 
 /// Our export: `timestamp,cpu_cores,memory_gib[,...]`, timestamps `YYYY-MM-DDTHH:MM:SS` UTC.
 pub fn parse_export(name: &str, text: &str) -> Result<Trace, ParseError> {
-    parse_timed_csv(name, text, EXPORT_HEADER, |line, bad| {
-        let mut fields = line.split(',');
-        let (Some(ts), Some(cpu), Some(mem)) = (fields.next(), fields.next(), fields.next()) else {
+    parse_timed_csv(name, text, EXPORT_HEADER, |fields, bad| {
+        let (Some(ts), Some(cpu), Some(mem)) = (fields.get(0), fields.get(1), fields.get(2)) else {
             return Err(bad(
                 "`timestamp,cpu_cores,memory_gib` (memory may be empty)",
             ));
         };
-        let t =
-            parse_utc(ts.trim()).ok_or_else(|| bad("a UTC timestamp like 2026-11-02T14:05:00"))?;
+        let t = parse_utc(ts).ok_or_else(|| bad("a UTC timestamp like 2026-11-02T14:05:00"))?;
         let cpu = number(cpu).ok_or_else(|| bad("cpu_cores, a non-negative number"))?;
-        let mem = match mem.trim() {
+        let mem = match mem {
             "" => None,
             m => Some(
                 number(m).ok_or_else(|| bad("memory_gib, a non-negative number or empty"))?
@@ -311,55 +324,90 @@ pub fn parse_export(name: &str, text: &str) -> Result<Trace, ParseError> {
     })
 }
 
-/// A CSV with a header and a timestamp per row: blank lines skipped, each row turned into a
-/// point by `row` (given the trimmed line and a constructor of this line's error), rows in
-/// time order, the step taken as the median gap.
+/// A CSV with a header and a timestamp per row: blank rows skipped, fields trimmed, each row
+/// turned into a point by `row` (given its fields and a constructor of this row's error), rows
+/// in time order, the step taken as the median gap. Columns after the header's are ignored.
 fn parse_timed_csv(
     name: &str,
     text: &str,
     header: &str,
-    row: impl Fn(&str, &dyn Fn(&str) -> ParseError) -> Result<Point, ParseError>,
+    row: impl Fn(&csv::StringRecord, &dyn Fn(&str) -> ParseError) -> Result<Point, ParseError>,
 ) -> Result<Trace, ParseError> {
+    let mut records = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes())
+        .into_records()
+        .filter(|r| r.as_ref().map_or(true, |r| r.iter().any(|f| !f.is_empty())));
+    let mut next = || -> Result<Option<(usize, csv::StringRecord)>, ParseError> {
+        match records.next().transpose() {
+            Ok(r) => Ok(r.map(|r| (line_of(text, r.position()), r))),
+            // The text is UTF-8 and the reader flexible, so this is not expected; say what
+            // the crate said, on its line.
+            Err(e) => Err(ParseError {
+                line: line_of(text, e.position()),
+                expected: "a CSV row".to_string(),
+                found: e.to_string(),
+            }),
+        }
+    };
+    let wanted = || format!("the header `{header}`");
+    match next()? {
+        Some((_, h))
+            if header
+                .split(',')
+                .zip(h.iter().chain(std::iter::repeat("")))
+                .all(|(want, got)| want.eq_ignore_ascii_case(got)) => {}
+        Some((line, _)) => {
+            return Err(ParseError {
+                line,
+                expected: wanted(),
+                found: line_text(text, line),
+            });
+        }
+        None => {
+            return Err(ParseError {
+                line: 0,
+                expected: wanted(),
+                found: String::new(),
+            });
+        }
+    }
     let mut points = Vec::new();
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty());
-    expect_header(lines.next(), header)?;
-    for (i, line) in lines {
-        let line = line.trim();
+    while let Some((line, fields)) = next()? {
         let bad = |what: &str| ParseError {
-            line: i + 1,
+            line,
             expected: what.to_string(),
-            found: line.to_string(),
+            found: line_text(text, line),
         };
-        points.push(row(line, &bad)?);
-        check_order(&points, i + 1, line)?;
+        points.push(row(&fields, &bad)?);
+        check_order(&points, line, &line_text(text, line))?;
     }
     let step = median_step(&points);
     finish(name, points, step)
 }
 
-fn expect_header(first: Option<(usize, &str)>, header: &str) -> Result<(), ParseError> {
-    match first {
-        Some((_, l))
-            if l.trim()
-                .to_ascii_lowercase()
-                .starts_with(&header.to_ascii_lowercase()) =>
-        {
-            Ok(())
+/// The 1-based line a record starts on. The crate's own line count leaves out the blank
+/// lines it skips, and its byte offset is where they begin, so skip them here.
+fn line_of(text: &str, at: Option<&csv::Position>) -> usize {
+    at.map_or(0, |p| {
+        let bytes = text.as_bytes();
+        let mut end = usize::try_from(p.byte()).map_or(bytes.len(), |b| b.min(bytes.len()));
+        while bytes.get(end).is_some_and(|b| matches!(b, b'\r' | b'\n')) {
+            end += 1;
         }
-        Some((i, l)) => Err(ParseError {
-            line: i + 1,
-            expected: format!("the header `{header}`"),
-            found: l.to_string(),
-        }),
-        None => Err(ParseError {
-            line: 0,
-            expected: format!("the header `{header}`"),
-            found: String::new(),
-        }),
-    }
+        bytes[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    })
+}
+
+/// The 1-based line `line` of `text`, trimmed, for an error's "found".
+fn line_text(text: &str, line: usize) -> String {
+    text.lines()
+        .nth(line.saturating_sub(1))
+        .unwrap_or("")
+        .trim()
+        .to_string()
 }
 
 fn check_order(points: &[Point], line: usize, text: &str) -> Result<(), ParseError> {
@@ -494,6 +542,13 @@ mod tests {
             None,
             Ok((Format::GcdVms, 300.0, (0.0, 0.54104, Some(1.63296)), 2)),
         );
+        // Any run of whitespace separates gcd-vms columns, as its README says: the reason
+        // this reader is not the `csv` crate's (one delimiter byte).
+        check(
+            "50\t25\n12.5   50\n",
+            None,
+            Ok((Format::GcdVms, 300.0, (0.0, 4.0, Some(8.0)), 2)),
+        );
         check("50 25\n50 x\n", Some("txt"), Err((2, "CPU% MEM%")));
         check("50 25\n50 25 1\n", Some("txt"), Err((2, "two")));
         check("50 25\n-1 25\n", Some("txt"), Err((2, "non-negative")));
@@ -502,6 +557,12 @@ mod tests {
         check(
             "TIMESTAMP,CPU_USAGE_ACTUAL\n2023.04.02-00:09:00:000,7.2\n2023.04.02-00:10:00:000,7.04\n",
             Some("csv"),
+            Ok((Format::Vasim, 60.0, (1_680_394_140.0, 7.2, None), 2)),
+        );
+        // What the `csv` crate brings: quoted fields, CRLF, a header in any case.
+        check(
+            "timestamp,cpu_usage_actual\r\n\"2023.04.02-00:09:00:000\",\"7.2\"\r\n \r\n2023.04.02-00:10:00:000, 7.04\r\n",
+            None,
             Ok((Format::Vasim, 60.0, (1_680_394_140.0, 7.2, None), 2)),
         );
         check(
@@ -550,6 +611,18 @@ mod tests {
             None,
             Err((2, "memory_gib")),
         );
+        // Blank lines count in the line numbers errors give.
+        check(
+            "timestamp,cpu_cores,memory_gib\n\n2026-11-02T14:05:00,1,x\n",
+            None,
+            Err((3, "memory_gib")),
+        );
+        // The header is compared field by field, not as a prefix of the line.
+        check(
+            "timestamp,cpu_cores,memory_gib_max\n2026-11-02T14:05:00,1,2\n",
+            None,
+            Err((1, "the header")),
+        );
         // Unknown.
         check("hello,world\n1,2\n", Some("csv"), Err((1, "VASim")));
         check("", None, Err((1, "gcd-vms")));
@@ -557,14 +630,17 @@ mod tests {
 
     #[test]
     fn export_rows_read_back() {
-        let mut out = Vec::new();
-        write_export_header(&mut out).expect("write to a Vec");
-        write_export_row(&mut out, 1_793_628_300, 1.25, Some(3.5)).expect("write to a Vec");
-        write_export_row(&mut out, 1_793_628_330, 0.5, None).expect("write to a Vec");
-        let text = String::from_utf8(out).expect("utf-8");
+        let mut w = ExportWriter::new(Vec::new()).expect("write to a Vec");
+        w.row(1_793_628_300, 1.25, Some(3.5))
+            .expect("write to a Vec");
+        w.row(1_793_628_330, 0.5, None).expect("write to a Vec");
+        let text = String::from_utf8(w.finish().expect("flush to a Vec")).expect("utf-8");
+        // Byte for byte what the hand-written writer wrote.
         assert_eq!(
-            text.lines().nth(1),
-            Some("2026-11-02T14:05:00,1.250000,3.500000")
+            text,
+            "timestamp,cpu_cores,memory_gib\n\
+             2026-11-02T14:05:00,1.250000,3.500000\n\
+             2026-11-02T14:05:30,0.500000,\n"
         );
         let t = parse("day", &text, Some("csv"), SCALE).expect("own export parses");
         assert_eq!(t.points.len(), 2);

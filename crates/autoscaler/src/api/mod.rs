@@ -10,7 +10,9 @@ pub mod body;
 mod dashboard;
 pub mod guard;
 mod json;
+pub mod openapi;
 mod prometheus;
+mod schema;
 pub mod server;
 
 use axum::extract::rejection::PathRejection;
@@ -61,10 +63,10 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/autoscaler", unit_routes.clone())
         .nest("/api/autoscaler/units/{unit}", unit_routes)
         .route("/api/autoscaler/units", get(units))
-        .route("/api/autoscaler/openapi.json", get(openapi))
+        .route("/api/autoscaler/openapi.json", get(openapi::openapi))
         .route("/metrics", get(prometheus::metrics))
         .merge(dashboard::routes())
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .fallback(not_found);
     if !state.settings.cors_origins.is_empty() {
         let origins: Vec<HeaderValue> = state
@@ -186,27 +188,58 @@ impl FromRequestParts<AppState> for Target {
     }
 }
 
+/// Current autoscaler state, limits, last failure, strategy and unit.
+#[utoipa::path(get, path = "/api/autoscaler/status", operation_id = "getStatus", tag = "default unit",
+    responses(
+        (status = 200, description = "The unit's status.", body = schema::Status),
+        openapi::UnitErrors,
+    ))]
 async fn status(State(s): State<AppState>, Target(unit): Target) -> ApiResult {
     let snap = s.engine.snapshot();
     let u = s.engine.unit_snapshot(&unit)?;
     Ok(Json(status_json(&u, &snap)))
 }
 
+/// The last sample of the unit's cgroup.
+#[utoipa::path(get, path = "/api/autoscaler/metrics", operation_id = "getMetrics", tag = "default unit",
+    responses(
+        (status = 200, description = "The last sample.", body = schema::Metrics),
+        (status = 503, response = schema::Unavailable),
+        openapi::UnitErrors,
+    ))]
 async fn metrics(State(s): State<AppState>, Target(unit): Target) -> ApiResult {
     let o = s.engine.metrics(&unit)?;
     Ok(Json(metrics_json(&o)))
 }
 
+/// Phase 2/3: trends, forecasts with intervals, workload profiles and the recommended limits.
+#[utoipa::path(get, path = "/api/autoscaler/prediction", operation_id = "getPrediction", tag = "default unit",
+    responses(
+        (status = 200, description = "The prediction: per series (cpu_cores, memory_gb, tasks, agents, features_pending) the trend and `forecast`, a list of ForecastPoint (one per horizon: 5, 15, 30 min) or null with `error` saying what is missing. Its `adaptive` member is the adaptive policy's current recommendation and chosen model per resource (null under other policies).", body = schema::Prediction),
+        (status = 503, response = schema::Unavailable),
+        openapi::UnitErrors,
+    ))]
 async fn prediction(State(s): State<AppState>, Target(unit): Target) -> ApiResult {
     let (u, p) = s.engine.prediction(&unit)?;
     Ok(Json(prediction_json(&u, &p)))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HistoryQuery {
+    /// How many rows, newest first.
+    // Read as text so a bad value gets our error message, not the extractor's.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000, default = 20)]
     limit: Option<String>,
 }
 
+/// Scaling actions, newest first.
+#[utoipa::path(get, path = "/api/autoscaler/history", operation_id = "getHistory", tag = "default unit",
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "History rows, newest first.", body = Vec<schema::HistoryRow>),
+        openapi::UnitErrors,
+    ))]
 async fn history(
     State(s): State<AppState>,
     Target(unit): Target,
@@ -229,35 +262,77 @@ async fn history(
     Ok(Json(Value::Array(rows.iter().map(history_json).collect())))
 }
 
+/// The configuration in force.
+#[utoipa::path(get, path = "/api/autoscaler/config", operation_id = "getConfig", tag = "default unit",
+    responses(
+        (status = 200, description = "The configuration.", body = openapi::Config),
+        openapi::UnitErrors,
+    ))]
 async fn get_config(State(s): State<AppState>, Target(unit): Target) -> ApiResult {
     let u = s.engine.unit_snapshot(&unit)?;
     Ok(Json(config_json(&u.config)))
 }
 
+/// Change configuration fields, checked whole and applied atomically.
+#[utoipa::path(put, path = "/api/autoscaler/config", operation_id = "putConfig", tag = "default unit",
+    request_body(content = openapi::ConfigUpdate,
+        example = json!({"scale_up_cpu_percent": 75, "consecutive_scale_up_checks": 2, "scale_cooldown_seconds": 120})),
+    responses(
+        (status = 200, description = "The new configuration.", body = openapi::Config),
+        openapi::BodyErrors,
+    ))]
 async fn put_config(State(s): State<AppState>, Target(unit): Target, body: Body) -> ApiResult {
     let changes = body.config_changes()?;
     let c = s.engine.set_config(unit, changes).await?;
     Ok(Json(config_json(&c)))
 }
 
+/// Set the mode; also acknowledges a failure.
+#[utoipa::path(post, path = "/api/autoscaler/mode", operation_id = "setMode", tag = "default unit",
+    request_body(content = schema::ModeRequest, example = json!({"mode": "enabled"})),
+    responses(
+        (status = 200, description = "The unit's status after the change.", body = schema::Status),
+        openapi::BodyErrors,
+    ))]
 async fn set_mode(State(s): State<AppState>, Target(unit): Target, body: Body) -> ApiResult {
     let mode = body.mode()?;
     let u = s.engine.set_mode(unit, mode).await?;
     Ok(Json(status_json(&u, &s.engine.snapshot())))
 }
 
+/// Set the policy: applies its bundle of thresholds, streak, cooldown and factor.
+#[utoipa::path(post, path = "/api/autoscaler/policy", operation_id = "setPolicy", tag = "default unit",
+    request_body(content = schema::PolicyRequest, example = json!({"policy": "balanced"})),
+    responses(
+        (status = 200, description = "The unit's status after the change.", body = schema::Status),
+        openapi::BodyErrors,
+    ))]
 async fn set_policy(State(s): State<AppState>, Target(unit): Target, body: Body) -> ApiResult {
     let policy = body.policy()?;
     let u = s.engine.set_policy(unit, policy).await?;
     Ok(Json(status_json(&u, &s.engine.snapshot())))
 }
 
+/// Set limits by hand; switches to manual mode.
+#[utoipa::path(post, path = "/api/autoscaler/scale", operation_id = "scale", tag = "default unit",
+    request_body(content = openapi::ScaleRequest,
+        example = json!({"cpu_quota": 100, "memory_max": 8, "tasks_max": 500, "reason": "Complex ML model training"})),
+    responses(
+        (status = 200, description = "The history row of the action.", body = schema::HistoryRow),
+        (status = 429, response = schema::RateLimited),
+        (status = 502, response = schema::ApplyFailed),
+        (status = 503, response = schema::Unavailable),
+        openapi::BodyErrors,
+    ))]
 async fn scale(State(s): State<AppState>, Target(unit): Target, body: Body) -> ApiResult {
     let req: ScaleRequest = body.scale_request()?;
     let row = s.engine.scale(unit, req).await?;
     Ok(Json(history_json(&row)))
 }
 
+/// The status of every managed unit, the default one first.
+#[utoipa::path(get, path = "/api/autoscaler/units", operation_id = "listUnits", tag = "any unit",
+    responses((status = 200, description = "One status per unit.", body = Vec<schema::Status>)))]
 async fn units(State(s): State<AppState>) -> ApiResult {
     let snap = s.engine.snapshot();
     Ok(Json(Value::Array(
@@ -265,12 +340,11 @@ async fn units(State(s): State<AppState>) -> ApiResult {
     )))
 }
 
-async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        include_str!("openapi.json"),
-    )
-        .into_response()
+/// Liveness: `ok` once the daemon serves.
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "meta",
+    responses((status = 200, description = "`ok`.", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok\n"
 }
 
 async fn not_found() -> ApiError {

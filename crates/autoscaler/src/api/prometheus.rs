@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::AppState;
+use crate::engine::{Failure, Rollback};
 use autoscaler_core::Mode;
 
 type Labels = Vec<(String, String)>;
@@ -45,6 +46,20 @@ fn l(pairs: &[(&str, &str)]) -> Labels {
         .collect()
 }
 
+/// `autoscaler_unit_failed` and `autoscaler_rollback_failed` for a unit's unacknowledged
+/// failure. The rollback's outcome is read from its type, never from the message's words, so
+/// rewording the message cannot silence the critical alert.
+fn failure_gauges(last: Option<&Failure>) -> (f64, f64) {
+    let gauge = |on: bool| if on { 1.0 } else { 0.0 };
+    (
+        gauge(last.is_some()),
+        gauge(last.is_some_and(|f| matches!(f.rollback, Rollback::Failed(_)))),
+    )
+}
+
+#[utoipa::path(get, path = "/metrics", operation_id = "prometheus", tag = "meta",
+    summary = "Prometheus metrics (OpenMetrics text): usage, limits, throttling, pressure, OOM kills, actions by action and status, loop duration and lag.",
+    responses((status = 200, description = "OpenMetrics text.", body = String, content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(s): State<AppState>) -> Response {
     let snap = s.engine.snapshot();
     let mut f = Families {
@@ -144,17 +159,9 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         available
             .get_or_create(&ul)
             .set(if u.unit_error.is_none() { 1.0 } else { 0.0 });
-        failed
-            .get_or_create(&ul)
-            .set(if u.last_failure.is_some() { 1.0 } else { 0.0 });
-        // The systemd crate's apply error says so in these words (`Rollback::Failed`).
-        let rb = u
-            .last_failure
-            .as_ref()
-            .is_some_and(|f| f.message.contains("ROLLBACK FAILED"));
-        rollback_failed
-            .get_or_create(&ul)
-            .set(if rb { 1.0 } else { 0.0 });
+        let (is_failed, is_rollback_failed) = failure_gauges(u.last_failure.as_ref());
+        failed.get_or_create(&ul).set(is_failed);
+        rollback_failed.get_or_create(&ul).set(is_rollback_failed);
         if let Ok(b) = &u.bounds {
             max_cpu.get_or_create(&ul).set(f64::from(b.cpu().1));
             max_mem.get_or_create(&ul).set(b.memory().1 as f64);
@@ -244,4 +251,45 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autoscaler_core::Millis;
+
+    fn check(rollback: Rollback, message: &str, want: (f64, f64)) {
+        let f = Failure {
+            at: Millis(0),
+            message: message.to_string(),
+            history_id: 1,
+            rollback: rollback.clone(),
+        };
+        assert_eq!(failure_gauges(Some(&f)), want, "{rollback:?}, {message:?}");
+    }
+
+    #[test]
+    fn the_rollback_gauge_follows_the_typed_outcome_not_the_words() {
+        assert_eq!(failure_gauges(None), (0.0, 0.0));
+        // (outcome, message, (unit_failed, rollback_failed)): the messages are reworded on
+        // purpose, one of them mentioning the old words for an outcome that is not a failure.
+        let cases = [
+            (
+                Rollback::Failed("disk full".into()),
+                "could not restore",
+                (1.0, 1.0),
+            ),
+            (Rollback::Failed(String::new()), "", (1.0, 1.0)),
+            (
+                Rollback::Done("50%".into()),
+                "ROLLBACK FAILED? no: restored",
+                (1.0, 0.0),
+            ),
+            (Rollback::NothingChanged, "refused", (1.0, 0.0)),
+            (Rollback::Unknown, "timed out", (1.0, 0.0)),
+        ];
+        for (rollback, message, want) in cases {
+            check(rollback, message, want);
+        }
+    }
 }

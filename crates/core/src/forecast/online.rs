@@ -109,6 +109,15 @@ const MODELS: [Model; 4] = [
 ];
 
 impl Model {
+    /// Every model a forecast point can name: the regression, then the online ones.
+    pub const ALL: [Model; 5] = [
+        Model::Regression,
+        Model::Persistence,
+        Model::Ewma,
+        Model::DampedTrend,
+        Model::SeasonalNaive,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Model::Regression => "regression",

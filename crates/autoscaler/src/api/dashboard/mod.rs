@@ -99,7 +99,10 @@ fn page_headers(content_type: &'static str) -> [(header::HeaderName, HeaderValue
     ]
 }
 
-async fn index() -> Response {
+/// The web dashboard (HTML).
+#[utoipa::path(get, path = "/", operation_id = "dashboard", tag = "dashboard",
+    responses((status = 200, description = "The page.", body = String, content_type = "text/html")))]
+pub(in crate::api) async fn index() -> Response {
     (page_headers("text/html; charset=utf-8"), page()).into_response()
 }
 
@@ -136,7 +139,16 @@ fn page() -> &'static str {
     })
 }
 
-async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+/// A file of the dashboard (script, style).
+#[utoipa::path(get, path = "/assets/{name}", operation_id = "dashboardAsset", tag = "dashboard",
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "The file.", body = String, content_type = "*/*"),
+        (status = 404, description = "No such asset.", body = super::schema::ErrorBody),
+    ))]
+pub(in crate::api) async fn asset(
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
     match ASSETS.iter().find(|a| a.name == name) {
         Some(a) => (page_headers(a.content_type), a.body).into_response(),
         None => ApiError {
@@ -147,9 +159,11 @@ async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Respon
     }
 }
 
-/// The config fields with their ranges and docs, so the page's editor labels and hints come
-/// from the same table the engine validates against.
-async fn config_fields() -> Response {
+/// The config fields with their ranges and docs, for the dashboard's editor.
+// So the page's editor labels and hints come from the same table the engine validates against.
+#[utoipa::path(get, path = "/assets/config-fields.json", operation_id = "dashboardConfigFields", tag = "dashboard",
+    responses((status = 200, description = "One entry per numeric field.", body = Vec<super::schema::ConfigFieldDoc>)))]
+pub(in crate::api) async fn config_fields() -> Response {
     let fields: Vec<Value> = FIELDS
         .iter()
         .map(|f| {
@@ -166,13 +180,24 @@ async fn config_fields() -> Response {
     (page_headers("application/json"), Json(Value::Array(fields))).into_response()
 }
 
-#[derive(serde::Deserialize)]
-struct RangeQuery {
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(in crate::api) struct RangeQuery {
+    /// How far back: a duration such as 1h or 30m, or a time.
     since: Option<String>,
+    /// Bucket width: a duration of at least 1s such as 5s or 2m, or whole seconds.
     step: Option<String>,
 }
 
-async fn metrics_history(
+/// Stored samples downsampled into buckets, one array per series (what the dashboard charts), and the actions in the range.
+#[utoipa::path(get, path = "/api/autoscaler/metrics/history", operation_id = "getMetricsHistory",
+    tags = ["default unit", "dashboard"],
+    params(RangeQuery),
+    responses(
+        (status = 200, description = "Series and actions.", body = super::schema::MetricsRange),
+        super::openapi::UnitErrors,
+    ))]
+pub(in crate::api) async fn metrics_history(
     State(s): State<AppState>,
     Target(unit): Target,
     q: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
