@@ -150,15 +150,6 @@ impl Store {
             .map_err(|e| self.sql_error(e, what()))
     }
 
-    /// Removes a journal entry whose change was never attempted (refused before systemd was
-    /// asked). Removing one that is not there is fine.
-    pub fn drop_change(&self, id: i64) -> anyhow::Result<()> {
-        self.writer()
-            .execute("DELETE FROM autoscaler_intents WHERE id = ?1", [id])
-            .map(|_| ())
-            .map_err(|e| self.sql_error(e, "removing an unused journal entry"))
-    }
-
     /// The journalled changes that never finished, oldest first.
     pub fn unfinished_changes(&self) -> anyhow::Result<Vec<Intent>> {
         let conn = self.reader();

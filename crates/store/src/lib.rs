@@ -198,6 +198,30 @@ impl Store {
     }
 }
 
+/// Whether a store error is one that passes: the database busy or locked by another writer,
+/// the disk full, the file read-only or an I/O error. A write that failed so may succeed if
+/// tried again; any other failure (a constraint, a value SQLite cannot hold) will not.
+pub fn passes(e: &anyhow::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    e.chain().any(|c| {
+        c.downcast_ref::<rusqlite::Error>().is_some_and(|e| {
+            matches!(
+                e.sqlite_error_code(),
+                Some(
+                    DatabaseBusy
+                        | DatabaseLocked
+                        | DiskFull
+                        | ReadOnly
+                        | SystemIoFailure
+                        | CannotOpen
+                        | FileLockingProtocolFailed
+                        | OutOfMemory
+                )
+            )
+        })
+    })
+}
+
 fn connect(path: &Path, flags: OpenFlags) -> anyhow::Result<Connection> {
     let conn = Connection::open_with_flags(path, flags).with_context(|| {
         format!(

@@ -11,6 +11,7 @@ use autoscaler_store::{HistoryRow, NewHistory};
 
 use super::run::Engine;
 use super::state::{Failure, UnitSnapshot};
+use super::writer::Write;
 use super::{
     APPLY_TIMEOUT, Actuator, ApplyError, ApplyErrorKind, EngineError, INSPECT_TIMEOUT, Probe,
     Rollback, ScaleRequest,
@@ -29,49 +30,50 @@ pub(super) struct Change {
     pub was_running: bool,
 }
 
-/// How long the journal entry of a change may take to be written before the change is
+/// How long a change's journal entry or a config may take to be stored before the change is
 /// refused. A busy database holds a write up to `BUSY_TIMEOUT`; a change waits a little less.
-const JOURNAL_TIMEOUT: Duration = Duration::from_secs(4);
+const STORE_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long a change's history row is waited for, so that a client reading the history right
+/// after the answer finds it; a row not stored by then stays queued and is stored later.
+const HISTORY_WAIT: Duration = Duration::from_secs(2);
 
 impl<P: Probe, A: Actuator> Engine<P, A> {
-    /// Writes a change's journal entry off the engine task, or refuses the change.
+    /// Writes a change's journal entry, or refuses the change.
     async fn journal(
         &mut self,
         id: i64,
         planned: &NewHistory,
         was_running: bool,
     ) -> Result<(), EngineError> {
-        let (store, row) = (self.store.clone(), planned.clone());
-        let write = tokio::task::spawn_blocking(move || store.begin_change(id, &row, was_running));
-        let reason = match tokio::time::timeout(JOURNAL_TIMEOUT, write).await {
-            Ok(Ok(Ok(()))) => {
-                autoscaler_systemd::crash::point("journalled");
-                return Ok(());
-            }
-            Ok(Ok(Err(e))) => format!("{e:#}"),
-            Ok(Err(e)) => format!("the journal write failed: {e}"),
-            Err(_) => format!("no answer within {} s", JOURNAL_TIMEOUT.as_secs()),
+        let write = Write::BeginChange {
+            id,
+            planned: planned.clone(),
+            was_running,
         };
-        // A write that answered late may still land: take it back, so no restart reads it
-        // as a change that was begun.
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.drop_change(id) {
-                tracing::warn!("removing the journal entry {id} of a refused change: {e:#}");
+        match self.writer.now(write, STORE_TIMEOUT).await {
+            Ok(()) => {
+                autoscaler_systemd::crash::point("journalled");
+                Ok(())
             }
-        });
-        self.loop_stats.store_errors += 1;
-        tracing::error!(unit = %planned.unit, "{} refused, not journalled: {reason}", planned.action);
-        Err(EngineError::StoreUnavailable { reason })
+            Err(reason) => {
+                tracing::error!(
+                    unit = %planned.unit,
+                    "{} refused, not journalled: {reason}",
+                    planned.action
+                );
+                Err(EngineError::StoreUnavailable { reason })
+            }
+        }
     }
 
-    pub(super) fn set_mode(
+    pub(super) async fn set_mode(
         &mut self,
         unit: &UnitName,
         mode: Mode,
     ) -> Result<UnitSnapshot, EngineError> {
         let i = self.index(unit)?;
-        self.update_config(i, |c| Ok(Config { mode, ..c.clone() }))?;
+        self.update_config(i, |c| Ok(Config { mode, ..c.clone() }))
+            .await?;
         // Setting the mode is how someone acknowledges a failure.
         self.units[i].last_failure = None;
         Ok(self.units[i].snapshot(&self.host))
@@ -79,7 +81,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
 
     /// Validates a new config whole (fields, relations, bounds on this host), stores it, and
     /// only then puts it in force; the loop uses it from its next check.
-    pub(super) fn update_config(
+    pub(super) async fn update_config(
         &mut self,
         i: usize,
         change: impl FnOnce(&Config) -> Result<Config, EngineError>,
@@ -87,14 +89,14 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         let new = change(&self.units[i].config)?;
         new.validate()?;
         Bounds::new(&new, &self.host)?;
-        self.store
-            .save_config(&self.units[i].name, &new)
-            .map_err(|e| {
-                self.loop_stats.store_errors += 1;
-                EngineError::StoreUnavailable {
-                    reason: format!("{e:#}"),
-                }
-            })?;
+        let write = Write::Config {
+            unit: self.units[i].name.clone(),
+            config: new.clone(),
+        };
+        self.writer
+            .now(write, STORE_TIMEOUT)
+            .await
+            .map_err(|reason| EngineError::StoreUnavailable { reason })?;
         // Setting the mode, by any route, is how someone acknowledges a failure; a refused
         // change acknowledges nothing, so this comes after every check.
         if new.mode != self.units[i].config.mode {
@@ -149,7 +151,8 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                 mode: Mode::Manual,
                 ..c.clone()
             })
-        })?;
+        })
+        .await?;
         let reason = if req.reason.trim().is_empty() {
             "manual scale".to_string()
         } else {
@@ -248,9 +251,10 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                 } else {
                     // DESIGN.md: a failure disables the autoscaler until someone sets the mode.
                     self.units[i].config.mode = Mode::Disabled;
-                    if let Err(e) = self.store.save_config(&name, &self.units[i].config) {
-                        tracing::error!(unit = %name, "storing the disabled mode failed: {e:#}");
-                    }
+                    self.writer.keep(Write::Config {
+                        unit: name.clone(),
+                        config: self.units[i].config.clone(),
+                    });
                 }
                 Status::Failed
             }
@@ -260,9 +264,13 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             error_message: result.as_ref().err().map(ApplyError::to_string),
             ..planned
         };
-        if let Err(e) = self.store.finish_change(id, &row) {
-            // The journal entry stays, so the next start records the change from it.
-            tracing::error!(unit = %name, "writing the history row failed: {e:#}; {action}: {reason}");
+        let write = Write::FinishChange {
+            id,
+            row: row.clone(),
+        };
+        if !self.writer.keep_and_wait(write, HISTORY_WAIT).await {
+            // Queued and retried; until it lands, the journal entry stands for it.
+            tracing::warn!(unit = %name, "the history row {id} is not stored yet; it stays queued");
         }
         match result {
             Ok(_) => Ok(HistoryRow {

@@ -34,6 +34,7 @@ pub struct EngineHandle {
     pub(super) commands: mpsc::Sender<Command>,
     pub(super) snapshot: watch::Receiver<Arc<Snapshot>>,
     pub(super) store: Store,
+    pub(super) writer: super::writer::Writer,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) rounds: watch::Receiver<u64>,
 }
@@ -45,6 +46,11 @@ impl EngineHandle {
     /// [`IDLE_WAKE`]: super::IDLE_WAKE
     pub fn rounds(&self) -> watch::Receiver<u64> {
         self.rounds.clone()
+    }
+
+    /// Whether the store keeps up with the writes: queued, dropped, failing and why.
+    pub fn store_state(&self) -> super::writer::StoreState {
+        self.writer.state()
     }
 
     /// The latest published state of every unit.

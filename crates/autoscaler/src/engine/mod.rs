@@ -24,6 +24,7 @@
 //! - `sampler.rs`: a unit's reading, taken off the engine task with a timeout.
 //! - `apply.rs`: config changes, manual scales and applying limits, with their brakes; every
 //!   change is journalled in the store before systemd is asked.
+//! - [`writer`]: every store write, on one thread with a queue, retried until stored.
 //! - `recover.rs`: at startup, the journal's unfinished changes settled with what systemd
 //!   reports.
 //! - `state.rs`: one unit's state and the snapshot fronts read.
@@ -41,6 +42,7 @@ mod recover;
 mod run;
 mod sampler;
 mod state;
+pub mod writer;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -203,14 +205,16 @@ pub fn start<P: Probe, A: Actuator>(
         actuator,
         setup.clock.clone(),
         snapshot_tx,
-    );
+    )?;
     let rounds = engine.rounds();
+    let writer = engine.writer.clone();
     engine.publish();
     let handle = EngineHandle {
         commands: tx,
         snapshot: snap_rx,
         rounds,
         store: setup.store,
+        writer,
         clock: setup.clock,
     };
     let task = tokio::spawn(engine.run(rx, shutdown));

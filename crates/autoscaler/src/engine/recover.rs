@@ -19,6 +19,10 @@ use autoscaler_core::{Limits, Mode, Resource, Status};
 use autoscaler_store::{Intent, NewHistory};
 
 use super::run::Engine;
+use super::writer::Write;
+
+/// How long a settled change's history row is waited for before the next is settled.
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 use super::state::Failure;
 use super::{APPLY_TIMEOUT, Actuator, INSPECT_TIMEOUT, Probe, Rollback};
 
@@ -56,7 +60,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         };
         for intent in intents {
             let settled = self.settle(&intent).await;
-            self.record_settled(intent, settled);
+            self.record_settled(intent, settled).await;
         }
     }
 
@@ -92,7 +96,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
 
     /// Writes the settled change's history row and puts it on its unit (counts, cooldown,
     /// rate limit; a failed rollback disables the unit as a failed apply does).
-    fn record_settled(&mut self, intent: Intent, settled: Settled) {
+    async fn record_settled(&mut self, intent: Intent, settled: Settled) {
         let cut = "the daemon stopped in the middle of this change";
         let (status, error_message, reason) = match &settled {
             Settled::Took(_) => (
@@ -132,9 +136,12 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             row.action,
             row.error_message.as_deref().unwrap_or("it took"),
         );
-        if let Err(e) = self.store.finish_change(intent.id, &row) {
-            self.loop_stats.store_errors += 1;
-            tracing::error!(unit = %row.unit, "recording an unfinished change failed: {e:#}");
+        let write = Write::FinishChange {
+            id: intent.id,
+            row: row.clone(),
+        };
+        if !self.writer.keep_and_wait(write, STORE_WAIT).await {
+            tracing::warn!(unit = %row.unit, "the settled change {} is not stored yet; it stays queued", intent.id);
         }
         let Ok(i) = self.index(&row.unit) else {
             return;
@@ -146,9 +153,10 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             Settled::RolledBack(rollback @ (Rollback::Failed(_) | Rollback::Unknown)) => {
                 unit.count(row.action, Status::Failed);
                 unit.config.mode = Mode::Disabled;
-                if let Err(e) = self.store.save_config(&row.unit, &unit.config) {
-                    tracing::error!(unit = %row.unit, "storing the disabled mode failed: {e:#}");
-                }
+                self.writer.keep(Write::Config {
+                    unit: row.unit.clone(),
+                    config: unit.config.clone(),
+                });
                 unit.last_failure = Some(Failure {
                     at: row.at,
                     message: row.error_message.clone().unwrap_or_default(),

@@ -19,6 +19,10 @@ use tokio::time::Instant;
 use super::IDLE_WAKE;
 use super::apply::Change;
 use super::clock::{CLOCK_JUMP_MS, Timeline};
+use super::writer::{Write, Writer};
+
+/// How long a stopping engine waits for its queued store writes.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
 use super::handle::Command;
 use super::sampler::{self, Outcome, Reading, StuckRead};
 use super::state::UnitState;
@@ -53,6 +57,8 @@ pub(super) struct Engine<P, A> {
     stuck: Vec<Option<StuckRead>>,
     pub(super) host: Host,
     pub(super) store: Store,
+    /// Where every store write goes (see [`Writer`]).
+    pub(super) writer: Writer,
     pub(super) probe: Arc<P>,
     pub(super) actuator: A,
     pub(super) clock: Arc<dyn Clock>,
@@ -80,11 +86,12 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         actuator: A,
         clock: Arc<dyn Clock>,
         snapshot_tx: watch::Sender<Arc<Snapshot>>,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
+        let writer = Writer::start(store.clone())?;
         let now = clock.instant();
         let timeline = Timeline::starting_now(clock.as_ref());
         let (readings_tx, readings_rx) = mpsc::channel(64);
-        Engine {
+        Ok(Engine {
             timeline,
             wall_offset_ms: 0,
             due: units.iter().map(|_| now).collect(),
@@ -94,6 +101,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             units,
             host,
             store,
+            writer,
             probe,
             actuator,
             clock,
@@ -102,7 +110,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             readings_tx,
             readings_rx: Some(readings_rx),
             rounds: watch::Sender::new(0),
-        }
+        })
     }
 
     /// Now, on the timeline the rules count in.
@@ -192,6 +200,9 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             }
             self.publish();
         }
+        // What is queued is written before the engine says it stopped, for a while.
+        let writer = self.writer.clone();
+        let _ = tokio::task::spawn_blocking(move || writer.close(CLOSE_DEADLINE)).await;
         tracing::info!("engine stopped");
     }
 
@@ -222,19 +233,23 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
     async fn handle(&mut self, cmd: Command) {
         match cmd {
             Command::SetMode(unit, mode, reply) => {
-                let _ = reply.send(self.set_mode(&unit, mode));
+                let _ = reply.send(self.set_mode(&unit, mode).await);
             }
             Command::SetPolicy(unit, policy, reply) => {
-                let r = self.index(&unit).and_then(|i| {
-                    self.update_config(i, |c| Ok(c.with_policy(policy)))?;
-                    Ok(self.units[i].snapshot(&self.host))
-                });
+                let r = match self.index(&unit) {
+                    Ok(i) => self
+                        .update_config(i, |c| Ok(c.with_policy(policy)))
+                        .await
+                        .map(|_| self.units[i].snapshot(&self.host)),
+                    Err(e) => Err(e),
+                };
                 let _ = reply.send(r);
             }
             Command::SetConfig(unit, changes, reply) => {
-                let r = self
-                    .index(&unit)
-                    .and_then(|i| self.update_config(i, |c| Ok(c.apply(&changes)?)));
+                let r = match self.index(&unit) {
+                    Ok(i) => self.update_config(i, |c| Ok(c.apply(&changes)?)).await,
+                    Err(e) => Err(e),
+                };
                 let _ = reply.send(r);
             }
             Command::Scale(unit, req, reply) => {
@@ -341,19 +356,19 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         let bounds = Bounds::new(&unit.config, &self.host);
         let decision = unit.observe(*sampled, view.limits, bounds.as_ref().ok(), &self.host, at);
         let wall_offset = self.wall_offset_ms;
-        if let Err(e) = unit.store_metric(&self.store, wall_offset) {
-            self.loop_stats.store_errors += 1;
-            tracing::warn!(unit = %name, "storing a metric failed: {e:#}");
+        for w in unit.writes(wall_offset) {
+            self.writer.keep(w);
         }
         if unit.should_prune(at) {
-            let keep = i64::from(unit.config.metrics_retention_hours) * 3_600_000;
+            let keep_ms = i64::from(unit.config.metrics_retention_hours) * 3_600_000;
             // Retention counts the time that really passed: a wall clock that jumped ahead
             // since the start does not age the samples stored before it.
             let now = Millis(at.0 + wall_offset.min(0));
-            if let Err(e) = self.store.prune_metrics(&name, now, keep) {
-                self.loop_stats.store_errors += 1;
-                tracing::warn!("pruning metrics failed: {e:#}");
-            }
+            self.writer.keep(Write::Prune {
+                unit: name.clone(),
+                now,
+                keep_ms,
+            });
         }
         if let Err(e) = &bounds {
             self.units[i].decision_note = format!("no automatic action: {e}");

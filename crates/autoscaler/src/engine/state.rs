@@ -17,6 +17,8 @@ use autoscaler_core::{
 };
 use autoscaler_store::{MetricRow, Store};
 
+use super::writer::Write;
+
 use super::{LoopStats, Rollback, Sampled};
 
 /// A failed apply, shown by the status until someone sets the mode again.
@@ -296,22 +298,27 @@ impl UnitState {
         self.recent.push_back(sample);
     }
 
-    /// Writes the last observation to the store, if it has a CPU rate, and under `adaptive`
-    /// what the policy has learned so far. Stored times are wall-clock: `wall_offset_ms` is
-    /// how far the wall clock is from the engine's timeline.
-    pub fn store_metric(&self, store: &Store, wall_offset_ms: i64) -> anyhow::Result<()> {
+    /// What to store of the last observation: its sample, if it has a CPU rate, and under
+    /// `adaptive` what the policy has learned so far. Stored times are wall-clock:
+    /// `wall_offset_ms` is how far the wall clock is from the engine's timeline.
+    pub fn writes(&self, wall_offset_ms: i64) -> Vec<Write> {
         let Some(o) = &self.observation else {
-            return Ok(());
+            return Vec::new();
         };
         let Some(cpu_cores) = o.usage.cpu_cores else {
-            return Ok(());
+            return Vec::new();
         };
         let u = &o.usage;
         let at = Millis(u.at.0.saturating_add(wall_offset_ms));
+        let mut writes = Vec::new();
         if self.config.policy == Policy::Adaptive {
-            store.save_learned(&self.name, &self.controller.learned().encode(), at)?;
+            writes.push(Write::Learned {
+                unit: self.name.clone(),
+                state: self.controller.learned().encode(),
+                at,
+            });
         }
-        store.insert_metric(&MetricRow {
+        writes.push(Write::Metric(MetricRow {
             unit: self.name.clone(),
             at,
             cpu_percent: o.evaluation.cpu_percent.unwrap_or(0.0),
@@ -332,7 +339,8 @@ impl UnitState {
             // The store sums this column over time: kills since the last reading, not the
             // cgroup's running total.
             oom_kills: u.new_oom_kills,
-        })
+        }));
+        writes
     }
 
     /// Retention runs about once a minute, not at every check.
@@ -524,9 +532,9 @@ mod tests {
                     ..Sampled::default()
                 };
                 daemon.observe(sampled, limits, Some(&bounds), &host, now);
-                daemon
-                    .store_metric(&store, 0)
-                    .expect("store metric and learned state");
+                for w in daemon.writes(0) {
+                    w.apply(&store).expect("store metric and learned state");
+                }
             }
             daemon.controller.learned().encode()
         };

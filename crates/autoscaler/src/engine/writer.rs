@@ -1,0 +1,417 @@
+//! Every store write, off the async runtime: one thread, one queue, in order (issue 11).
+//!
+//! SQLite calls block: a database locked by another writer holds each one for the busy
+//! timeout (5 s), a full disk or a read-only file fails them. Made on the engine task, they
+//! stalled every unit and every API call, and a failed write was logged and lost. Here:
+//!
+//! - Writes are queued in order and made by one thread. A write that fails for a reason that
+//!   passes (locked, busy, full, read-only, I/O) is retried, with a growing pause, until it
+//!   is stored; only samples may be dropped, when [`MAX_QUEUED_SAMPLES`] are already waiting,
+//!   and they are counted. A write refused for a reason that does not pass (a constraint)
+//!   is tried [`PERMANENT_TRIES`] times, then dropped and counted as lost, loudly.
+//! - Consecutive samples go in one transaction.
+//! - A write the caller waits for ([`Writer::now`]: a change's journal entry, a config) is
+//!   tried once, and withdrawn if it has not started when the caller stops waiting, so an
+//!   answer of "refused" is never followed by the write landing.
+//! - [`Writer::state`] says whether the store keeps up: `/healthz`, `/status` and `/metrics`
+//!   show it.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use autoscaler_core::{Config, Millis, UnitName};
+use autoscaler_store::{MetricRow, NewHistory, Store};
+use std::sync::mpsc;
+
+/// Samples that may wait for the store; more are dropped (and counted). At 1000 units and a
+/// 1 s interval this is ten seconds of samples; at the default 30 s, hours.
+pub const MAX_QUEUED_SAMPLES: usize = 10_000;
+/// How often a write the store refuses for a lasting reason is tried before it is dropped.
+pub const PERMANENT_TRIES: u32 = 3;
+/// The longest pause between two tries of a write that failed.
+const MAX_PAUSE: Duration = Duration::from_secs(2);
+/// The most samples written in one transaction.
+const BATCH: usize = 256;
+
+/// One write to the store.
+#[derive(Debug, Clone)]
+pub enum Write {
+    Metric(MetricRow),
+    Learned {
+        unit: UnitName,
+        state: String,
+        at: Millis,
+    },
+    Config {
+        unit: UnitName,
+        config: Config,
+    },
+    BeginChange {
+        id: i64,
+        planned: NewHistory,
+        was_running: bool,
+    },
+    FinishChange {
+        id: i64,
+        row: NewHistory,
+    },
+    Prune {
+        unit: UnitName,
+        now: Millis,
+        keep_ms: i64,
+    },
+}
+
+impl Write {
+    /// Makes the write, once.
+    pub fn apply(&self, store: &Store) -> anyhow::Result<()> {
+        match self {
+            Write::Metric(m) => store.insert_metric(m),
+            Write::Learned { unit, state, at } => store.save_learned(unit, state, *at),
+            Write::Config { unit, config } => store.save_config(unit, config),
+            Write::BeginChange {
+                id,
+                planned,
+                was_running,
+            } => store.begin_change(*id, planned, *was_running),
+            Write::FinishChange { id, row } => store.finish_change(*id, row),
+            Write::Prune { unit, now, keep_ms } => {
+                store.prune_metrics(unit, *now, *keep_ms).map(|_| ())
+            }
+        }
+    }
+}
+
+/// How the store keeps up, as the fronts show it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreState {
+    /// Writes waiting, samples included.
+    pub queued: usize,
+    /// Samples dropped because the queue was full, since start.
+    pub dropped_samples: u64,
+    /// Writes that could never be stored (refused for a lasting reason), since start.
+    pub lost_writes: u64,
+    /// Failed attempts, since start.
+    pub errors: u64,
+    /// Set while writes fail: since when (seconds) and the last error.
+    pub failing: Option<(f64, String)>,
+}
+
+impl StoreState {
+    /// Why the store is not keeping up, in words, or `None` when it is.
+    pub fn degraded(&self) -> Option<String> {
+        let (secs, error) = self.failing.as_ref()?;
+        Some(format!(
+            "the database has refused writes for {secs:.0} s ({error}); {} writes are queued \
+             and retried, {} samples dropped so far",
+            self.queued, self.dropped_samples
+        ))
+    }
+}
+
+const PENDING: u8 = 0;
+const STARTED: u8 = 1;
+const WITHDRAWN: u8 = 2;
+
+/// Where a waiting caller hears a write's outcome, and whether it has withdrawn the write.
+type Reply = (mpsc::SyncSender<Result<(), String>>, Arc<AtomicU8>);
+/// Where a waiting caller reads a write's outcome.
+type Outcome = mpsc::Receiver<Result<(), String>>;
+
+struct Job {
+    write: Write,
+    /// Whether the write is tried until it is stored; otherwise once, for a caller waiting.
+    retry: bool,
+    reply: Option<Reply>,
+    tries: u32,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    samples: usize,
+    state: StoreState,
+    failing_since: Option<Instant>,
+    closing: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The store's one writer. Cheap to clone; clones share the queue and the thread.
+#[derive(Clone)]
+pub struct Writer {
+    shared: Arc<Shared>,
+    thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+impl Writer {
+    /// Starts the writer thread over `store`.
+    pub fn start(store: Store) -> anyhow::Result<Writer> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || run(&s, &store))?;
+        Ok(Writer {
+            shared,
+            thread: Arc::new(Mutex::new(Some(thread))),
+        })
+    }
+
+    fn push(&self, job: Job) {
+        let mut q = self.shared.lock();
+        if matches!(job.write, Write::Metric(_)) {
+            if q.samples >= MAX_QUEUED_SAMPLES {
+                q.state.dropped_samples += 1;
+                return;
+            }
+            q.samples += 1;
+        }
+        q.jobs.push_back(job);
+        drop(q);
+        self.shared.wake.notify_one();
+    }
+
+    /// Queues a write that is retried until it is stored (a sample may be dropped when the
+    /// queue is full).
+    pub fn keep(&self, write: Write) {
+        self.push(Job {
+            write,
+            retry: true,
+            reply: None,
+            tries: 0,
+        });
+    }
+
+    /// Queues a write that is retried until stored, and waits up to `timeout` for it to be:
+    /// `false` when it is still queued then (it stays queued).
+    pub async fn keep_and_wait(&self, write: Write, timeout: Duration) -> bool {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.push(Job {
+            write,
+            retry: true,
+            reply: Some((tx, Arc::new(AtomicU8::new(PENDING)))),
+            tries: 0,
+        });
+        matches!(wait(Mutex::new(rx), Some(timeout)).await, Ok(Ok(())))
+    }
+
+    /// Queues a write and waits up to `timeout` for its one attempt. A write that has not
+    /// started by then is withdrawn (it will never land); one that has is waited for. `Err`
+    /// says why it was not stored.
+    pub async fn now(&self, write: Write, timeout: Duration) -> Result<(), String> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let flag = Arc::new(AtomicU8::new(PENDING));
+        self.push(Job {
+            write,
+            retry: false,
+            reply: Some((tx, flag.clone())),
+            tries: 0,
+        });
+        let rx = Arc::new(Mutex::new(rx));
+        match wait(rx.clone(), Some(timeout)).await {
+            Ok(r) => r,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Err("the store's writer has stopped".into())
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if flag
+                    .compare_exchange(PENDING, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return Err(format!(
+                        "not written within {} s: writes ahead of it are waiting for the \
+                         database",
+                        timeout.as_secs()
+                    ));
+                }
+                // Started: its one attempt ends within the busy timeout.
+                wait(rx, None)
+                    .await
+                    .unwrap_or_else(|_| Err("the store's writer has stopped".into()))
+            }
+        }
+    }
+
+    /// How the store keeps up.
+    pub fn state(&self) -> StoreState {
+        let q = self.shared.lock();
+        let mut s = q.state.clone();
+        s.queued = q.jobs.len();
+        if let (Some(since), Some((_, e))) = (q.failing_since, &q.state.failing) {
+            s.failing = Some((since.elapsed().as_secs_f64(), e.clone()));
+        }
+        s
+    }
+
+    /// Writes what is queued, for at most `deadline`, and stops the thread. What could not be
+    /// written by then is counted in the log.
+    pub fn close(&self, deadline: Duration) {
+        {
+            let mut q = self.shared.lock();
+            q.closing = true;
+        }
+        self.shared.wake.notify_all();
+        let started = Instant::now();
+        loop {
+            let left = self.shared.lock().jobs.len();
+            if left == 0 {
+                break;
+            }
+            if started.elapsed() >= deadline {
+                tracing::error!("stopping with {left} store writes not written");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        {
+            let mut q = self.shared.lock();
+            q.jobs.clear();
+        }
+        self.shared.wake.notify_all();
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Waits for a write's outcome on the blocking pool, in real time: the writer thread works in
+/// real time, whatever clock the caller's runtime keeps (tests pause it).
+async fn wait(
+    rx: impl Into<Arc<Mutex<Outcome>>>,
+    timeout: Option<Duration>,
+) -> Result<Result<(), String>, mpsc::RecvTimeoutError> {
+    let rx = rx.into();
+    tokio::task::spawn_blocking(move || {
+        let rx = rx.lock().unwrap_or_else(PoisonError::into_inner);
+        match timeout {
+            Some(t) => rx.recv_timeout(t),
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+        }
+    })
+    .await
+    .unwrap_or(Err(mpsc::RecvTimeoutError::Disconnected))
+}
+
+fn run(shared: &Shared, store: &Store) {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        // Take the next write, or a run of samples, leaving them queued until stored.
+        let (samples, single) = {
+            let mut q = shared.lock();
+            loop {
+                if let Some(front) = q.jobs.front() {
+                    let withdrawn = !front.retry
+                        && front
+                            .reply
+                            .as_ref()
+                            .is_some_and(|(_, f)| f.load(Ordering::Acquire) == WITHDRAWN);
+                    if withdrawn {
+                        q.jobs.pop_front();
+                        continue;
+                    }
+                    break;
+                }
+                if q.closing {
+                    return;
+                }
+                q = shared.wake.wait(q).unwrap_or_else(PoisonError::into_inner);
+            }
+            let front = q.jobs.front_mut().expect("a job is queued");
+            if let Some((_, flag)) = &front.reply {
+                let _ =
+                    flag.compare_exchange(PENDING, STARTED, Ordering::AcqRel, Ordering::Acquire);
+            }
+            let samples: Vec<MetricRow> = q
+                .jobs
+                .iter()
+                .take(BATCH)
+                .map_while(|j| match &j.write {
+                    Write::Metric(m) => Some(m.clone()),
+                    _ => None,
+                })
+                .collect();
+            let front = q.jobs.front().expect("a job is queued");
+            let single = samples.is_empty().then(|| front.write.clone());
+            (samples, single)
+        };
+        let result = match &single {
+            Some(w) => w.apply(store),
+            None => store.insert_metrics(&samples),
+        };
+        let mut q = shared.lock();
+        let n = if single.is_some() { 1 } else { samples.len() };
+        match result {
+            Ok(()) => {
+                pause = Duration::from_millis(100);
+                if q.failing_since.take().is_some() {
+                    tracing::info!("the database takes writes again");
+                }
+                q.state.failing = None;
+                for _ in 0..n {
+                    if let Some(job) = q.jobs.pop_front() {
+                        if matches!(job.write, Write::Metric(_)) {
+                            q.samples -= 1;
+                        }
+                        if let Some((tx, _)) = job.reply {
+                            let _ = tx.send(Ok(()));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                q.state.errors += 1;
+                let message = format!("{e:#}");
+                if q.failing_since.is_none() {
+                    q.failing_since = Some(Instant::now());
+                    tracing::error!("a store write failed: {message}; retrying");
+                }
+                q.state.failing = Some((0.0, message.clone()));
+                let lasting = !autoscaler_store::passes(&e);
+                let front = q.jobs.front_mut().expect("the job is still queued");
+                front.tries += 1;
+                let give_up = !front.retry || (lasting && front.tries >= PERMANENT_TRIES);
+                if give_up {
+                    let job = q.jobs.pop_front().expect("the job is still queued");
+                    if matches!(job.write, Write::Metric(_)) {
+                        q.samples -= 1;
+                    }
+                    if job.retry {
+                        q.state.lost_writes += 1;
+                        tracing::error!(
+                            "a store write was refused {PERMANENT_TRIES} times and is \
+                             dropped: {message}; write: {:?}",
+                            job.write
+                        );
+                    }
+                    if let Some((tx, _)) = job.reply {
+                        let _ = tx.send(Err(message));
+                    }
+                    continue;
+                }
+                drop(q);
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(MAX_PAUSE);
+            }
+        }
+    }
+}
