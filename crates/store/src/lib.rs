@@ -107,6 +107,7 @@ impl Store {
         }
         let mut writer = connect(path, OpenFlags::default())?;
         check_version(&writer, path)?;
+        check_integrity(&writer, path)?;
         set_pragmas(&writer, path)?;
         schema::migrations().to_latest(&mut writer).map_err(|e| {
             let hint = match &e {
@@ -220,6 +221,29 @@ pub fn passes(e: &anyhow::Error) -> bool {
             )
         })
     })
+}
+
+/// Refuses a database whose pages fail SQLite's `quick_check`, with how to move it aside: a
+/// damaged file is not written to (that could spread the damage), and nothing in it is lost
+/// until someone decides.
+fn check_integrity(conn: &Connection, path: &Path) -> anyhow::Result<()> {
+    let found: Vec<String> = conn
+        .prepare("PRAGMA quick_check(5)")
+        .and_then(|mut s| {
+            s.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(|e| sql_error(e, path, "checking the database's integrity (quick_check)"))?;
+    if found != ["ok"] {
+        bail!(
+            "{} is damaged (SQLite's quick_check: {}). It is left as it is. Move it aside \
+             (`mv {0} {0}.damaged`) and start again for a new one, or repair it with \
+             `sqlite3 {0} .recover`",
+            path.display(),
+            found.join("; ")
+        );
+    }
+    Ok(())
 }
 
 fn connect(path: &Path, flags: OpenFlags) -> anyhow::Result<Connection> {

@@ -1174,3 +1174,43 @@ fn retention_never_deletes_the_newest_kept_samples_after_a_clock_jump() {
         .expect("prune");
     assert_eq!(gone, 1);
 }
+
+/// A file whose interior pages are damaged is refused at open, with how to move it aside,
+/// and left byte for byte as it was.
+#[test]
+fn a_damaged_database_is_refused_and_left_alone() {
+    let (_dir, path) = temp_db();
+    {
+        let store = open(&path);
+        let u = default_unit();
+        for k in 0..2000 {
+            store
+                .insert_metric(&sample(&u, T0 + k * 1000))
+                .expect("sample");
+        }
+    }
+    {
+        // Fold the WAL into the file, then spoil a page in the middle of it.
+        let c = raw(&path);
+        c.pragma_update(None, "journal_mode", "DELETE")
+            .expect("checkpoint");
+    }
+    let mut bytes = std::fs::read(&path).expect("read");
+    let page = 4096;
+    let middle = (bytes.len() / page / 2) * page;
+    for b in &mut bytes[middle + 8..middle + 200] {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, &bytes).expect("write");
+    let err = Store::open(&path, &default_unit()).expect_err("a damaged file is refused");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("is damaged") && msg.contains(".damaged"),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        bytes,
+        "the file was changed"
+    );
+}

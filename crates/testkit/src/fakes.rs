@@ -463,7 +463,10 @@ impl FakeDaemon {
         let resp = self.router.clone().oneshot(req).await?;
         let status = resp.status().as_u16();
         let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20).await?;
-        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        // A body that is not JSON (`/healthz`, `/metrics`) comes back as a JSON string.
+        let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        });
         Ok((status, json))
     }
 

@@ -1,6 +1,7 @@
 //! The spec's JSON shapes, built by hand from engine types. Field names and types follow the
 //! spec's examples exactly; what we add comes after, under new names.
 
+use crate::engine::writer::StoreState;
 use autoscaler_core::config::FIELDS;
 use autoscaler_core::{Config, GIB, Limits, Millis};
 use autoscaler_store::{HistoryRow, format_ts};
@@ -37,7 +38,7 @@ fn ts(m: Option<Millis>) -> Value {
     m.map_or(Value::Null, |m| Value::String(format_ts(m)))
 }
 
-pub fn status_json(u: &UnitSnapshot, snap: &Snapshot) -> Value {
+pub fn status_json(u: &UnitSnapshot, snap: &Snapshot, store: &StoreState) -> Value {
     let ev = u.observation.as_ref().map(|o| &o.evaluation);
     let bounds = match &u.bounds {
         Ok(b) => json!({
@@ -72,6 +73,19 @@ pub fn status_json(u: &UnitSnapshot, snap: &Snapshot) -> Value {
         },
         "bounds": bounds,
         "host": { "cores": snap.host.cores, "memory_gb": gib(snap.host.memory_bytes) },
+        "store": store_json(store),
+    })
+}
+
+/// How the store keeps up: `ok`, or `degraded` with why, and what waits or was dropped.
+pub fn store_json(s: &StoreState) -> Value {
+    json!({
+        "state": if s.failing.is_some() { "degraded" } else { "ok" },
+        "reason": s.degraded(),
+        "queued_writes": s.queued,
+        "dropped_samples": s.dropped_samples,
+        "lost_writes": s.lost_writes,
+        "errors": s.errors,
     })
 }
 

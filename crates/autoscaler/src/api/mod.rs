@@ -197,7 +197,7 @@ impl FromRequestParts<AppState> for Target {
 async fn status(State(s): State<AppState>, Target(unit): Target) -> ApiResult {
     let snap = s.engine.snapshot();
     let u = s.engine.unit_snapshot(&unit)?;
-    Ok(Json(status_json(&u, &snap)))
+    Ok(Json(status_json(&u, &snap, &s.engine.store_state())))
 }
 
 /// The last sample of the unit's cgroup.
@@ -297,7 +297,11 @@ async fn put_config(State(s): State<AppState>, Target(unit): Target, body: Body)
 async fn set_mode(State(s): State<AppState>, Target(unit): Target, body: Body) -> ApiResult {
     let mode = body.mode()?;
     let u = s.engine.set_mode(unit, mode).await?;
-    Ok(Json(status_json(&u, &s.engine.snapshot())))
+    Ok(Json(status_json(
+        &u,
+        &s.engine.snapshot(),
+        &s.engine.store_state(),
+    )))
 }
 
 /// Set the policy: applies its bundle of thresholds, streak, cooldown and factor.
@@ -310,7 +314,11 @@ async fn set_mode(State(s): State<AppState>, Target(unit): Target, body: Body) -
 async fn set_policy(State(s): State<AppState>, Target(unit): Target, body: Body) -> ApiResult {
     let policy = body.policy()?;
     let u = s.engine.set_policy(unit, policy).await?;
-    Ok(Json(status_json(&u, &s.engine.snapshot())))
+    Ok(Json(status_json(
+        &u,
+        &s.engine.snapshot(),
+        &s.engine.store_state(),
+    )))
 }
 
 /// Set limits by hand; switches to manual mode.
@@ -335,16 +343,30 @@ async fn scale(State(s): State<AppState>, Target(unit): Target, body: Body) -> A
     responses((status = 200, description = "One status per unit.", body = Vec<schema::Status>)))]
 async fn units(State(s): State<AppState>) -> ApiResult {
     let snap = s.engine.snapshot();
-    Ok(Json(Value::Array(
-        snap.units.iter().map(|u| status_json(u, &snap)).collect(),
-    )))
+    Ok(Json(Value::Array({
+        let store = s.engine.store_state();
+        snap.units
+            .iter()
+            .map(|u| status_json(u, &snap, &store))
+            .collect()
+    })))
 }
 
-/// Liveness: `ok` once the daemon serves.
+/// Liveness: `ok` once the daemon serves; `degraded: <why>` (503) while the database refuses
+/// its writes (they are queued and retried, and the daemon goes on).
 #[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "meta",
-    responses((status = 200, description = "`ok`.", body = String, content_type = "text/plain")))]
-async fn healthz() -> &'static str {
-    "ok\n"
+    responses(
+        (status = 200, description = "`ok`.", body = String, content_type = "text/plain"),
+        (status = 503, description = "`degraded: ` and why.", body = String, content_type = "text/plain"),
+    ))]
+async fn healthz(State(s): State<AppState>) -> (StatusCode, String) {
+    match s.engine.store_state().degraded() {
+        None => (StatusCode::OK, "ok\n".into()),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("degraded: {why}\n"),
+        ),
+    }
 }
 
 async fn not_found() -> ApiError {

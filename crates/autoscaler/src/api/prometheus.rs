@@ -146,7 +146,23 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
     let failures = f.counter("autoscaler_apply_failures", "Failed applies since start");
     let store_errors = f.counter(
         "autoscaler_store_errors",
-        "Store reads and writes that failed since start",
+        "Store reads and write attempts that failed since start",
+    );
+    let store_queued = f.gauge(
+        "autoscaler_store_queued_writes",
+        "Writes waiting for the database (retried until stored)",
+    );
+    let store_degraded = f.gauge(
+        "autoscaler_store_degraded",
+        "1 while the database refuses writes",
+    );
+    let store_dropped = f.counter(
+        "autoscaler_store_dropped_samples",
+        "Samples dropped because too many writes were waiting, since start",
+    );
+    let store_lost = f.counter(
+        "autoscaler_store_lost_writes",
+        "Writes the database refused for a lasting reason, since start",
     );
     let clock_jumps = f.counter(
         "autoscaler_clock_jumps",
@@ -228,9 +244,20 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
     failures
         .get_or_create(&vec![])
         .inc_by(ls.apply_failures as f64);
+    let st = &s.engine.store_state();
     store_errors
         .get_or_create(&vec![])
-        .inc_by(ls.store_errors as f64);
+        .inc_by((ls.store_errors + st.errors) as f64);
+    store_queued.get_or_create(&vec![]).set(st.queued as f64);
+    store_degraded
+        .get_or_create(&vec![])
+        .set(if st.failing.is_some() { 1.0 } else { 0.0 });
+    store_dropped
+        .get_or_create(&vec![])
+        .inc_by(st.dropped_samples as f64);
+    store_lost
+        .get_or_create(&vec![])
+        .inc_by(st.lost_writes as f64);
     clock_jumps
         .get_or_create(&vec![])
         .inc_by(ls.clock_jumps as f64);

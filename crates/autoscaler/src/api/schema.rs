@@ -75,6 +75,27 @@ pub struct Status {
     /// the reserve, as [min, max]; or why none is possible.
     bounds: Bounds,
     host: Host,
+    store: StoreHealth,
+}
+
+/// How the store keeps up with the daemon's writes.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoreHealth {
+    /// `ok`, or `degraded` while the database refuses writes (they are queued and retried).
+    #[schema(pattern = "^(ok|degraded)$")]
+    state: String,
+    /// Why it is degraded, in words.
+    #[schema(required)]
+    reason: Option<String>,
+    /// Writes waiting for the database.
+    queued_writes: u64,
+    /// Samples dropped because too many were waiting, since start.
+    dropped_samples: u64,
+    /// Writes the database refused for a lasting reason, since start (never expected).
+    lost_writes: u64,
+    /// Failed write attempts, since start.
+    errors: u64,
 }
 
 #[derive(ToSchema)]

@@ -212,8 +212,16 @@ impl Writer {
 
     /// Queues a write and waits up to `timeout` for its one attempt. A write that has not
     /// started by then is withdrawn (it will never land); one that has is waited for. `Err`
-    /// says why it was not stored.
+    /// says why it was not stored; while the database is known to refuse writes, at once.
     pub async fn now(&self, write: Write, timeout: Duration) -> Result<(), String> {
+        // While writes are queued behind one the database keeps refusing, say so at once:
+        // waiting would only hold up the caller (the engine's loop) for the timeout.
+        let state = self.state();
+        if state.queued > 0
+            && let Some(why) = state.degraded()
+        {
+            return Err(why);
+        }
         let (tx, rx) = mpsc::sync_channel(1);
         let flag = Arc::new(AtomicU8::new(PENDING));
         self.push(Job {
