@@ -87,11 +87,13 @@ async fn a_jump_ahead_does_not_prune_the_stored_metrics() {
             .metrics_since(&unit(), Millis(0), Millis(i64::MAX))
             .expect("metrics")
     };
+    d.wait_for_store();
     let before = all().len();
     assert!(before > 5, "{before} samples in 5 minutes");
     d.clock.jump(2 * DAY, false);
     // Retention runs about once a minute: give it several chances.
     tokio::time::sleep(Duration::from_secs(300)).await;
+    d.wait_for_store();
     let rows = all();
     let jumped = T0.0 + 2 * 86_400_000;
     let old = rows.iter().filter(|r| r.at.0 < jumped).count();

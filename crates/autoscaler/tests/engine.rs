@@ -400,6 +400,7 @@ async fn one_oom_kill_counts_once_in_the_range() {
         sys.samples(u) >= samples + 8,
         "too few samples after the kill"
     );
+    d.wait_for_store();
     let range = d
         .ok("GET", "/api/autoscaler/metrics/history?since=1h", None)
         .await

@@ -470,6 +470,22 @@ impl FakeDaemon {
         Ok((status, json))
     }
 
+    /// Waits, in real time, until the store's writer has written everything queued: the
+    /// writer is a thread that works in real time while a test's clock may be paused, so a
+    /// test that reads the store right after paused hours must let it catch up.
+    pub fn wait_for_store(&self) {
+        for _ in 0..1000 {
+            if self.engine.store_state().queued == 0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!(
+            "the store's writer did not catch up: {:?}",
+            self.engine.store_state()
+        );
+    }
+
     /// A JSON request that must answer 200.
     pub async fn ok(
         &self,
