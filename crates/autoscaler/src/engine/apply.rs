@@ -2,11 +2,11 @@
 //! and applying limits with every brake (bounds, the rate limit, a timeout) and its record
 //! (the history row, the counts, and on failure the `disabled` mode and the unit's failure).
 
+use std::time::Duration;
+
 use autoscaler_core::{
     Action, Bounds, Config, Limits, Millis, Mode, Status, TriggerType, UnitName,
 };
-use std::time::Duration;
-
 use autoscaler_store::{HistoryRow, NewHistory};
 
 use super::run::Engine;
@@ -276,7 +276,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             Ok(_) => Ok(HistoryRow {
                 id,
                 unit: row.unit,
-                at,
+                at: row.at,
                 action,
                 trigger_type: trigger,
                 reason: row.reason,
