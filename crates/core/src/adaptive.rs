@@ -29,7 +29,8 @@
 //!   unit therefore keeps its generous starting limits until it has history.
 //!
 //! Every constant is a ratio or a duration, not a size: the policy behaves the same on a
-//! unit of 0.1 or 20 cores, and at a 30 s or a 5 min check interval.
+//! unit of 0.1 or 20 cores, and at a 1 s, 30 s or 5 min check interval (CPU use is taken as
+//! its mean over [`CPU_RATE_SECS`], whatever the interval).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -92,6 +93,13 @@ const RING: usize = 96;
 pub const MEMORY_PRESSURE_PERCENT: f64 = 10.0;
 /// CFS periods throttled above this share count as the CPU limit being hit.
 pub const THROTTLED_SHARE: f64 = 0.2;
+/// CPU use enters a window's peak, and counts as use at the quota, as its mean over at least
+/// this long. A rate read over one second is mostly the scheduler's noise (one busy loop reads
+/// 0.6 to 1.5 cores), and a limit sized to such a peak is paid for all the time, or grown for
+/// nothing; throttling, the kernel's own word that the quota is too small, still counts at
+/// once. Checks this far apart or more (the daemon's default interval is 30 s, the
+/// traces have a sample a minute or more) count one by one, as before.
+pub const CPU_RATE_SECS: f64 = 30.0;
 
 /// One model: the peak over `windows` 5-minute windows, times `margin`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -325,6 +333,11 @@ struct Track {
     asked: Option<f64>,
     /// Derived, not persisted: [`Track::closed_maxima`] as of the last close.
     closed_max: [f64; 4],
+    /// Not persisted: CPU use gathered toward its next [`CPU_RATE_SECS`] mean (use x seconds,
+    /// seconds), and when the last observation was.
+    rate_sum: f64,
+    rate_secs: f64,
+    last_at: Option<i64>,
 }
 
 impl Default for Track {
@@ -341,6 +354,9 @@ impl Default for Track {
             last_move: None,
             asked: None,
             closed_max: [0.0; 4],
+            rate_sum: 0.0,
+            rate_secs: 0.0,
+            last_at: None,
         }
     }
 }
@@ -383,6 +399,26 @@ impl Track {
             }
         }
         (within, full)
+    }
+
+    /// What one observation adds to the window's peak: memory and tasks as they are, CPU as
+    /// its mean over [`CPU_RATE_SECS`] once that much has gathered (see there).
+    fn level(&mut self, r: Resource, t: i64, used: f64) -> Option<f64> {
+        if r != Resource::Cpu {
+            return Some(used);
+        }
+        let secs = self.last_at.map_or(CPU_RATE_SECS, |last| {
+            ((t - last) as f64 / 1000.0).clamp(0.0, CPU_RATE_SECS)
+        });
+        self.last_at = Some(t);
+        self.rate_sum += used * secs;
+        self.rate_secs += secs;
+        if self.rate_secs < CPU_RATE_SECS {
+            return None;
+        }
+        let mean = self.rate_sum / self.rate_secs;
+        (self.rate_sum, self.rate_secs) = (0.0, 0.0);
+        Some(mean)
     }
 
     /// Closes the open window: scores every model against its peak and picks the cheapest.
@@ -455,7 +491,11 @@ impl Track {
             }
             Some(_) => {}
         }
-        self.win_peak = self.win_peak.max(used);
+        let level = self.level(r, t, used);
+        if let Some(level) = level {
+            self.win_peak = self.win_peak.max(level);
+        }
+        let hit = hit || (r == Resource::Cpu && level.is_some_and(|l| l >= HIT_UTIL * limit));
         self.win_hit |= hit;
         let model = models[self.chosen];
         let peak = self.win_peak.max(self.closed_max[self.chosen / 4]);
@@ -606,9 +646,11 @@ impl Learned {
                     let Some(cores) = usage.cpu_cores else {
                         continue;
                     };
+                    // Use at the quota counts as a hit over the same span as the peak (see
+                    // `Track::level`); throttling is the kernel's own word, taken at once.
                     let used = cores * 100.0;
                     let throttled = usage.throttled_ratio.is_some_and(|t| t > THROTTLED_SHARE);
-                    (used, throttled || used >= HIT_UTIL * limit)
+                    (used, throttled)
                 }
                 Resource::Memory => (
                     usage.memory_bytes as f64,

@@ -204,3 +204,54 @@ fn learning_while_disabled_leaves_nothing_in_flight() {
     let v = l.observe(&bounds, &current, &u, now);
     assert_eq!(v.moves[0].map(|m| m.cause), Some(Cause::Hit), "{v:?}");
 }
+
+/// CPU read every second enters a window's peak as its mean over [`CPU_RATE_SECS`]: a busy
+/// loop that reads 0.6 and 1.4 cores by turns peaks at 1 core, not 1.4; read once a minute,
+/// each reading counts as it is.
+#[test]
+fn cpu_peaks_are_means_over_the_rate_span_whatever_the_interval() {
+    let peak_after = |every_secs: i64, readings: &[f64]| {
+        let mut t = Track::default();
+        for (k, &cores) in readings.iter().enumerate() {
+            let now = Millis::from_secs(k as i64 * every_secs);
+            t.observe(
+                Resource::Cpu,
+                now,
+                cores * 100.0,
+                800.0,
+                false,
+                50.0,
+                800.0,
+                false,
+            );
+        }
+        t.win_peak
+    };
+    let noisy: Vec<f64> = (0..120)
+        .map(|k| if k % 2 == 0 { 0.6 } else { 1.4 })
+        .collect();
+    let every_second = peak_after(1, &noisy);
+    assert!(
+        (95.0..=105.0).contains(&every_second),
+        "noise taken for demand: {every_second}"
+    );
+    // A minute apart, within one 5-minute window: the largest reading is the peak.
+    assert_eq!(peak_after(60, &[0.6, 1.4, 0.6, 1.0]), 140.0);
+    // Memory is a level, not a rate: its peak is the largest reading at any interval.
+    let mut t = Track::default();
+    for (k, gib) in [1.0, 3.0, 1.0].into_iter().enumerate() {
+        let now = Millis::from_secs(k as i64);
+        let bytes = gib * GIB as f64;
+        t.observe(
+            Resource::Memory,
+            now,
+            bytes,
+            8.0 * GIB as f64,
+            false,
+            0.0,
+            1e12,
+            false,
+        );
+    }
+    assert_eq!(t.win_peak, 3.0 * GIB as f64);
+}
