@@ -3,7 +3,7 @@
 //! (the history row, the counts, and on failure the `disabled` mode and the unit's failure).
 
 use autoscaler_core::{
-    Action, Bounds, Config, Limits, Millis, Mode, Status, TriggerType, UnitName,
+    Action, Bounds, Config, Limits, ManualScale, Millis, Mode, Status, TriggerType, UnitName,
 };
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use super::run::Engine;
 use super::state::{Failure, UnitSnapshot};
 use super::{
     APPLY_TIMEOUT, Actuator, ApplyError, ApplyErrorKind, EngineError, INSPECT_TIMEOUT, Probe,
-    Rollback, ScaleRequest,
+    Rollback,
 };
 
 /// One change to a unit's limits, as decided (automatically or by a manual scale).
@@ -110,17 +110,11 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
     pub(super) async fn manual_scale(
         &mut self,
         i: usize,
-        req: ScaleRequest,
+        req: ManualScale,
     ) -> Result<HistoryRow, EngineError> {
-        if req.reason.chars().count() > 1000 {
-            return Err(EngineError::BadRequest {
-                message: "reason is longer than 1000 characters".into(),
-                field: Some("reason".into()),
-                allowed: Some("a string of at most 1000 characters".into()),
-            });
-        }
+        // The values were checked when `req` was made; what is left is whether they fit.
         let bounds = Bounds::new(&self.units[i].config, &self.host)?;
-        bounds.check(&req.limits)?;
+        bounds.check(&req.limits())?;
         let name = self.units[i].name.clone();
         let view = tokio::time::timeout(INSPECT_TIMEOUT, self.probe.inspect(&name))
             .await
@@ -134,7 +128,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                 unit: name.to_string(),
                 reason: format!("{e:#}"),
             })?;
-        let new = view.limits.overlay(req.limits);
+        let new = view.limits.overlay(req.limits());
         // Refused requests change nothing, the mode included.
         let now = self.now();
         if let Some(wait) = self.units[i].rate_wait(now) {
@@ -150,11 +144,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                 ..c.clone()
             })
         })?;
-        let reason = if req.reason.trim().is_empty() {
-            "manual scale".to_string()
-        } else {
-            req.reason
-        };
+        let reason = req.into_reason();
         let at = now;
         let change = Change {
             action: Action::ManualScale,
