@@ -71,7 +71,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         mode: Mode,
     ) -> Result<UnitSnapshot, EngineError> {
         let i = self.index(unit)?;
-        self.update_config(i, |c| Ok(Config { mode, ..c.clone() }))?;
+        self.update_config(i, |c| Ok(c.with_mode(mode)))?;
         // Setting the mode is how someone acknowledges a failure.
         self.units[i].last_failure = None;
         Ok(self.units[i].snapshot(&self.host))
@@ -97,7 +97,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             })?;
         // Setting the mode, by any route, is how someone acknowledges a failure; a refused
         // change acknowledges nothing, so this comes after every check.
-        if new.mode != self.units[i].config.mode {
+        if new.mode() != self.units[i].config.mode() {
             self.units[i].last_failure = None;
         }
         self.units[i].config = new.clone();
@@ -138,12 +138,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             });
         }
         // A manual request puts the unit in manual mode, so the loop does not undo it.
-        self.update_config(i, |c| {
-            Ok(Config {
-                mode: Mode::Manual,
-                ..c.clone()
-            })
-        })?;
+        self.update_config(i, |c| Ok(c.with_mode(Mode::Manual)))?;
         let reason = req.into_reason();
         let at = now;
         let change = Change {
@@ -237,7 +232,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                     self.units[i].unavailable(e.to_string(), limits);
                 } else {
                     // DESIGN.md: a failure disables the autoscaler until someone sets the mode.
-                    self.units[i].config.mode = Mode::Disabled;
+                    self.units[i].config = self.units[i].config.with_mode(Mode::Disabled);
                     if let Err(e) = self.store.save_config(&name, &self.units[i].config) {
                         tracing::error!(unit = %name, "storing the disabled mode failed: {e:#}");
                     }

@@ -145,7 +145,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             Settled::Took(after) => unit.record_success(row.action, after, row.at),
             Settled::RolledBack(rollback @ (Rollback::Failed(_) | Rollback::Unknown)) => {
                 unit.count(row.action, Status::Failed);
-                unit.config.mode = Mode::Disabled;
+                unit.config = unit.config.with_mode(Mode::Disabled);
                 if let Err(e) = self.store.save_config(&row.unit, &unit.config) {
                     tracing::error!(unit = %row.unit, "storing the disabled mode failed: {e:#}");
                 }

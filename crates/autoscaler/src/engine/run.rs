@@ -346,7 +346,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             tracing::warn!(unit = %name, "storing a metric failed: {e:#}");
         }
         if unit.should_prune(at) {
-            let keep = i64::from(unit.config.metrics_retention_hours) * 3_600_000;
+            let keep = i64::from(unit.config.metrics_retention_hours()) * 3_600_000;
             // Retention counts the time that really passed: a wall clock that jumped ahead
             // since the start does not age the samples stored before it.
             let now = Millis(at.0 + wall_offset.min(0));
