@@ -8,21 +8,53 @@
 //! non-loopback listen without one, no CORS). Nothing here skips: a missing tool fails the test. The bad-input matrix, which
 //! exercises validation only, runs without root in `api_inputs.rs`.
 
-#[path = "api/harness.rs"]
-mod harness;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
-use autoscaler_testkit::{Daemon, Sandbox, busy_unit, wait_until};
-use harness::{ROOMY, UNIT, World, bin, need, parse_prometheus, raw, shell, tool};
+use autoscaler_testkit::{
+    Sandbox, World, busy_unit, need_command as need, repo_tool as tool, wait_until,
+};
 use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_autoscaler");
+
+/// The spec's unit: with it, the spec's `systemctl --user ... autocoder-ui.service` lines run
+/// against the sandbox unchanged.
+const UNIT: &str = "autocoder-ui.service";
+
+/// Config that makes manual limits possible on a small host (2 cores, 24 GiB): no CPU
+/// reserve, low minimums. The interval stays long unless a test asks for a fast loop.
+const ROOMY: &str = autoscaler_testkit::SMALL_HOST_BOUNDS;
+
+/// A sandbox with the spec's unit running one busy loop, and a daemon managing it (with
+/// `extra` flags) that has taken its first sample.
+fn world(extra: &[&str]) -> anyhow::Result<World> {
+    World::with_busy_unit(BIN, UNIT, extra)
+}
+
+/// GET /metrics through the real Prometheus parser: `{family: {type, samples: [...]}}`.
+fn parse_prometheus(url: &str) -> anyhow::Result<Value> {
+    let python = tool(".venv/bin/python")?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/prom_parse.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(format!("{url}/metrics"))
+        .output()
+        .context("running tests/api/prom_parse.py")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "prom_parse.py failed: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).context("prom_parse.py printed no JSON")
+}
 
 /// Runs a spec command line and checks what it printed and how it exited.
 fn check_shell(world: &World, line: &str, want: Expect) {
-    let out = shell(world, line).expect("bash runs");
+    let out = world.shell(line).expect("bash runs");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -100,7 +132,7 @@ fn is_history(v: &Value) -> bool {
 #[test]
 fn spec_commands_as_written() {
     need("jq").expect("jq");
-    let w = World::start(&[]).expect("sandbox and daemon");
+    let w = world(&[]).expect("sandbox and daemon");
     let http = w.daemon.http();
 
     // Quick Start.
@@ -196,7 +228,8 @@ fn spec_commands_as_written() {
                 && v["error"].as_str().is_some_and(|e| e.contains("600"))
         }),
     );
-    let code = shell(&w, &format!("{workflow2} -o /dev/null -w '%{{http_code}}'"))
+    let code = w
+        .shell(&format!("{workflow2} -o /dev/null -w '%{{http_code}}'"))
         .expect("curl")
         .stdout;
     assert_eq!(String::from_utf8_lossy(&code), "400");
@@ -208,7 +241,7 @@ fn spec_commands_as_written() {
 
     // The same request with values this host can give (after lowering the reserve and the
     // minimums), and systemd really has the new limits.
-    w.put_config(ROOMY, None).expect("roomy config");
+    w.put_config(ROOMY).expect("roomy config");
     let fitting = workflow2
         .replace("600", "150")
         .replace("\"memory_max\": 96", "\"memory_max\": 2");
@@ -274,7 +307,7 @@ fn spec_commands_as_written() {
     // says brings the metrics back.
     // The loop notices a stopped unit at its next check: make that soon (the interval
     // is taken from the next check on).
-    w.put_config(r#"{"check_interval_seconds":1}"#, None)
+    w.put_config(r#"{"check_interval_seconds":1}"#)
         .expect("interval");
     sb.stop_unit(UNIT).expect("stop");
     let r = wait_until(Duration::from_secs(15), "metrics to say 503", || {
@@ -311,7 +344,7 @@ fn spec_commands_as_written() {
 /// A good batch is applied whole, and the loop runs at the new interval from its next check.
 #[test]
 fn config_update_is_atomic_and_used_from_the_next_check() {
-    let w = World::start(&[]).expect("sandbox and daemon");
+    let w = world(&[]).expect("sandbox and daemon");
     let checks = |w: &World| -> anyhow::Result<f64> {
         let m = parse_prometheus(w.url())?;
         m["families"]["autoscaler_checks"]["samples"][0]["value"]
@@ -322,6 +355,7 @@ fn config_update_is_atomic_and_used_from_the_next_check() {
     let c0 = checks(&w).expect("checks");
     let bad = r#"{"check_interval_seconds": 1, "consecutive_scale_up_checks": 2, "scale_up_cpu_percent": 101}"#;
     let r = w
+        .http()
         .raw(
             "PUT",
             "/api/autoscaler/config",
@@ -349,7 +383,6 @@ fn config_update_is_atomic_and_used_from_the_next_check() {
     let good = w
         .put_config(
             r#"{"check_interval_seconds": 1, "consecutive_scale_up_checks": 2, "scale_up_cpu_percent": 70, "scale_cooldown_seconds": 3}"#,
-            None,
         )
         .expect("good batch");
     assert_eq!(
@@ -382,10 +415,11 @@ fn config_update_is_atomic_and_used_from_the_next_check() {
 /// `/metrics` parses with prometheus_client's parser and has every family the issue names.
 #[test]
 fn prometheus_metrics_parse() {
-    let w = World::start(&[]).expect("sandbox and daemon");
-    w.put_config(ROOMY, None).expect("roomy");
+    let w = world(&[]).expect("sandbox and daemon");
+    w.put_config(ROOMY).expect("roomy");
     // One manual action so the action counter has a sample, and limits to report.
     let r = w
+        .http()
         .raw(
             "POST",
             "/api/autoscaler/scale",
@@ -395,7 +429,7 @@ fn prometheus_metrics_parse() {
         .expect("scale");
     assert_eq!(r.status, 200, "{}", r.text);
     // The limits in the snapshot come from systemd at the next check.
-    w.put_config(r#"{"check_interval_seconds": 1}"#, None)
+    w.put_config(r#"{"check_interval_seconds": 1}"#)
         .expect("interval");
     let m = wait_until(Duration::from_secs(15), "limits in /metrics", || {
         let m = parse_prometheus(w.url())?;
@@ -600,9 +634,9 @@ fn openapi_covers_every_route() {
 #[test]
 fn schemathesis_finds_no_server_error() {
     let st = tool(".venv/bin/schemathesis").expect("schemathesis");
-    let w = World::start(&[]).expect("sandbox and daemon");
+    let w = world(&[]).expect("sandbox and daemon");
     // Room for schemathesis's manual limits on this host; the doc is served by the daemon.
-    w.put_config(ROOMY, None).expect("roomy");
+    w.put_config(ROOMY).expect("roomy");
     let served = w
         .daemon
         .http()
@@ -660,12 +694,8 @@ fn token_and_cors() {
     let sandbox = Sandbox::start().expect("sandbox");
     sandbox.write_unit(UNIT, &busy_unit(1)).expect("unit");
     sandbox.start_unit(UNIT).expect("start");
-    let d = Daemon::start(
-        &bin(),
-        &sandbox,
-        &["--unit", UNIT, "--token", "T0ken-s3cret"],
-    )
-    .expect("daemon");
+    let w = World::start(BIN, sandbox, &[UNIT], &["--token", "T0ken-s3cret"]).expect("daemon");
+    let d = &w.daemon;
     let url = d.url.clone();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     let json_ct = "Content-Type: application/json";
@@ -765,7 +795,7 @@ fn token_and_cors() {
     ];
     for (method, path, headers, body, status) in table {
         let before_mode = d.http().get_ok("/api/autoscaler/config").expect("config");
-        let r = raw(&url, method, path, headers, *body).expect("request");
+        let r = d.http().raw(method, path, headers, *body).expect("request");
         assert_eq!(r.status, *status, "{method} {path} {headers:?}: {}", r.text);
         if *status == 401 {
             assert!(
@@ -830,7 +860,7 @@ fn non_loopback_without_token_refuses_to_start() {
         ("192.0.2.1:0", Some(""), "without a token"),
     ];
     for (listen, token, want) in table {
-        let mut cmd = Command::new(bin());
+        let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--listen", listen, "--unit", UNIT, "--db"])
             .arg(dir.path().join("a.db"))
             .env_remove("AUTOSCALER_TOKEN")

@@ -4,13 +4,15 @@
 //! Checks readable tables by default, JSON with `--json`, `--url` and the token from flags and
 //! from the environment, and a non-zero exit with a one-line reason on every error.
 
-#[path = "api/harness.rs"]
-mod harness;
-
 use std::process::{Command, Stdio};
 
-use harness::{ROOMY, UNIT, World, bin};
+use autoscaler_testkit::World;
 use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_autoscaler");
+const UNIT: &str = "autocoder-ui.service";
+/// Bounds that let manual limits through on a 2-core host: no CPU reserve, low minimums.
+const ROOMY: &str = autoscaler_testkit::SMALL_HOST_BOUNDS;
 
 const TOKEN: &str = "cli-t0ken";
 
@@ -36,7 +38,7 @@ enum Want {
 }
 
 fn check(w: &World, via: Via, args: &[&str], want: Want) {
-    let mut cmd = Command::new(bin());
+    let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env_remove("AUTOSCALER_URL")
         .env_remove("AUTOSCALER_TOKEN")
@@ -95,8 +97,8 @@ fn check(w: &World, via: Via, args: &[&str], want: Want) {
 
 #[test]
 fn cli_against_a_real_daemon() {
-    let w = World::start(&["--token", TOKEN]).expect("sandbox and daemon");
-    w.put_config(ROOMY, Some(TOKEN)).expect("roomy config");
+    let w = World::with_busy_unit(BIN, UNIT, &["--token", TOKEN]).expect("sandbox and daemon");
+    w.put_config(ROOMY).expect("roomy config");
     let flags = Via::Flags { token: true };
     let env = Via::Env { token: true };
     let no_token = Via::Flags { token: false };

@@ -9,10 +9,9 @@
 //! or backup file is left beside it; and the unit runs.
 
 use std::fs;
-use std::path::Path;
 
 use anyhow::{Context, ensure};
-use autoscaler_testkit::{Daemon, Http, SMALL_HOST_BOUNDS, Sandbox, wait_until};
+use autoscaler_testkit::{Http, SMALL_HOST_BOUNDS, Sandbox, World, wait_until};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_autoscaler");
@@ -64,33 +63,30 @@ fn kill_at_each_step(strategy: &str, steps: &[(&str, Outcome)]) -> anyhow::Resul
          [Service]\nExecStart=/bin/sleep infinity\nCPUQuota=50%\nMemoryMax=1G\nTasksMax=100\n",
     )?;
     sb.start_unit(UNIT)?;
-    let mut daemon = Daemon::start(
-        Path::new(BIN),
-        &sb,
-        &["--unit", UNIT, "--strategy", strategy],
-    )?;
-    let http = daemon.http();
-    let r = http.put("/api/autoscaler/config", SMALL_HOST_BOUNDS)?;
-    ensure!(r.status == 200, "PUT config: {} {}", r.status, r.text);
+    let mut w = World::start(BIN, sb, &[UNIT], &["--strategy", strategy])?;
+    w.put_config(SMALL_HOST_BOUNDS)?;
 
     for (k, &(step, outcome)) in steps.iter().enumerate() {
-        let old = sb.cpu_quota(UNIT)?.context("the unit has a CPU quota")?;
+        let old = w
+            .sandbox
+            .cpu_quota(UNIT)?
+            .context("the unit has a CPU quota")?;
         let new = 60 + 10 * k as u32;
         let file_before = fs::read(&file)?;
-        daemon.restart_to_crash_at(step)?;
-        let http = daemon.http();
+        w.daemon.restart_to_crash_at(step)?;
+        let http = w.http();
         // The daemon dies while answering: no answer is expected.
         let _ = http.post(
             "/api/autoscaler/scale",
             &format!(r#"{{"cpu_quota": {new}, "reason": "crash test at {step}"}}"#),
         );
-        daemon.wait_for_crash(step)?;
-        daemon.start_again()?;
-        let http = daemon.http();
+        w.daemon.wait_for_crash(step)?;
+        w.daemon.start_again()?;
+        let http = w.http();
         let row = settled_row(&http, step)?;
         let status = row["status"].as_str().unwrap_or_default();
         let error = row["error_message"].as_str().unwrap_or_default();
-        let in_force = sb.cpu_quota(UNIT)?;
+        let in_force = w.sandbox.cpu_quota(UNIT)?;
         println!("{strategy} {step}: {status} ({error}); CPUQuota now {in_force:?}");
         ensure!(
             row["new_limits"]["cpu_quota"] == new,
@@ -121,16 +117,16 @@ fn kill_at_each_step(strategy: &str, steps: &[(&str, Outcome)]) -> anyhow::Resul
                 );
             }
         }
-        let strays: Vec<String> = fs::read_dir(sb.unit_dir())?
+        let strays: Vec<String> = fs::read_dir(w.sandbox.unit_dir())?
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n.contains(".autoscaler-"))
             .collect();
         ensure!(strays.is_empty(), "{step}: stray files left: {strays:?}");
         ensure!(
-            sb.show(UNIT, "ActiveState")? == "active",
+            w.sandbox.show(UNIT, "ActiveState")? == "active",
             "{step}: the unit is {}",
-            sb.show(UNIT, "ActiveState")?
+            w.sandbox.show(UNIT, "ActiveState")?
         );
         let st = http.get_ok("/api/autoscaler/status")?;
         if outcome == Outcome::Took {
@@ -140,7 +136,7 @@ fn kill_at_each_step(strategy: &str, steps: &[(&str, Outcome)]) -> anyhow::Resul
             );
         }
     }
-    daemon.stop()?;
+    w.daemon.stop()?;
     Ok(())
 }
 

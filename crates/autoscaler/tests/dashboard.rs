@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use autoscaler_testkit::{Daemon, Sandbox, busy_unit, wait_for_eq, wait_until};
+use autoscaler_testkit::{Sandbox, World, busy_unit, wait_for_eq, wait_until};
 use serde_json::Value;
 
 const UNIT: &str = "dash-busy.service";
@@ -102,12 +102,14 @@ fn dashboard_in_a_real_browser() -> anyhow::Result<()> {
     let sandbox = Sandbox::start()?;
     sandbox.write_unit(UNIT, &format!("{}{LIMITS}", busy_unit(1)))?;
     sandbox.start_unit(UNIT)?;
-    let bin = Path::new(env!("CARGO_BIN_EXE_autoscaler"));
-    let daemon = Daemon::start(bin, &sandbox, &["--unit", UNIT, "--token", TOKEN])?;
-    let mut http = daemon.http();
-    http.token = Some(TOKEN.to_string());
-    let r = http.put("/api/autoscaler/config", CONFIG)?;
-    ensure!(r.status == 200, "PUT config: HTTP {} {}", r.status, r.text);
+    let w = World::start(
+        env!("CARGO_BIN_EXE_autoscaler"),
+        sandbox,
+        &[UNIT],
+        &["--token", TOKEN],
+    )?;
+    let http = w.http();
+    w.put_config(CONFIG)?;
 
     // The page is served from the binary with the right types.
     let page = http.get("/")?;
@@ -130,7 +132,7 @@ fn dashboard_in_a_real_browser() -> anyhow::Result<()> {
                 "-w",
                 "%{http_code} %{content_type}",
             ])
-            .arg(format!("{}{path}", daemon.url))
+            .arg(format!("{}{path}", w.url()))
             .output()?;
         let got = String::from_utf8_lossy(&out.stdout).to_string();
         ensure!(got.starts_with(&format!("200 {kind}")), "{path}: {got}");
@@ -152,7 +154,7 @@ fn dashboard_in_a_real_browser() -> anyhow::Result<()> {
         Ok((n >= 5).then_some(()))
     })?;
 
-    let report = run_driver(&daemon.url)?;
+    let report = run_driver(w.url())?;
 
     let cases: &[Expect] = &[
         (
@@ -297,9 +299,9 @@ fn dashboard_in_a_real_browser() -> anyhow::Result<()> {
         Duration::from_secs(5),
         "CPUQuotaPerSecUSec after the page's scale",
         Some(1_300_000),
-        || Ok(usec(&sandbox.show(UNIT, "CPUQuotaPerSecUSec")?)),
+        || Ok(usec(&w.sandbox.show(UNIT, "CPUQuotaPerSecUSec")?)),
     )?;
-    let memory = sandbox.show(UNIT, "MemoryMax")?;
+    let memory = w.sandbox.show(UNIT, "MemoryMax")?;
     ensure!(
         memory == "1610612736",
         "MemoryMax after the page's scale: {memory}"

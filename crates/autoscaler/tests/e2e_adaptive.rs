@@ -23,7 +23,7 @@ use anyhow::{Context, ensure};
 use autoscaler_core::{Bounds, Config, FieldValue, GIB, Host, Learned, Limits, MIB, Millis, Usage};
 use autoscaler_core::{Policy, UnitName};
 use autoscaler_store::Store;
-use autoscaler_testkit::{Daemon, Sandbox, wait_until};
+use autoscaler_testkit::{Sandbox, World, unit_path as api};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_autoscaler");
@@ -47,10 +47,6 @@ fn load_script(dir: &Path) -> String {
     )
 }
 
-fn api(unit: &str, tail: &str) -> String {
-    format!("/api/autoscaler/units/{unit}{tail}")
-}
-
 /// The config both units run: a 1 s check, the testkit's bounds for a small host, 2 cores at
 /// most, and the policy.
 fn config(policy: &str) -> Value {
@@ -64,17 +60,11 @@ fn config(policy: &str) -> Value {
 }
 
 /// Puts both units' config, each under its policy, in `mode`.
-fn configure(d: &Daemon, mode: &str) -> anyhow::Result<()> {
+fn configure(w: &World, mode: &str) -> anyhow::Result<()> {
     for (unit, policy) in UNITS.iter().zip(["balanced", "adaptive"]) {
         let mut c = config(policy);
         c["mode"] = json!(mode);
-        let r = d.http().put(&api(unit, "/config"), &c.to_string())?;
-        ensure!(
-            r.status == 200,
-            "PUT config of {unit}: {} {}",
-            r.status,
-            r.text
-        );
+        w.put_unit_config(unit, &c)?;
     }
     Ok(())
 }
@@ -127,22 +117,7 @@ struct Tally {
 }
 
 fn nr_throttled(sb: &Sandbox, unit: &str) -> anyhow::Result<u64> {
-    let path = sb.cgroup_dir("cpu", unit).join("cpu.stat");
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {path:?}"))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("nr_throttled "))
-        .with_context(|| format!("no nr_throttled in {path:?}"))?
-        .trim()
-        .parse()
-        .context("nr_throttled")
-}
-
-fn oom_kills(sb: &Sandbox, unit: &str) -> anyhow::Result<u64> {
-    let path = sb.cgroup_dir("memory", unit).join("memory.oom_control");
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {path:?}"))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("oom_kill "))
-        .map_or(Ok(0), |n| n.trim().parse().context("oom_kill"))
+    sb.cgroup_counter("cpu", unit, "cpu.stat", "nr_throttled")
 }
 
 /// Samples both units' limits every 250 ms for `secs`, adding what they were granted.
@@ -164,18 +139,14 @@ fn run_phase(sb: &Sandbox, tallies: &mut [Tally; 2], secs: u64) -> anyhow::Resul
 }
 
 /// The `adaptive` section of a unit's `/prediction`, once the daemon has checked it.
-fn adaptive_section(d: &Daemon, unit: &str) -> anyhow::Result<Value> {
-    let http = d.http();
-    wait_until(
-        Duration::from_secs(20),
-        "the adaptive section of /prediction",
-        || {
-            let p = http.get_ok(&api(unit, "/prediction"))?;
-            Ok(p["adaptive"]["cpu_quota"]
-                .is_object()
-                .then(|| p["adaptive"].clone()))
-        },
-    )
+fn adaptive_section(w: &World, unit: &str) -> anyhow::Result<Value> {
+    let http = w.http();
+    w.wait(20, "the adaptive section of /prediction", || {
+        let p = http.get_ok(&api(unit, "/prediction"))?;
+        Ok(p["adaptive"]["cpu_quota"]
+            .is_object()
+            .then(|| p["adaptive"].clone()))
+    })
 }
 
 fn hours(section: &Value, key: &str) -> f64 {
@@ -198,46 +169,48 @@ fn adaptive_grants_less_than_balanced_and_keeps_what_it_learned() -> anyhow::Res
         )?;
         sb.start_unit(unit)?;
     }
-    let args: Vec<&str> = UNITS.iter().flat_map(|u| ["--unit", *u]).collect();
-    let mut daemon = Daemon::start(Path::new(BIN), &sb, &args)?;
+    let mut w = World::start(BIN, sb, &UNITS, &[])?;
     // Both units' config first (kept in the store), in manual mode so nothing moves yet.
-    configure(&daemon, "manual")?;
+    configure(&w, "manual")?;
     // What a daemon that watched the adaptive unit for eight hours would have stored.
-    daemon.stop()?;
+    w.daemon.stop()?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
     let unit = UnitName::parse(UNITS[1])?;
-    Store::open(&daemon.db, &unit)?.save_learned(
+    Store::open(&w.daemon.db, &unit)?.save_learned(
         &unit,
         &learned_before(Millis(now), 8)?,
         Millis(now),
     )?;
-    daemon.restart()?;
-    configure(&daemon, "enabled")?;
-    let at_start = adaptive_section(&daemon, UNITS[1])?;
+    w.daemon.restart()?;
+    configure(&w, "enabled")?;
+    let at_start = adaptive_section(&w, UNITS[1])?;
     ensure!(
         hours(&at_start, "cpu_quota") >= 7.9,
         "the daemon did not load the learned state: {at_start}"
     );
     let mut tallies = [Tally::default(); 2];
     for (t, unit) in tallies.iter_mut().zip(UNITS) {
-        t.throttled_at_start = nr_throttled(&sb, unit)?;
+        t.throttled_at_start = nr_throttled(&w.sandbox, unit)?;
     }
     let up = dir.path().join("up");
-    run_phase(&sb, &mut tallies, 15)?; // idle
+    run_phase(&w.sandbox, &mut tallies, 15)?; // idle
     fs::write(&up, "")?;
-    run_phase(&sb, &mut tallies, 25)?; // up, hold
-    let before = adaptive_section(&daemon, UNITS[1])?;
-    daemon.restart()?;
-    let after = adaptive_section(&daemon, UNITS[1])?;
-    run_phase(&sb, &mut tallies, 25)?; // hold, across the restart
+    run_phase(&w.sandbox, &mut tallies, 25)?; // up, hold
+    let before = adaptive_section(&w, UNITS[1])?;
+    w.daemon.restart()?;
+    let after = adaptive_section(&w, UNITS[1])?;
+    run_phase(&w.sandbox, &mut tallies, 25)?; // hold, across the restart
     fs::remove_file(&up)?;
-    run_phase(&sb, &mut tallies, 25)?; // down, idle
+    run_phase(&w.sandbox, &mut tallies, 25)?; // down, idle
 
     for (t, unit) in tallies.iter_mut().zip(UNITS) {
-        t.throttled = nr_throttled(&sb, unit)? - t.throttled_at_start;
+        t.throttled = nr_throttled(&w.sandbox, unit)? - t.throttled_at_start;
     }
     let [b, a] = tallies;
-    let ooms = [oom_kills(&sb, UNITS[0])?, oom_kills(&sb, UNITS[1])?];
+    let ooms = [
+        w.sandbox.oom_kills(UNITS[0])?,
+        w.sandbox.oom_kills(UNITS[1])?,
+    ];
     println!("policy     core-s   GiB-s   throttled periods  OOM kills  final limits");
     for ((t, unit), oom) in tallies.iter().zip(UNITS).zip(ooms) {
         println!(
@@ -246,13 +219,13 @@ fn adaptive_grants_less_than_balanced_and_keeps_what_it_learned() -> anyhow::Res
             t.gib_secs,
             t.throttled,
             oom,
-            sb.cpu_quota(unit)?,
-            sb.memory_max(unit)?
+            w.sandbox.cpu_quota(unit)?,
+            w.sandbox.memory_max(unit)?
         );
     }
     println!("adaptive before the restart: {before}");
     println!("adaptive after the restart:  {after}");
-    let history = daemon.http().get_ok(&api(UNITS[1], "/history?limit=20"))?;
+    let history = w.http().get_ok(&api(UNITS[1], "/history?limit=20"))?;
     println!("adaptive history: {history}");
 
     // At a 1 s check a busy loop's rate reads 0.6 to 1.5 cores; adaptive takes CPU as its

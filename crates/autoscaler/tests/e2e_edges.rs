@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use autoscaler::api::ServerLimits;
-use autoscaler_testkit::{Daemon, Http, SMALL_HOST_BOUNDS, Sandbox, wait_until};
+use autoscaler_testkit::{Http, SMALL_HOST_BOUNDS, Sandbox, World, wait_until};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_autoscaler");
@@ -29,64 +29,36 @@ const UNIT: &str = "edge-app.service";
 const SLEEPER: &str = "[Unit]\nDescription=autoscaler edge test\nStartLimitIntervalSec=0\n\n\
                        [Service]\nExecStart=/bin/sleep infinity\n";
 
-/// A sandbox with running units and a daemon managing them, declared so that the daemon
-/// stops before the sandbox.
-struct World {
-    daemon: Daemon,
-    sandbox: Sandbox,
+/// A sandbox running `units` and a daemon managing them (with `extra` flags) that has read
+/// them, under the small host's bounds. Files already written by `prepare` are kept; the
+/// others are a sleeper at CPUQuota=50%.
+fn world(
+    units: &[&str],
+    extra: &[&str],
+    prepare: impl FnOnce(&Sandbox) -> anyhow::Result<()>,
+) -> anyhow::Result<World> {
+    let sandbox = Sandbox::start()?;
+    prepare(&sandbox)?;
+    for u in units {
+        if !sandbox.unit_dir().join(u).exists() {
+            sandbox.write_unit(u, &format!("{SLEEPER}CPUQuota=50%\nMemoryMax=512M\n"))?;
+        }
+        sandbox.start_unit(u)?;
+    }
+    let w = World::start(BIN, sandbox, units, extra)?;
+    for u in units {
+        w.wait_for_cpu_quota(u, 50)?;
+        w.put_unit_config(u, SMALL_HOST_BOUNDS)?;
+    }
+    Ok(w)
 }
 
-impl World {
-    /// Units are (name, unit file text); files already written by `prepare` are kept.
-    fn start(
-        units: &[&str],
-        extra: &[&str],
-        prepare: impl FnOnce(&Sandbox) -> anyhow::Result<()>,
-    ) -> anyhow::Result<World> {
-        let sandbox = Sandbox::start()?;
-        prepare(&sandbox)?;
-        let mut args = Vec::new();
-        for u in units {
-            if !sandbox.unit_dir().join(u).exists() {
-                sandbox.write_unit(u, &format!("{SLEEPER}CPUQuota=50%\nMemoryMax=512M\n"))?;
-            }
-            sandbox.start_unit(u)?;
-            args.extend(["--unit", u]);
-        }
-        args.extend_from_slice(extra);
-        let daemon = Daemon::start(Path::new(BIN), &sandbox, &args)?;
-        let w = World { daemon, sandbox };
-        let http = w.daemon.http();
-        for u in units {
-            wait_until(
-                Duration::from_secs(15),
-                "the daemon to read the unit",
-                || {
-                    let s = http.get_ok(&format!("/api/autoscaler/units/{u}/status"))?;
-                    Ok((s["current_limits"]["cpu_quota"] == 50).then_some(()))
-                },
-            )
-            .with_context(|| w.daemon.log_text())?;
-            let r = http.put(
-                &format!("/api/autoscaler/units/{u}/config"),
-                SMALL_HOST_BOUNDS,
-            )?;
-            ensure!(r.status == 200, "PUT config: {} {}", r.status, r.text);
-        }
-        Ok(w)
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.daemon
-            .url
-            .trim_start_matches("http://")
-            .parse()
-            .expect("the daemon's URL is host:port")
-    }
-
-    fn pid(&self) -> u32 {
-        self.daemon.pid().expect("the daemon runs")
-    }
+/// The daemon's listening address.
+fn addr(w: &World) -> SocketAddr {
+    w.url()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the daemon's URL is host:port")
 }
 
 /// `VmRSS` of a process, in KiB.
@@ -168,8 +140,8 @@ fn kept(http: &Http) -> anyhow::Result<(Value, Value, Value)> {
 fn a_connection_flood_is_capped_and_memory_returns() -> anyhow::Result<()> {
     const FLOOD: usize = 2000;
     let cap = ServerLimits::default().max_connections;
-    let w = World::start(&[UNIT], &[], |_| Ok(()))?;
-    let (addr, pid, http) = (w.addr(), w.pid(), w.daemon.http());
+    let w = world(&[UNIT], &[], |_| Ok(()))?;
+    let (addr, pid, http) = (addr(&w), w.daemon.pid().expect("the daemon runs"), w.http());
     for _ in 0..50 {
         answered(addr, Duration::from_secs(2))?;
     }
@@ -261,8 +233,8 @@ fn a_connection_flood_is_capped_and_memory_returns() -> anyhow::Result<()> {
 #[test]
 fn slow_and_idle_connections_are_cut_after_the_header_timeout() -> anyhow::Result<()> {
     let timeout = ServerLimits::default().header_timeout;
-    let w = World::start(&[UNIT], &[], |_| Ok(()))?;
-    let (addr, http) = (w.addr(), w.daemon.http());
+    let w = world(&[UNIT], &[], |_| Ok(()))?;
+    let (addr, http) = (addr(&w), w.http());
     let before = kept(&http)?;
 
     let head = b"GET /api/autoscaler/status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".to_vec();
@@ -359,8 +331,8 @@ fn slow_and_idle_connections_are_cut_after_the_header_timeout() -> anyhow::Resul
 /// change, and exits cleanly.
 #[test]
 fn a_put_in_flight_at_sigterm_is_answered_and_kept() -> anyhow::Result<()> {
-    let mut w = World::start(&[UNIT], &[], |_| Ok(()))?;
-    let addr = w.addr();
+    let mut w = world(&[UNIT], &[], |_| Ok(()))?;
+    let addr = addr(&w);
     let body = br#"{"scale_up_cpu_percent": 77}"#;
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -424,7 +396,7 @@ fn listing(dir: &Path) -> anyhow::Result<Vec<String>> {
 fn the_restart_strategy_refuses_links_and_writes_only_what_was_asked() -> anyhow::Result<()> {
     let (linked, planted, plain) = ("linked.service", "planted.service", "plain.service");
     let prepared: std::cell::RefCell<Option<(PathBuf, PathBuf)>> = Default::default();
-    let w = World::start(
+    let w = world(
         &[linked, planted, plain],
         &["--strategy", "restart"],
         |sb| {
@@ -445,7 +417,7 @@ fn the_restart_strategy_refuses_links_and_writes_only_what_was_asked() -> anyhow
         },
     )?;
     let (target, victim) = prepared.into_inner().context("prepared")?;
-    let (sb, http) = (&w.sandbox, w.daemon.http());
+    let (sb, http) = (&w.sandbox, w.http());
     let units_dir = sb.unit_dir();
     let elsewhere = target.parent().context("a parent")?.to_path_buf();
     let files_before = (listing(&units_dir)?, listing(&elsewhere)?);

@@ -10,36 +10,24 @@
 
 use std::fs;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, bail, ensure};
-use autoscaler_testkit::{Daemon, Http, Sandbox, busy_unit, memory_hog_unit, wait_until};
+use anyhow::Context;
+use autoscaler_testkit::{Sandbox, World, busy_unit, memory_hog_unit};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_autoscaler");
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
 
-/// A daemon on a sandbox. Fields drop in order: the daemon gets SIGTERM before its manager
-/// goes away.
-struct Rig {
-    daemon: Daemon,
-    http: Http,
-    sb: Sandbox,
-}
-
 /// Starts a sandbox, writes `unit` (when given a text, without starting it), starts the daemon
 /// managing `unit` with `extra` flags, and puts `config` in force.
-fn rig(unit: &str, text: Option<&str>, extra: &[&str], config: Value) -> anyhow::Result<Rig> {
+fn rig(unit: &str, text: Option<&str>, extra: &[&str], config: Value) -> anyhow::Result<World> {
     let sb = Sandbox::start()?;
     if let Some(text) = text {
         sb.write_unit(unit, text)?;
     }
-    let mut args = vec!["--unit", unit];
-    args.extend_from_slice(extra);
-    let daemon = Daemon::start(Path::new(BIN), &sb, &args)?;
-    let http = daemon.http();
-    let rig = Rig { daemon, http, sb };
+    let rig = World::start(BIN, sb, &[unit], extra)?;
     rig.put_config(&config)?;
     Ok(rig)
 }
@@ -70,81 +58,11 @@ fn base_config(changes: Value) -> Value {
     c
 }
 
-impl Rig {
-    fn put_config(&self, config: &Value) -> anyhow::Result<Value> {
-        let r = self
-            .http
-            .put("/api/autoscaler/config", &config.to_string())?;
-        ensure!(
-            r.status == 200,
-            "PUT config {config} answered {}: {}",
-            r.status,
-            r.text
-        );
-        Ok(r.json)
-    }
-
-    fn status(&self) -> anyhow::Result<Value> {
-        self.http.get_ok("/api/autoscaler/status")
-    }
-
-    fn config(&self) -> anyhow::Result<Value> {
-        self.http.get_ok("/api/autoscaler/config")
-    }
-
-    /// History rows, newest first.
-    fn history(&self) -> anyhow::Result<Vec<Value>> {
-        match self.http.get_ok("/api/autoscaler/history?limit=100")? {
-            Value::Array(rows) => Ok(rows),
-            other => bail!("history is not an array: {other}"),
-        }
-    }
-
-    /// Polls `f` until it returns `Some`, failing with the daemon's log.
-    fn wait<T>(
-        &self,
-        secs: u64,
-        what: &str,
-        f: impl FnMut() -> anyhow::Result<Option<T>>,
-    ) -> anyhow::Result<T> {
-        wait_until(Duration::from_secs(secs), what, f)
-            .with_context(|| format!("daemon log:\n{}", tail(&self.daemon.log_text(), 40)))
-    }
-
-    /// The CFS quota the kernel enforces, from the v1 `cpu` hierarchy, in percent of one core.
-    fn cfs_quota(&self, unit: &str) -> anyhow::Result<Option<u32>> {
-        let dir = self.sb.cgroup_dir("cpu", unit);
-        let quota: i64 = read(&dir.join("cpu.cfs_quota_us"))?.parse()?;
-        let period: i64 = read(&dir.join("cpu.cfs_period_us"))?.parse()?;
-        ensure!(period > 0, "cpu.cfs_period_us of {unit} is {period}");
-        Ok((quota >= 0).then(|| u32::try_from(quota * 100 / period).unwrap_or(u32::MAX)))
-    }
-
-    /// The `oom_kill` count of the unit's v1 memory cgroup.
-    fn oom_kills(&self, unit: &str) -> anyhow::Result<u64> {
-        let path = self
-            .sb
-            .cgroup_dir("memory", unit)
-            .join("memory.oom_control");
-        let text = read(&path)?;
-        let n = text
-            .lines()
-            .find_map(|l| l.strip_prefix("oom_kill "))
-            .with_context(|| format!("{} has no oom_kill line: {text:?}", path.display()))?;
-        Ok(n.trim().parse()?)
-    }
-}
-
 fn read(path: &Path) -> anyhow::Result<String> {
     Ok(fs::read_to_string(path)
         .with_context(|| format!("reading {}", path.display()))?
         .trim()
         .to_string())
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// What a history row must say; limits are checked field by field (JSON as the API shows
@@ -198,11 +116,11 @@ fn cpu_quota_is_raised_live_under_load_and_lowered_to_the_minimum_when_idle() ->
 
     // The load starts with the unit; the daemon is already configured and waiting for it.
     let load_start = Instant::now();
-    r.sb.start_unit(unit)?;
-    let pid = r.sb.main_pid(unit)?;
-    assert_eq!(r.sb.cpu_quota(unit)?, Some(50));
+    r.sandbox.start_unit(unit)?;
+    let pid = r.sandbox.main_pid(unit)?;
+    assert_eq!(r.sandbox.cpu_quota(unit)?, Some(50));
     let raised = r.wait(30, "CPUQuota to be raised above 50%", || {
-        Ok(r.sb.cpu_quota(unit)?.filter(|q| *q > 50))
+        Ok(r.sandbox.cpu_quota(unit)?.filter(|q| *q > 50))
     })?;
     let secs = load_start.elapsed().as_secs_f64();
     eprintln!(
@@ -212,11 +130,11 @@ fn cpu_quota_is_raised_live_under_load_and_lowered_to_the_minimum_when_idle() ->
     // 50% grows by max(x1.5, +50 points) = 100%, inside the bounds 20..=200.
     assert_eq!(raised, 100);
     assert_eq!(
-        r.sb.main_pid(unit)?,
+        r.sandbox.main_pid(unit)?,
         pid,
         "the live apply restarted the unit"
     );
-    assert_eq!(r.cfs_quota(unit)?, Some(100), "cpu.cfs_quota_us");
+    assert_eq!(r.sandbox.cfs_quota(unit)?, Some(100), "cpu.cfs_quota_us");
     let rows = r.history()?;
     check_row(
         &rows[0],
@@ -242,17 +160,20 @@ fn cpu_quota_is_raised_live_under_load_and_lowered_to_the_minimum_when_idle() ->
 
     // The load stops (the processes stay, so no restart): the quota must come down, step by
     // step, and stop at the minimum, where a plain shrink (50% - 50 points) would go to 0.
-    r.sb.systemctl(&["kill", "--signal=SIGSTOP", unit])?;
+    r.sandbox.systemctl(&["kill", "--signal=SIGSTOP", unit])?;
     let mut lowest = u32::MAX;
     r.wait(40, "CPUQuota to come down to min_cpu_quota (20%)", || {
-        let q = r.sb.cpu_quota(unit)?.context("CPUQuota became infinity")?;
+        let q = r
+            .sandbox
+            .cpu_quota(unit)?
+            .context("CPUQuota became infinity")?;
         lowest = lowest.min(q);
         Ok((q <= 20).then_some(()))
     })?;
     assert_eq!(lowest, 20, "CPUQuota went below min_cpu_quota");
-    assert_eq!(r.cfs_quota(unit)?, Some(20), "cpu.cfs_quota_us");
+    assert_eq!(r.sandbox.cfs_quota(unit)?, Some(20), "cpu.cfs_quota_us");
     assert_eq!(
-        r.sb.main_pid(unit)?,
+        r.sandbox.main_pid(unit)?,
         pid,
         "the live apply restarted the unit"
     );
@@ -295,7 +216,7 @@ fn cpu_quota_is_raised_live_under_load_and_lowered_to_the_minimum_when_idle() ->
     );
     let status = r.status()?;
     assert!(status["scale_down_count"].as_u64() >= Some(2), "{status}");
-    r.sb.systemctl(&["kill", "--signal=SIGCONT", unit])?;
+    r.sandbox.systemctl(&["kill", "--signal=SIGCONT", unit])?;
     Ok(())
 }
 
@@ -315,34 +236,35 @@ fn memory_max_is_raised_before_an_oom_kill() -> anyhow::Result<()> {
         "consecutive_scale_down_checks": 1000,
     }));
     let r = rig(unit, Some(&text), &[], config)?;
-    r.sb.start_unit(unit)?;
-    let pid = r.sb.main_pid(unit)?;
-    assert_eq!(r.sb.memory_max(unit)?, Some(GIB));
+    r.sandbox.start_unit(unit)?;
+    let pid = r.sandbox.main_pid(unit)?;
+    assert_eq!(r.sandbox.memory_max(unit)?, Some(GIB));
 
     let raised = r.wait(30, "MemoryMax to be raised above 1G", || {
-        Ok(r.sb.memory_max(unit)?.filter(|m| *m > GIB))
+        Ok(r.sandbox.memory_max(unit)?.filter(|m| *m > GIB))
     })?;
     assert_eq!(
         raised,
         2 * GIB,
         "1 GiB grows by max(x1.5, +1 GiB), in whole GiB"
     );
-    let usage =
-        r.sb.cgroup_dir("memory", unit)
-            .join("memory.usage_in_bytes");
+    let usage = r
+        .sandbox
+        .cgroup_dir("memory", unit)
+        .join("memory.usage_in_bytes");
     r.wait(30, "the hog to hold 1280 MiB, past the old limit", || {
         let bytes: u64 = read(&usage)?.parse()?;
         Ok((bytes >= 1280 * MIB).then_some(()))
     })?;
     let limit: u64 = read(
-        &r.sb
+        &r.sandbox
             .cgroup_dir("memory", unit)
             .join("memory.limit_in_bytes"),
     )?
     .parse()?;
     assert!(limit >= 2 * GIB, "memory.limit_in_bytes is {limit}");
-    assert_eq!(r.oom_kills(unit)?, 0, "memory.oom_control oom_kill");
-    assert_eq!(r.sb.main_pid(unit)?, pid, "the hog was replaced");
+    assert_eq!(r.sandbox.oom_kills(unit)?, 0, "memory.oom_control oom_kill");
+    assert_eq!(r.sandbox.main_pid(unit)?, pid, "the hog was replaced");
 
     let rows = r.history()?;
     let first = rows.last().context("no history row")?;
@@ -374,7 +296,7 @@ fn a_failed_restart_is_rolled_back_and_disables_the_autoscaler() -> anyhow::Resu
     // The daemon starts in manual mode so only the request below acts.
     let config = base_config(json!({ "mode": "manual" }));
     let r = rig(unit, None, &["--strategy", "restart"], config)?;
-    let token = r.sb.home().join("fail-next-start");
+    let token = r.sandbox.home().join("fail-next-start");
     // Unusual spacing and a comment: a rewrite that normalises the file would show.
     let text = format!(
         "[Unit]\nDescription=autoscaler test: fails its next start when {token} exists\n\
@@ -384,12 +306,12 @@ fn a_failed_restart_is_rolled_back_and_disables_the_autoscaler() -> anyhow::Resu
          TasksMax = 100\n",
         token = token.display()
     );
-    let path = r.sb.write_unit(unit, &text)?;
-    r.sb.start_unit(unit)?;
+    let path = r.sandbox.write_unit(unit, &text)?;
+    r.sandbox.start_unit(unit)?;
     let original = fs::read(&path)?;
     fs::write(&token, b"")?;
 
-    let resp = r.http.post(
+    let resp = r.http().post(
         "/api/autoscaler/scale",
         r#"{"cpu_quota": 80, "reason": "e2e: a restart that fails"}"#,
     )?;
@@ -402,10 +324,14 @@ fn a_failed_restart_is_rolled_back_and_disables_the_autoscaler() -> anyhow::Resu
         original,
         "the unit file was not restored byte for byte"
     );
-    assert_eq!(r.sb.show(unit, "NeedDaemonReload")?, "no", "not reloaded");
-    assert_eq!(r.sb.cpu_quota(unit)?, Some(50));
     assert_eq!(
-        r.sb.show(unit, "ActiveState")?,
+        r.sandbox.show(unit, "NeedDaemonReload")?,
+        "no",
+        "not reloaded"
+    );
+    assert_eq!(r.sandbox.cpu_quota(unit)?, Some(50));
+    assert_eq!(
+        r.sandbox.show(unit, "ActiveState")?,
         "active",
         "not running again"
     );
@@ -444,7 +370,7 @@ fn a_failed_restart_is_rolled_back_and_disables_the_autoscaler() -> anyhow::Resu
     assert_ne!(s["last_failure"], Value::Null, "{s}");
 
     let resp = r
-        .http
+        .http()
         .post("/api/autoscaler/mode", r#"{"mode": "manual"}"#)?;
     assert_eq!(resp.status, 200, "{}", resp.text);
     assert_eq!(resp.json["last_failure"], Value::Null, "{}", resp.text);
@@ -466,28 +392,27 @@ fn a_restarted_daemon_keeps_counters_config_and_history() -> anyhow::Result<()> 
         "scale_cooldown_seconds": 3600,
     }));
     let mut r = rig(unit, Some(&text), &[], config)?;
-    r.sb.start_unit(unit)?;
+    r.sandbox.start_unit(unit)?;
     r.wait(20, "one automatic scale-up", || {
         let s = r.status()?;
         Ok((s["scale_up_count"] == 1).then_some(()))
     })?;
-    let resp = r.http.post(
+    let resp = r.http().post(
         "/api/autoscaler/scale",
         r#"{"tasks_max": 150, "reason": "e2e: before the restart"}"#,
     )?;
     assert_eq!(resp.status, 200, "{}", resp.text);
-    let changed = r.put_config(&json!({ "scale_down_factor": 0.7 }))?;
+    let changed = r.put_config(json!({ "scale_down_factor": 0.7 }))?;
     assert_eq!(changed["scale_down_factor"], 0.7);
     assert_eq!(changed["mode"], "manual");
 
     let before = (r.status()?, r.config()?, r.history()?);
     assert_eq!(before.2.len(), 2, "{:#?}", before.2);
-    let pid = r.sb.main_pid(unit)?;
+    let pid = r.sandbox.main_pid(unit)?;
 
     r.daemon
         .restart()
         .context("SIGTERM must stop the daemon with status 0")?;
-    r.http = r.daemon.http();
 
     let (status, config, history) = (r.status()?, r.config()?, r.history()?);
     for key in [
@@ -503,7 +428,7 @@ fn a_restarted_daemon_keeps_counters_config_and_history() -> anyhow::Result<()> 
     assert_eq!(config, before.1, "config after the restart");
     assert_eq!(history, before.2, "history after the restart");
     assert_eq!(
-        r.sb.main_pid(unit)?,
+        r.sandbox.main_pid(unit)?,
         pid,
         "the unit was restarted with the daemon"
     );
@@ -528,16 +453,17 @@ fn a_missing_unit_is_reported_and_picked_up_when_it_starts() -> anyhow::Result<(
         reason.contains(unit) && (reason.contains("not-found") || reason.contains("not found")),
         "the reason does not say the unit is not found: {status}"
     );
-    let m = r.http.get("/api/autoscaler/metrics")?;
+    let m = r.http().get("/api/autoscaler/metrics")?;
     assert_eq!(m.status, 503, "{}", m.text);
     assert_eq!(m.json["unit"], unit, "{}", m.text);
     assert_eq!(m.json["reason"], status["unit_error"], "{}", m.text);
-    assert_eq!(r.http.get("/healthz")?.status, 200);
+    assert_eq!(r.http().get("/healthz")?.status, 200);
 
-    r.sb.write_unit(unit, &format!("{}CPUQuota=20%\n", busy_unit(1)))?;
-    r.sb.start_unit(unit)?;
+    r.sandbox
+        .write_unit(unit, &format!("{}CPUQuota=20%\n", busy_unit(1)))?;
+    r.sandbox.start_unit(unit)?;
     let metrics = r.wait(15, "/metrics to answer 200 once the unit runs", || {
-        let m = r.http.get("/api/autoscaler/metrics")?;
+        let m = r.http().get("/api/autoscaler/metrics")?;
         Ok((m.status == 200).then_some(m.json))
     })?;
     assert!(metrics["process_count"].as_u64() >= Some(2), "{metrics}");

@@ -10,124 +10,19 @@
 //! must not make the daemon pass: when one fails, the daemon (or the test's arithmetic) is wrong.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use autoscaler_core::{Millis, UnitName};
-use autoscaler_store::{HistoryRow, MetricRow, Store};
-use autoscaler_testkit::{Daemon, Http, Sandbox, busy_unit, wait_until};
+use autoscaler_store::{HistoryRow, MetricRow};
+// `api(unit, tail)`: every test addresses its unit by name.
+use autoscaler_testkit::{Sandbox, World, busy_unit, unit_path as api};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_autoscaler");
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
-
-/// A daemon on a sandbox. Fields drop in order: the daemon gets SIGTERM before its manager
-/// goes away.
-struct Rig {
-    daemon: Daemon,
-    http: Http,
-    sb: Sandbox,
-    /// The managed units, the default (first) one first.
-    units: Vec<String>,
-}
-
-impl Rig {
-    /// Starts the daemon on `sb` managing `units` (written, and started or not, by the caller).
-    fn start(sb: Sandbox, units: &[&str]) -> anyhow::Result<Rig> {
-        let args: Vec<&str> = units.iter().flat_map(|u| ["--unit", u]).collect();
-        let daemon = Daemon::start(Path::new(BIN), &sb, &args)?;
-        let http = daemon.http();
-        Ok(Rig {
-            daemon,
-            http,
-            sb,
-            units: units.iter().map(|u| u.to_string()).collect(),
-        })
-    }
-
-    fn put_config(&self, unit: &str, config: &Value) -> anyhow::Result<Value> {
-        let path = api(unit, "/config");
-        let r = self.http.put(&path, &config.to_string())?;
-        ensure!(
-            r.status == 200,
-            "PUT {path} {config} answered {}: {}",
-            r.status,
-            r.text
-        );
-        Ok(r.json)
-    }
-
-    /// History rows of one unit through the API, newest first.
-    fn history(&self, unit: &str) -> anyhow::Result<Vec<Value>> {
-        match self.http.get_ok(&api(unit, "/history?limit=100"))? {
-            Value::Array(rows) => Ok(rows),
-            other => bail!("history of {unit} is not an array: {other}"),
-        }
-    }
-
-    /// The daemon's store, opened beside it (SQLite allows it), for timestamps in ms and the
-    /// metric rows the API does not list.
-    fn store(&self) -> anyhow::Result<Store> {
-        Store::open(&self.daemon.db, &UnitName::parse(&self.units[0])?)
-    }
-
-    /// Polls `f` until it returns `Some`, failing with the daemon's log.
-    fn wait<T>(
-        &self,
-        secs: u64,
-        what: &str,
-        f: impl FnMut() -> anyhow::Result<Option<T>>,
-    ) -> anyhow::Result<T> {
-        wait_until(Duration::from_secs(secs), what, f)
-            .with_context(|| format!("daemon log:\n{}", tail(&self.daemon.log_text(), 40)))
-    }
-
-    /// Waits until the daemon has checked `unit` `n` more times (a new metrics timestamp
-    /// each), and returns the last metrics.
-    fn wait_checks(&self, unit: &str, n: usize) -> anyhow::Result<Value> {
-        let mut seen: Vec<String> = Vec::new();
-        let mut last = Value::Null;
-        self.wait(
-            10 + 3 * n as u64,
-            &format!("{n} new checks of {unit}"),
-            || {
-                let m = self.http.get(&api(unit, "/metrics"))?;
-                if m.status != 200 {
-                    return Ok(None);
-                }
-                let ts = m.json["timestamp"].as_str().unwrap_or_default().to_string();
-                if seen.last() != Some(&ts) {
-                    seen.push(ts);
-                }
-                last = m.json;
-                // The first timestamp seen is a check from before the call.
-                Ok((seen.len() > n).then_some(()))
-            },
-        )?;
-        Ok(last)
-    }
-
-    /// The `oom_kill` count of the unit's v1 memory cgroup.
-    fn oom_kills(&self, unit: &str) -> anyhow::Result<u64> {
-        let path = self
-            .sb
-            .cgroup_dir("memory", unit)
-            .join("memory.oom_control");
-        let text = fs::read_to_string(&path).with_context(|| format!("reading {path:?}"))?;
-        let n = text
-            .lines()
-            .find_map(|l| l.strip_prefix("oom_kill "))
-            .with_context(|| format!("{} has no oom_kill line: {text:?}", path.display()))?;
-        Ok(n.trim().parse()?)
-    }
-}
-
-/// `/api/autoscaler/units/{unit}{tail}`: every test addresses its unit by name.
-fn api(unit: &str, tail: &str) -> String {
-    format!("/api/autoscaler/units/{unit}{tail}")
-}
 
 /// The config the tests start from: a 1 s loop, reserves and minimums a 2-core, 24 GiB host
 /// can satisfy, and no scale-down (an idle unit shrinking before the load would move the
@@ -166,11 +61,6 @@ fn script_unit(sb: &Sandbox, name: &str, script: &str, limits: &str) -> anyhow::
     sb.write_unit(name, &text)
 }
 
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 fn epoch_secs() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -201,27 +91,27 @@ fn a_step_load_raises_cpu_quota_within_5_seconds() -> anyhow::Result<()> {
         "CPUQuota=30%\nMemoryMax=1G\nTasksMax=200\n",
     )?;
     sb.start_unit(unit)?;
-    let r = Rig::start(sb, &[unit])?;
-    r.put_config(unit, &base_config(json!({})))?;
+    let r = World::start(BIN, sb, &[unit], &[])?;
+    r.put_unit_config(unit, base_config(json!({})))?;
     // The daemon watches the idle unit at the 1 s interval before the step.
     let idle = r.wait_checks(unit, 2)?;
     assert!(idle["cpu_percent"].as_f64() < Some(20.0), "{idle}");
-    let pid = r.sb.main_pid(unit)?;
-    assert_eq!(r.sb.cpu_quota(unit)?, Some(30));
+    let pid = r.sandbox.main_pid(unit)?;
+    assert_eq!(r.sandbox.cpu_quota(unit)?, Some(30));
 
     fs::write(&marker, b"").context("creating the step marker")?;
     let step = Instant::now();
     let raised = r.wait(20, "CPUQuota to be raised above 30%", || {
-        Ok(r.sb.cpu_quota(unit)?.filter(|q| *q > 30))
+        Ok(r.sandbox.cpu_quota(unit)?.filter(|q| *q > 30))
     })?;
     let secs = step.elapsed().as_secs_f64();
     eprintln!("e2e: fast path: step to raised CPUQuota ({raised}%) in systemd: {secs:.2} s");
     assert!(secs <= 5.0, "the fast path took {secs:.2} s (> 5 s)");
     // 30% grows by max(x1.5, +50 points) = 80%, inside 20..=200.
     assert_eq!(raised, 80);
-    assert_eq!(r.sb.main_pid(unit)?, pid, "the unit was restarted");
+    assert_eq!(r.sandbox.main_pid(unit)?, pid, "the unit was restarted");
 
-    let rows = r.history(unit)?;
+    let rows = r.unit_history(unit)?;
     let row = rows.last().context("no history row")?;
     assert_eq!(rows.len(), 1, "{rows:#?}");
     assert_eq!(s(row, "action"), "scale_up", "{row}");
@@ -254,10 +144,10 @@ fn a_flapping_load_causes_no_resize_storm() -> anyhow::Result<()> {
         "CPUQuota=30%\nMemoryMax=1G\nTasksMax=200\n",
     )?;
     sb.start_unit(unit)?;
-    let r = Rig::start(sb, &[unit])?;
-    r.put_config(
+    let r = World::start(BIN, sb, &[unit], &[])?;
+    r.put_unit_config(
         unit,
-        &base_config(json!({
+        base_config(json!({
             "consecutive_scale_up_checks": 3,
             "scale_cooldown_seconds": cooldown,
         })),
@@ -267,9 +157,9 @@ fn a_flapping_load_causes_no_resize_storm() -> anyhow::Result<()> {
     let began = Instant::now();
 
     // Watch systemd's quota for the whole window; every change is a resize systemd saw.
-    let mut quotas: Vec<Option<u32>> = vec![r.sb.cpu_quota(unit)?];
+    let mut quotas: Vec<Option<u32>> = vec![r.sandbox.cpu_quota(unit)?];
     r.wait(observe + 15, "the observation window to end", || {
-        let q = r.sb.cpu_quota(unit)?;
+        let q = r.sandbox.cpu_quota(unit)?;
         if quotas.last() != Some(&q) {
             quotas.push(q);
         }
@@ -348,12 +238,12 @@ fn an_oom_kill_bumps_memory_max_at_once() -> anyhow::Result<()> {
         fitted.display()
     );
     script_unit(&sb, unit, &script, "MemoryMax=512M\nTasksMax=200\n")?;
-    let r = Rig::start(sb, &[unit])?;
+    let r = World::start(BIN, sb, &[unit], &[])?;
     // Five checks for a plain scale-up: an allocation that dies within a second cannot make
     // one, so only the OOM path acts. Memory pressure off for the same reason.
-    let config = r.put_config(
+    let config = r.put_unit_config(
         unit,
-        &base_config(json!({
+        base_config(json!({
             "consecutive_scale_up_checks": 5,
             "scale_up_memory_pressure_percent": 0,
         })),
@@ -363,21 +253,21 @@ fn an_oom_kill_bumps_memory_max_at_once() -> anyhow::Result<()> {
         .context("oom_bump_factor in the config")?;
     // The daemon is watching (the unit not yet started) before the first allocation.
     r.wait(10, "the daemon to report the unit not running", || {
-        let st = r.http.get_ok(&api(unit, "/status"))?;
+        let st = r.http().get_ok(&api(unit, "/status"))?;
         Ok((st["unit_available"] == false).then_some(()))
     })?;
-    r.sb.start_unit(unit)?;
-    let pid = r.sb.main_pid(unit)?;
+    r.sandbox.start_unit(unit)?;
+    let pid = r.sandbox.main_pid(unit)?;
     let old = 512 * MIB;
-    assert_eq!(r.sb.memory_max(unit)?, Some(old));
+    assert_eq!(r.sandbox.memory_max(unit)?, Some(old));
 
     let raised = r.wait(30, "MemoryMax to be raised above 512M", || {
-        Ok(r.sb.memory_max(unit)?.filter(|m| *m > old))
+        Ok(r.sandbox.memory_max(unit)?.filter(|m| *m > old))
     })?;
-    let kills = r.oom_kills(unit)?;
+    let kills = r.sandbox.oom_kills(unit)?;
     assert!(kills >= 1, "memory.oom_control says {kills} OOM kills");
 
-    let status = r.http.get_ok(&api(unit, "/status"))?;
+    let status = r.http().get_ok(&api(unit, "/status"))?;
     let bound = |i: usize| {
         status["bounds"]["memory_max"][i]
             .as_f64()
@@ -392,7 +282,7 @@ fn an_oom_kill_bumps_memory_max_at_once() -> anyhow::Result<()> {
     assert_eq!(raised, want, "MemoryMax after the OOM kill");
     assert_eq!(raised, GIB, "512 MiB bumps to 1 GiB here");
 
-    let rows = r.history(unit)?;
+    let rows = r.unit_history(unit)?;
     let first = rows.last().context("no history row")?;
     assert_eq!(s(first, "action"), "scale_up", "{first}");
     assert_eq!(s(first, "trigger_type"), "oom", "{first}");
@@ -410,8 +300,13 @@ fn an_oom_kill_bumps_memory_max_at_once() -> anyhow::Result<()> {
     r.wait(30, "the 640 MiB allocation to fit after the bump", || {
         Ok(fitted.exists().then_some(()))
     })?;
-    assert_eq!(r.sb.main_pid(unit)?, pid, "the unit was restarted");
-    assert_eq!(r.sb.memory_max(unit)?, Some(GIB), "{:#?}", r.history(unit)?);
+    assert_eq!(r.sandbox.main_pid(unit)?, pid, "the unit was restarted");
+    assert_eq!(
+        r.sandbox.memory_max(unit)?,
+        Some(GIB),
+        "{:#?}",
+        r.unit_history(unit)?
+    );
     Ok(())
 }
 
@@ -471,10 +366,10 @@ fn a_ramp_is_scaled_up_by_its_forecast_before_the_threshold() -> anyhow::Result<
     )?;
     // The config goes in while the unit is not running (no metric is stored), then the store
     // is seeded with the daemon stopped, since it reads the last hour only at start.
-    let mut r = Rig::start(sb, &[unit])?;
-    r.put_config(
+    let mut r = World::start(BIN, sb, &[unit], &[])?;
+    r.put_unit_config(
         unit,
-        &base_config(json!({
+        base_config(json!({
             "predictive": false,
             "scale_up_cpu_percent": threshold as u32,
             // Kernel-timed triggers off: the trigger type must come from the forecast alone.
@@ -519,14 +414,13 @@ fn a_ramp_is_scaled_up_by_its_forecast_before_the_threshold() -> anyhow::Result<
             .collect();
         store.insert_metrics(&rows)?;
     }
-    r.sb.start_unit(unit)?;
+    r.sandbox.start_unit(unit)?;
     r.daemon.restart()?;
-    r.http = r.daemon.http();
 
     // Without the predictive mode: live checks on top of the seeded ramp, and no action.
     let live = 6;
     let p = r.wait(30, "live checks on top of the seeded history", || {
-        let resp = r.http.get(&api(unit, "/prediction"))?;
+        let resp = r.http().get(&api(unit, "/prediction"))?;
         let n = resp.json["samples"].as_u64().unwrap_or(0) as usize;
         Ok((resp.status == 200 && n >= seeded + live).then_some(resp.json))
     })?;
@@ -556,12 +450,12 @@ fn a_ramp_is_scaled_up_by_its_forecast_before_the_threshold() -> anyhow::Result<
         "the 15-min upper bound {upper_15} does not cross 85% of 0.5 cores: {cpu}"
     );
     assert_eq!(
-        r.history(unit)?,
+        r.unit_history(unit)?,
         Vec::<Value>::new(),
         "acted without predictive"
     );
-    assert_eq!(r.sb.cpu_quota(unit)?, Some(50));
-    let status = r.http.get_ok(&api(unit, "/status"))?;
+    assert_eq!(r.sandbox.cpu_quota(unit)?, Some(50));
+    let status = r.http().get_ok(&api(unit, "/status"))?;
     assert!(
         s(&status, "last_decision").starts_with("within thresholds"),
         "{status}"
@@ -569,8 +463,10 @@ fn a_ramp_is_scaled_up_by_its_forecast_before_the_threshold() -> anyhow::Result<
 
     // With it: a scale-up whose only evidence is the forecast.
     let on = Instant::now();
-    r.put_config(unit, &json!({ "predictive": true }))?;
-    let row = r.wait(20, "a predictive scale-up", || Ok(r.history(unit)?.pop()))?;
+    r.put_unit_config(unit, json!({ "predictive": true }))?;
+    let row = r.wait(20, "a predictive scale-up", || {
+        Ok(r.unit_history(unit)?.pop())
+    })?;
     eprintln!(
         "e2e: predictive on to scale-up: {:.2} s; {}",
         on.elapsed().as_secs_f64(),
@@ -581,7 +477,7 @@ fn a_ramp_is_scaled_up_by_its_forecast_before_the_threshold() -> anyhow::Result<
     assert_eq!(s(&row, "status"), "success", "{row}");
     assert!(s(&row, "reason").contains("CPU forecast to reach"), "{row}");
     assert!(s(&row, "reason").contains("CPU 50%->100%"), "{row}");
-    assert_eq!(r.sb.cpu_quota(unit)?, Some(100));
+    assert_eq!(r.sandbox.cpu_quota(unit)?, Some(100));
 
     // The checks of the streak measured the unit under the threshold.
     let store = r.store()?;
@@ -621,30 +517,30 @@ fn two_units_are_scaled_independently() -> anyhow::Result<()> {
     )?;
     sb.start_unit(busy)?;
     sb.start_unit(idle)?;
-    let r = Rig::start(sb, &[busy, idle])?;
+    let r = World::start(BIN, sb, &[busy, idle], &[])?;
     // The busy unit stays over its threshold at 100% too: a cooldown longer than the test
     // keeps it there, instead of racing its next raise (3 s later) against the checks below.
-    r.put_config(busy, &base_config(json!({ "scale_cooldown_seconds": 120 })))?;
-    r.put_config(idle, &base_config(json!({ "scale_up_cpu_percent": 70 })))?;
+    r.put_unit_config(busy, base_config(json!({ "scale_cooldown_seconds": 120 })))?;
+    r.put_unit_config(idle, base_config(json!({ "scale_up_cpu_percent": 70 })))?;
     assert_eq!(
-        r.http.get_ok(&api(busy, "/config"))?["scale_up_cpu_percent"],
+        r.http().get_ok(&api(busy, "/config"))?["scale_up_cpu_percent"],
         85
     );
     assert_eq!(
-        r.http.get_ok(&api(idle, "/config"))?["scale_up_cpu_percent"],
+        r.http().get_ok(&api(idle, "/config"))?["scale_up_cpu_percent"],
         70
     );
 
     let raised = r.wait(30, "the busy unit's CPUQuota to rise", || {
-        Ok(r.sb.cpu_quota(busy)?.filter(|q| *q > 50))
+        Ok(r.sandbox.cpu_quota(busy)?.filter(|q| *q > 50))
     })?;
     assert_eq!(raised, 100);
     // The idle unit is checked on as often; its quota and history stay as they were.
     let m = r.wait_checks(idle, 3)?;
     assert!(m["cpu_percent"].as_f64() < Some(10.0), "{m}");
-    assert_eq!(r.sb.cpu_quota(idle)?, Some(50));
-    assert_eq!(r.history(idle)?, Vec::<Value>::new());
-    let rows = r.history(busy)?;
+    assert_eq!(r.sandbox.cpu_quota(idle)?, Some(50));
+    assert_eq!(r.unit_history(idle)?, Vec::<Value>::new());
+    let rows = r.unit_history(busy)?;
     assert!(!rows.is_empty());
     for row in &rows {
         assert_eq!(s(row, "unit"), busy, "{row}");
@@ -655,7 +551,7 @@ fn two_units_are_scaled_independently() -> anyhow::Result<()> {
     );
 
     // The units list: both, the default first, each with its own limits.
-    let units = r.http.get_ok("/api/autoscaler/units")?;
+    let units = r.http().get_ok("/api/autoscaler/units")?;
     let listed: Vec<(&str, Value)> = units
         .as_array()
         .context("units is not an array")?
@@ -664,16 +560,16 @@ fn two_units_are_scaled_independently() -> anyhow::Result<()> {
         .collect();
     assert_eq!(listed, [(busy, json!(100)), (idle, json!(50))], "{units}");
     // The spec's paths address the default (first) unit.
-    assert_eq!(s(&r.http.get_ok("/api/autoscaler/status")?, "unit"), busy);
+    assert_eq!(s(&r.http().get_ok("/api/autoscaler/status")?, "unit"), busy);
     assert_eq!(
-        r.http.get_ok("/api/autoscaler/history?limit=100")?,
+        r.http().get_ok("/api/autoscaler/history?limit=100")?,
         Value::Array(rows)
     );
 
     // Unit names in the path: systemd's rules or 400; valid but not managed: 404.
     let check = |name: &str, want: u16| -> anyhow::Result<()> {
         for path in [api(name, "/status"), api(name, "/history")] {
-            let resp = r.http.get(&path)?;
+            let resp = r.http().get(&path)?;
             assert_eq!(resp.status, want, "GET {path}: {}", resp.text);
             assert!(
                 !s(&resp.json, "error").is_empty(),
@@ -690,7 +586,7 @@ fn two_units_are_scaled_independently() -> anyhow::Result<()> {
             }
         }
         let path = api(name, "/config");
-        let resp = r.http.put(&path, r#"{"scale_up_cpu_percent": 90}"#)?;
+        let resp = r.http().put(&path, r#"{"scale_up_cpu_percent": 90}"#)?;
         assert_eq!(resp.status, want, "PUT {path}: {}", resp.text);
         Ok(())
     };
@@ -700,7 +596,7 @@ fn two_units_are_scaled_independently() -> anyhow::Result<()> {
     check("other.service", 404)?;
     // Nothing above changed either unit's config.
     assert_eq!(
-        r.http.get_ok(&api(busy, "/config"))?["scale_up_cpu_percent"],
+        r.http().get_ok(&api(busy, "/config"))?["scale_up_cpu_percent"],
         85
     );
     Ok(())
@@ -713,19 +609,19 @@ fn two_units_are_scaled_independently() -> anyhow::Result<()> {
 fn a_unit_segment_that_is_not_utf8_is_rejected_not_defaulted() -> anyhow::Result<()> {
     let unit = "default.service";
     let sb = Sandbox::start()?;
-    let r = Rig::start(sb, &[unit])?;
-    let before = r.http.get_ok(&api(unit, "/config"))?;
+    let r = World::start(BIN, sb, &[unit], &[])?;
+    let before = r.http().get_ok(&api(unit, "/config"))?;
     let mut got = Vec::new();
     for (method, tail, body) in [
         ("GET", "/status", None),
         ("GET", "/history", None),
         ("PUT", "/config", Some(r#"{"scale_up_cpu_percent": 90}"#)),
     ] {
-        let resp = r.http.call(method, &api("%FF.service", tail), body)?;
+        let resp = r.http().call(method, &api("%FF.service", tail), body)?;
         got.push((method, tail, resp.status));
     }
     assert_eq!(
-        r.http.get_ok(&api(unit, "/config"))?,
+        r.http().get_ok(&api(unit, "/config"))?,
         before,
         "a PUT to /units/%FF.service/config changed the default unit's config ({got:?})"
     );

@@ -266,7 +266,7 @@ async fn check_failed_apply(apply: Apply, want: &str) {
             .is_some_and(|m| m.contains(want)),
         "{case}: {status}"
     );
-    assert_eq!(d.unit(0).config.mode, Mode::Disabled, "{case}");
+    assert_eq!(d.unit(0).config.mode(), Mode::Disabled, "{case}");
     d.stop().await.expect("stop");
 }
 
@@ -364,7 +364,7 @@ async fn a_unit_that_vanishes_is_unavailable_until_it_comes_back() {
         .expect("history");
     assert_eq!(history[0]["status"], "failed", "{history}");
     let unit = d.unit(0);
-    assert_eq!(unit.config.mode, Mode::Manual);
+    assert_eq!(unit.config.mode(), Mode::Manual);
     assert!(unit.last_failure.is_none(), "{unit:?}");
     sys.set_apply(u, Apply::Take);
     sys.restore(u);

@@ -124,7 +124,7 @@ async fn a_change_systemd_never_took_is_recorded_as_not_applied() {
         "{rows}"
     );
     let snap = d.engine.snapshot();
-    assert_eq!(snap.units[0].config.mode, Mode::Enabled);
+    assert_eq!(snap.units[0].config.mode(), Mode::Enabled);
     d.stop().await.expect("stop");
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use autoscaler_core::config::FIELDS;
-use autoscaler_testkit::{Daemon, Http, Sandbox, wait_for_eq, wait_until};
+use autoscaler_testkit::{Http, Sandbox, World, wait_for_eq, wait_until};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_autoscaler");
@@ -37,47 +37,19 @@ const TOOLS: [&str; 9] = [
 /// Bounds that let manual limits through on a 2-core host: no CPU reserve, low minimums.
 const ROOMY: &str = autoscaler_testkit::SMALL_HOST_BOUNDS;
 
-/// A sandbox running two idle units with known limits, and a daemon managing both that has
-/// read them. The daemon is declared first so it stops before the sandbox.
-struct World {
-    daemon: Daemon,
-    sandbox: Sandbox,
-}
-
-impl World {
-    fn start(extra: &[&str]) -> anyhow::Result<World> {
-        let sandbox = Sandbox::start()?;
-        let unit = "[Unit]\nDescription=autoscaler mcp test\n\n[Service]\nExecStart=/bin/sleep infinity\nCPUQuota=50%\nMemoryMax=512M\nTasksMax=100\n";
-        for u in [UNIT, OTHER] {
-            sandbox.write_unit(u, unit)?;
-            sandbox.start_unit(u)?;
-        }
-        let mut args = vec!["--unit", UNIT, "--unit", OTHER];
-        args.extend_from_slice(extra);
-        let daemon = Daemon::start(Path::new(BIN), &sandbox, &args)?;
-        let w = World { daemon, sandbox };
-        let http = w.http(extra);
-        wait_until(T, "the daemon to read the unit's limits", || {
-            let s = http.get_ok("/api/autoscaler/status")?;
-            Ok((s["current_limits"]["cpu_quota"] == 50).then_some(()))
-        })
-        .with_context(|| w.daemon.log_text())?;
-        let r = http.put("/api/autoscaler/config", ROOMY)?;
-        if r.status != 200 {
-            bail!("PUT config {ROOMY}: HTTP {} {}", r.status, r.text);
-        }
-        Ok(w)
+/// A sandbox running two idle units with known limits, and a daemon managing both (with
+/// `extra` flags) that has read them, under the roomy bounds.
+fn world(extra: &[&str]) -> anyhow::Result<World> {
+    let sandbox = Sandbox::start()?;
+    let unit = "[Unit]\nDescription=autoscaler mcp test\n\n[Service]\nExecStart=/bin/sleep infinity\nCPUQuota=50%\nMemoryMax=512M\nTasksMax=100\n";
+    for u in [UNIT, OTHER] {
+        sandbox.write_unit(u, unit)?;
+        sandbox.start_unit(u)?;
     }
-
-    /// curl against the daemon, with the token when the daemon has one.
-    fn http(&self, extra: &[&str]) -> Http {
-        let mut http = self.daemon.http();
-        http.token = extra
-            .windows(2)
-            .find(|w| w[0] == "--token")
-            .map(|w| w[1].to_string());
-        http
-    }
+    let w = World::start(BIN, sandbox, &[UNIT, OTHER], extra)?;
+    w.wait_for_cpu_quota(UNIT, 50)?;
+    w.put_config(ROOMY)?;
+    Ok(w)
 }
 
 /// Runs the Python SDK driver with a plan and returns what it saw.
@@ -511,16 +483,16 @@ fn scenario(w: &World, http: &Http, cpu: u64, plan: impl Fn(&[Step]) -> Value) {
 
 #[test]
 fn python_sdk_over_stdio() {
-    let w = World::start(&[]).expect("sandbox and daemon");
-    let http = w.http(&[]);
+    let w = world(&[]).expect("sandbox and daemon");
+    let http = w.http();
     let url = w.daemon.url.clone();
     scenario(&w, &http, 80, |steps| stdio_plan(&url, steps));
 }
 
 #[test]
 fn python_sdk_over_streamable_http() {
-    let w = World::start(&[]).expect("sandbox and daemon");
-    let http = w.http(&[]);
+    let w = world(&[]).expect("sandbox and daemon");
+    let http = w.http();
     let url = w.daemon.url.clone();
     scenario(&w, &http, 60, |steps| http_plan(&url, None, steps));
 }
@@ -530,7 +502,7 @@ fn python_sdk_over_streamable_http() {
 fn inspector_cli_over_stdio() {
     let inspector = autoscaler_testkit::repo_tool("node_modules/.bin/mcp-inspector")
         .expect("the MCP Inspector");
-    let w = World::start(&[]).expect("sandbox and daemon");
+    let w = world(&[]).expect("sandbox and daemon");
     let run = |method_args: &[&str]| -> Value {
         let out = bounded(
             Command::new("timeout")
@@ -667,7 +639,7 @@ fn raw_mcp_body(url: &str, headers: &[&str], init: &str) -> anyhow::Result<(u16,
 #[test]
 fn token_guards_mcp() {
     let extra = ["--token", "s3cret"];
-    let w = World::start(&extra).expect("sandbox and daemon");
+    let w = world(&extra).expect("sandbox and daemon");
     let url = w.daemon.url.clone();
     let cases: &[(&[&str], u16, &str)] = &[
         (&[], 401, "Authorization: Bearer"),
@@ -694,7 +666,7 @@ fn token_guards_mcp() {
         "a foreign Host header was served ({got}): {body}"
     );
 
-    let http = w.http(&extra);
+    let http = w.http();
     let steps = vec![
         step(
             "autoscaler_get_status",
@@ -818,8 +790,8 @@ fn stdio_answers_parse_errors_and_bad_params() {
 /// `initialize` still works, and the unit is untouched.
 #[test]
 fn http_answers_parse_errors_and_bad_params() {
-    let w = World::start(&[]).expect("sandbox and daemon");
-    let http = w.http(&[]);
+    let w = world(&[]).expect("sandbox and daemon");
+    let http = w.http();
     let before = http.get_ok("/api/autoscaler/config").expect("config");
     for (body, code, id) in jsonrpc_cases() {
         let (status, text) = raw_mcp_body(&w.daemon.url, &[], body).expect("curl");

@@ -3,12 +3,12 @@
 //! exports, and a real Prometheus server (Debian's, on loopback) scrapes a real daemon on a
 //! sandboxed manager, returns the managed unit's series, and fires an alert on a real failure.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use autoscaler_testkit::{Daemon, Http, Sandbox, free_port, repo, wait_until};
+use autoscaler_testkit::{Http, Sandbox, World, free_port, repo, wait_until};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_autoscaler");
@@ -102,15 +102,12 @@ fn live_metrics() -> anyhow::Result<String> {
     );
     sb.write_unit("busy.service", &unit)?;
     sb.start_unit("busy.service")?;
-    let d = Daemon::start(Path::new(BIN), &sb, &["--unit", "busy.service"])?;
-    let http = d.http();
+    let w = World::start(BIN, sb, &["busy.service"], &[])?;
+    let http = w.http();
     let mut config: Value = serde_json::from_str(autoscaler_testkit::SMALL_HOST_BOUNDS)?;
     config["mode"] = json!("manual");
-    let r = http.put("/api/autoscaler/config", &config.to_string())?;
-    ensure!(r.status == 200, "PUT config: {}", r.text);
-    wait_until(Duration::from_secs(20), "a first sample", || {
-        Ok((http.get("/api/autoscaler/metrics")?.status == 200).then_some(()))
-    })?;
+    w.put_config(&config)?;
+    w.wait_for_sample()?;
     let r = http.post("/api/autoscaler/scale", r#"{"cpu_quota": 60}"#)?;
     ensure!(r.status == 200, "scale: {}", r.text);
     Ok(http.get("/metrics")?.text)
@@ -282,19 +279,14 @@ fn a_real_prometheus_scrapes_the_daemon_and_alerts_on_a_failed_change() -> anyho
         ),
     )?;
     sb.start_unit(unit)?;
-    let d = Daemon::start(
-        Path::new(BIN),
-        &sb,
-        &["--unit", unit, "--strategy", "restart"],
-    )?;
-    let http = d.http();
+    let w = World::start(BIN, sb, &[unit], &["--strategy", "restart"])?;
+    let http = w.http();
     let mut config: Value = serde_json::from_str(autoscaler_testkit::SMALL_HOST_BOUNDS)?;
     config["mode"] = json!("manual");
     config["check_interval_seconds"] = json!(1);
-    let r = http.put("/api/autoscaler/config", &config.to_string())?;
-    assert_eq!(r.status, 200, "{}", r.text);
+    w.put_config(&config)?;
 
-    let target = d.url.trim_start_matches("http://").to_string();
+    let target = w.url().trim_start_matches("http://").to_string();
     let prom = Prometheus::start(&target)?;
     let series = wait_until(
         Duration::from_secs(30),

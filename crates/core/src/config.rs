@@ -244,13 +244,34 @@ impl Kind for f64 {
 macro_rules! config_fields {
     ($( $(#[doc = $doc:literal])+ $name:ident : $ty:ty = $default:expr, $min:literal ..= $max:literal; )*) => {
         /// The whole configuration of one managed unit (the spec's config row, id = 1).
+        ///
+        /// Outside this crate fields are read through methods of the same name and set only
+        /// through [`Config::default`], [`Config::apply`] (what every front and the store
+        /// use: it validates the whole), [`Config::with_mode`], [`Config::with_check_interval`]
+        /// (each keeps a valid config valid) and [`Config::with_policy`], which does not
+        /// check relations: a bundle's scale-up percent can fall to or below a scale-down
+        /// percent set before. The engine validates every config it stores.
         #[derive(Debug, Clone, PartialEq)]
         pub struct Config {
-            pub mode: Mode,
-            pub policy: Policy,
+            pub(crate) mode: Mode,
+            pub(crate) policy: Policy,
             /// Scale up before a breach when the forecast's upper bound crosses the threshold.
-            pub predictive: bool,
-            $( $(#[doc = $doc])+ pub $name: $ty, )*
+            pub(crate) predictive: bool,
+            $( $(#[doc = $doc])+ pub(crate) $name: $ty, )*
+        }
+
+        impl Config {
+            pub fn mode(&self) -> Mode {
+                self.mode
+            }
+            pub fn policy(&self) -> Policy {
+                self.policy
+            }
+            /// Scale up before a breach when the forecast's upper bound crosses the threshold.
+            pub fn predictive(&self) -> bool {
+                self.predictive
+            }
+            $( $(#[doc = $doc])+ pub fn $name(&self) -> $ty { self.$name } )*
         }
 
         impl Default for Config {
@@ -349,6 +370,24 @@ impl Config {
     /// The field with this name, if there is one.
     pub fn field(name: &str) -> Option<&'static Field> {
         FIELDS.iter().find(|f| f.name == name)
+    }
+
+    /// A copy in another mode (every mode is valid with every config).
+    pub fn with_mode(&self, mode: Mode) -> Config {
+        Config {
+            mode,
+            ..self.clone()
+        }
+    }
+
+    /// A copy that checks every `secs` seconds, rounded and kept within the field's range
+    /// (1..=3600): what the simulator runs at its trace's step.
+    pub fn with_check_interval(&self, secs: f64) -> Config {
+        let secs = if secs.is_finite() { secs.round() } else { 1.0 };
+        Config {
+            check_interval_seconds: secs.clamp(1.0, 3600.0) as u32,
+            ..self.clone()
+        }
     }
 
     /// A copy with a policy's bundle applied.

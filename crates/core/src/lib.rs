@@ -5,6 +5,8 @@
 //! - [`time`]: [`Millis`], the only notion of time here; callers pass it in.
 //! - [`limits`]: [`Limits`] (CPUQuota, MemoryMax, TasksMax), [`Host`] capacity and the
 //!   effective [`Bounds`] a limit must lie in.
+//! - [`manual`]: [`ManualScale`], a manual scale request checked and converted from the units
+//!   users write (percent, GiB, tasks); every front sends its values here.
 //! - [`config`]: the spec's configuration row ([`Config`]), [`Mode`], [`Policy`] bundles and
 //!   field-by-field validation.
 //! - [`sample`]: cumulative cgroup [`Counters`] and the [`Usage`] derived from two of them.
@@ -26,6 +28,7 @@ pub mod decide;
 pub mod forecast;
 pub mod history;
 pub mod limits;
+pub mod manual;
 pub mod predict;
 pub mod profile;
 pub mod range;
@@ -39,6 +42,7 @@ pub use config::{Config, ConfigError, FieldValue, Mode, Policy};
 pub use decide::{Breach, Controller, Decision, Evaluation, Inputs, Trigger, Why};
 pub use history::{Action, Status, TriggerType};
 pub use limits::{Bounds, BoundsError, GIB, Host, Limits, MIB, Resource};
+pub use manual::{ManualScale, ScaleError};
 pub use range::{Range, RangeError};
 pub use sample::{Counters, InvalidSample, Psi, Signals, Usage};
 pub use time::Millis;

@@ -277,11 +277,11 @@ pub struct ControllerScaler {
 
 impl ControllerScaler {
     pub fn new(
-        mut config: Config,
+        config: Config,
         host: Host,
         step_secs: f64,
     ) -> Result<ControllerScaler, BoundsError> {
-        config.check_interval_seconds = step_secs.round().clamp(1.0, 3600.0) as u32;
+        let config = config.with_check_interval(step_secs);
         let bounds = Bounds::new(&config, &host)?;
         Ok(ControllerScaler {
             config,
@@ -375,8 +375,9 @@ mod tests {
             .expect("feasible");
         let (_, replayed) = crate::replay::replay(&trace, scaler.as_mut(), start);
 
-        let mut cfg = Config::default().with_policy(policy);
-        cfg.check_interval_seconds = 60;
+        let cfg = Config::default()
+            .with_policy(policy)
+            .with_check_interval(60.0);
         let host = Machine::default().host();
         let bounds = Bounds::new(&cfg, &host).expect("feasible");
         let mut ctl = Controller::default();

@@ -76,9 +76,9 @@ impl Store {
     /// Stores `config` as the config of `unit`, replacing what was there.
     pub fn save_config(&self, unit: &UnitName, config: &Config) -> anyhow::Result<()> {
         let mut values: Vec<Value> = vec![
-            Value::Text(config.mode.as_str().to_string()),
-            Value::Text(config.policy.as_str().to_string()),
-            Value::Integer(i64::from(config.predictive)),
+            Value::Text(config.mode().as_str().to_string()),
+            Value::Text(config.policy().as_str().to_string()),
+            Value::Integer(i64::from(config.predictive())),
         ];
         for f in FIELDS {
             let v = (f.get)(config);

@@ -174,6 +174,13 @@ impl Daemon {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The last `lines` lines of the daemon's log, for error messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = self.log_text();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -275,6 +282,26 @@ impl Http {
 
     /// Any method, with an optional JSON body sent as `application/json`.
     pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<Response> {
+        let mut headers = Vec::new();
+        if body.is_some() {
+            headers.push("Content-Type: application/json".to_string());
+        }
+        if let Some(t) = &self.token {
+            headers.push(format!("Authorization: Bearer {t}"));
+        }
+        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+        self.raw(method, path, &headers, body)
+    }
+
+    /// A request exactly as given: these headers and no others (no Content-Type, no token
+    /// unless in `headers`).
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: Option<&str>,
+    ) -> anyhow::Result<Response> {
         let mut cmd = Command::new("curl");
         cmd.args([
             "-sS",
@@ -287,11 +314,19 @@ impl Http {
             "-X",
             method,
         ]);
-        if let Some(b) = body {
-            cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+        for h in headers {
+            cmd.args(["-H", h]);
         }
-        if let Some(t) = &self.token {
-            cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+        if let Some(b) = body {
+            // `--data-binary` alone sends curl's form type; `-H 'Content-Type:'` removes it,
+            // so "no Content-Type" really is none.
+            if !headers
+                .iter()
+                .any(|h| h.to_ascii_lowercase().starts_with("content-type"))
+            {
+                cmd.args(["-H", "Content-Type:"]);
+            }
+            cmd.args(["--data-binary", b]);
         }
         cmd.arg(format!("{}{path}", self.base));
         let out = cmd.output().context("running curl")?;

@@ -10,6 +10,8 @@
 //! - [`busy_unit`] and [`memory_hog_unit`]: unit files that load a service in a known way.
 //! - [`Daemon`] and [`Http`]: a real `autoscaler serve` on an ephemeral loopback port, and
 //!   HTTP calls through `curl`.
+//! - [`World`]: the rig every end-to-end test file uses: a sandbox, a daemon managing given
+//!   units on it, its `Http`, and the put-config, read and wait helpers.
 //! - [`fakes`]: a scriptable fake systemd ([`fakes::FakeSystemd`], the engine's `Probe` and
 //!   `Actuator`) and a [`fakes::FakeClock`], for engine tests without root or systemd.
 //! - [`UserService`]: the daemon as the shipped user unit of a sandbox's manager.
@@ -31,12 +33,14 @@ use std::time::{Duration, Instant};
 pub mod daemon;
 pub mod fakes;
 pub mod service;
+pub mod world;
 
 use anyhow::{Context, bail};
 use tempfile::TempDir;
 
 pub use daemon::{Daemon, Http, Response};
 pub use service::{UserService, free_port};
+pub use world::{World, unit_path};
 
 /// Every cgroup hierarchy the manager gets a cgroup of its own in. `cpuacct` is separate from
 /// `cpu` on this kind of host, and without it systemd does not give services their own cpu
@@ -305,7 +309,6 @@ impl Sandbox {
             .to_string())
     }
 
-    /// The unit's main process; an error when it has none.
     /// `CPUQuotaPerSecUSec` as systemd shows it, in percent of one core; `None` is infinity.
     pub fn cpu_quota(&self, unit: &str) -> anyhow::Result<Option<u32>> {
         let shown = self.show(unit, "CPUQuotaPerSecUSec")?;
@@ -325,6 +328,7 @@ impl Sandbox {
         })?))
     }
 
+    /// The unit's main process; an error when it has none.
     pub fn main_pid(&self, unit: &str) -> anyhow::Result<u32> {
         let v = self.show(unit, "MainPID")?;
         let pid: u32 = v
@@ -348,7 +352,50 @@ impl Sandbox {
             .join(unit)
     }
 
-    /// The last lines the manager wrote, for error messages.
+    /// A counter of one of the unit's v1 cgroup files written as `key value` lines
+    /// (`memory.oom_control`, `cpu.stat`); an error when the file or the key is missing.
+    pub fn cgroup_counter(
+        &self,
+        hierarchy: &str,
+        unit: &str,
+        file: &str,
+        key: &str,
+    ) -> anyhow::Result<u64> {
+        let path = self.cgroup_dir(hierarchy, unit).join(file);
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let n = text
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+            .with_context(|| format!("{} has no {key} line: {text:?}", path.display()))?;
+        n.trim()
+            .parse()
+            .with_context(|| format!("{key} in {} is {n:?}", path.display()))
+    }
+
+    /// The `oom_kill` count of the unit's v1 memory cgroup.
+    pub fn oom_kills(&self, unit: &str) -> anyhow::Result<u64> {
+        self.cgroup_counter("memory", unit, "memory.oom_control", "oom_kill")
+    }
+
+    /// The CFS quota the kernel enforces, from the v1 `cpu` hierarchy, in percent of one
+    /// core; `None` is no quota.
+    pub fn cfs_quota(&self, unit: &str) -> anyhow::Result<Option<u32>> {
+        let dir = self.cgroup_dir("cpu", unit);
+        let read = |file: &str| -> anyhow::Result<i64> {
+            let path = dir.join(file);
+            let text =
+                fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            text.trim()
+                .parse()
+                .with_context(|| format!("{} is {text:?}", path.display()))
+        };
+        let quota = read("cpu.cfs_quota_us")?;
+        let period = read("cpu.cfs_period_us")?;
+        anyhow::ensure!(period > 0, "cpu.cfs_period_us of {unit} is {period}");
+        Ok((quota >= 0).then(|| u32::try_from(quota * 100 / period).unwrap_or(u32::MAX)))
+    }
+
     /// The last 30 lines the manager logged (its units' stdout and stderr go there too: the
     /// sandbox has no journal).
     pub fn log_tail(&self) -> String {
@@ -519,9 +566,6 @@ fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Polls `f` every 100 ms until it returns `Ok(Some(_))`, or fails after `timeout` saying
-/// what was awaited and the last value or error seen. `Err` from `f` is not fatal: the thing
-/// awaited may not exist yet.
 /// A time span as `systemctl show` prints it ("500ms", "1.500s", "1s 500ms", "infinity") in
 /// microseconds; `None` is infinity.
 pub fn parse_timespan(s: &str) -> anyhow::Result<Option<u64>> {
@@ -571,6 +615,23 @@ pub fn repo_tool(rel: &str) -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
+/// A system tool on PATH (curl, jq), or an error saying what to install: tests fail, never
+/// skip, when a tool is missing.
+pub fn need_command(cmd: &str) -> anyhow::Result<()> {
+    let ok = Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        bail!("`{cmd}` is not installed: run scripts/setup-test-env (or apt-get install {cmd})");
+    }
+    Ok(())
+}
+
+/// Polls `f` every 100 ms until it returns `Ok(Some(_))`, or fails after `timeout` saying
+/// what was awaited and the last value or error seen. `Err` from `f` is not fatal: the thing
+/// awaited may not exist yet.
 pub fn wait_until<T>(
     timeout: Duration,
     what: &str,

@@ -1,15 +1,15 @@
-//! Request bodies: JSON objects checked for shape (types, unknown keys) before the engine
-//! checks their values. MCP tool arguments go through the same functions, so both fronts
+//! Request bodies: JSON objects checked for shape (types, unknown keys) only; the core checks
+//! their values (`Config::apply`, `ManualScale::new`, `Mode::parse`) and the engine their
+//! bounds. MCP tool arguments go through the same functions, so both fronts
 //! reject the same input with the same words.
 
-use autoscaler_core::{FieldValue, GIB, Limits, MIB, Mode, Policy};
+use autoscaler_core::{FieldValue, ManualScale, Mode, Policy, manual};
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use serde_json::{Map, Value, json};
 
 use super::ApiError;
 use crate::changes::kind;
-use crate::engine::ScaleRequest;
 
 /// The largest request body we read: a config update is well under a kilobyte.
 const MAX_BODY: usize = 64 * 1024;
@@ -82,7 +82,7 @@ impl Body {
     pub fn policy(&self) -> Result<Policy, ApiError> {
         parse_policy(&self.0)
     }
-    pub fn scale_request(&self) -> Result<ScaleRequest, ApiError> {
+    pub fn scale_request(&self) -> Result<ManualScale, ApiError> {
         parse_scale(&self.0)
     }
     pub fn config_changes(&self) -> Result<Vec<(String, FieldValue)>, ApiError> {
@@ -100,55 +100,21 @@ pub fn parse_policy(m: &Map<String, Value>) -> Result<Policy, ApiError> {
     Policy::parse(required_str(m, "policy", Policy::NAMES)?).map_err(|e| e.into_api())
 }
 
-/// `{"cpu_quota": 600, "memory_max": 96, "tasks_max": 750, "reason": "..."}`; each limit is
-/// optional (unset ones keep their value) but at least one is needed.
-pub fn parse_scale(m: &Map<String, Value>) -> Result<ScaleRequest, ApiError> {
+/// `{"cpu_quota": 600, "memory_max": 96, "tasks_max": 750, "reason": "..."}`: the shape here
+/// (known keys, numbers, a string), the values in the core ([`ManualScale::new`]: at least one
+/// limit, positive, whole, GiB to bytes, the reason's length).
+pub fn parse_scale(m: &Map<String, Value>) -> Result<ManualScale, ApiError> {
     only(m, &["cpu_quota", "memory_max", "tasks_max", "reason"])?;
-    let cpu = whole(
-        m,
-        "cpu_quota",
-        "an integer percent of one core, e.g. 200 for two cores",
-    )?;
-    let tasks = whole(m, "tasks_max", "an integer number of tasks")?;
-    let memory = match m.get("memory_max") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => {
-            let gib = n
-                .as_f64()
-                .filter(|g| g.is_finite() && *g > 0.0 && *g <= 1e6)
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        format!("memory_max {n} is not a positive size"),
-                        Some("memory_max"),
-                        Some("GiB, a number greater than 0"),
-                    )
-                })?;
-            // Whole MiB: systemd rounds to pages anyway, and the bounds check sees what is set.
-            Some(((gib * GIB as f64) / MIB as f64).round() as u64 * MIB)
-        }
-        Some(other) => return Err(wrong_type("memory_max", other, "a number of GiB")),
-    };
-    if cpu.is_none() && memory.is_none() && tasks.is_none() {
-        return Err(ApiError::bad_request(
-            "nothing to scale: give at least one of cpu_quota, memory_max, tasks_max",
-            None,
-            Some("cpu_quota (percent), memory_max (GiB), tasks_max"),
-        ));
-    }
+    let cpu = number(m, "cpu_quota", manual::CPU_ALLOWED)?;
+    let tasks = number(m, "tasks_max", manual::TASKS_ALLOWED)?;
+    let memory = number(m, "memory_max", "a number of GiB")?;
     let reason = match m.get("reason") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
         Some(other) => return Err(wrong_type("reason", other, "a string")),
     };
-    let cpu_quota = cpu.map(|v| u32::try_from(v).unwrap_or(u32::MAX));
-    Ok(ScaleRequest {
-        limits: Limits {
-            cpu_quota,
-            memory_max: memory,
-            tasks_max: tasks,
-        },
-        reason,
-    })
+    ManualScale::new(cpu, memory, tasks, reason)
+        .map_err(|e| ApiError::bad_request(e.message, e.field, Some(e.allowed)))
 }
 
 /// Every key of the object becomes a change; the core knows which keys and values are valid.
@@ -184,17 +150,13 @@ fn required_str<'a>(
     }
 }
 
-fn whole(m: &Map<String, Value>, key: &str, allowed: &str) -> Result<Option<u64>, ApiError> {
+/// A number, or nothing when absent or null; its value is the core's to check.
+fn number(m: &Map<String, Value>, key: &str, allowed: &str) -> Result<Option<f64>, ApiError> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(v) if v > 0 => Ok(Some(v)),
-            _ => Err(ApiError::bad_request(
-                format!("{key} {n} is not a positive whole number"),
-                Some(key),
-                Some(allowed),
-            )),
-        },
+        // Without serde_json's arbitrary precision every number has an f64 (huge integers
+        // lose digits far above any bound); the fallback is unreachable, and refused.
+        Some(Value::Number(n)) => Ok(Some(n.as_f64().unwrap_or(f64::NAN))),
         Some(other) => Err(wrong_type(key, other, allowed)),
     }
 }

@@ -49,8 +49,8 @@ pub fn status_json(u: &UnitSnapshot, snap: &Snapshot, store: &StoreState) -> Val
         Err(e) => json!({ "error": e }),
     };
     json!({
-        "mode": u.config.mode.as_str(),
-        "policy": u.config.policy.as_str(),
+        "mode": u.config.mode().as_str(),
+        "policy": u.config.policy().as_str(),
         "is_running": u.applying,
         "current_limits": u.limits.as_ref().map_or(Value::Null, limits_json),
         "last_scale_time": ts(u.last_scale_time),
@@ -131,8 +131,8 @@ pub fn history_json(h: &HistoryRow) -> Value {
 
 pub fn config_json(c: &Config) -> Value {
     let mut m = Map::new();
-    m.insert("mode".into(), json!(c.mode.as_str()));
-    m.insert("policy".into(), json!(c.policy.as_str()));
+    m.insert("mode".into(), json!(c.mode().as_str()));
+    m.insert("policy".into(), json!(c.policy().as_str()));
     for f in FIELDS {
         let v = (f.get)(c);
         m.insert(
@@ -144,7 +144,7 @@ pub fn config_json(c: &Config) -> Value {
             },
         );
     }
-    m.insert("predictive".into(), json!(c.predictive));
+    m.insert("predictive".into(), json!(c.predictive()));
     Value::Object(m)
 }
 
@@ -281,8 +281,8 @@ pub fn prediction_json(u: &UnitSnapshot, p: &Prediction) -> Value {
         "timestamp": ts(u.observation.as_ref().map(|o| o.usage.at)),
         "unit": u.name.as_str(),
         "adaptive": u.adaptive.as_ref().map_or(Value::Null, adaptive_json),
-        "predictive": u.config.predictive,
-        "window_minutes": u.config.forecast_window_minutes,
+        "predictive": u.config.predictive(),
+        "window_minutes": u.config.forecast_window_minutes(),
         "samples": p.samples,
         "samples_needed": p.needed,
         "enough_data": missing.is_empty(),

@@ -24,8 +24,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::engine::{EngineError, EngineHandle, ScaleRequest};
-use autoscaler_core::UnitName;
+use crate::engine::{EngineError, EngineHandle};
+use autoscaler_core::{ManualScale, UnitName};
 pub use body::Body;
 pub use guard::guard;
 pub use json::{config_json, history_json, metrics_json, prediction_json, status_json};
@@ -333,7 +333,7 @@ async fn set_policy(State(s): State<AppState>, Target(unit): Target, body: Body)
         openapi::BodyErrors,
     ))]
 async fn scale(State(s): State<AppState>, Target(unit): Target, body: Body) -> ApiResult {
-    let req: ScaleRequest = body.scale_request()?;
+    let req: ManualScale = body.scale_request()?;
     let row = s.engine.scale(unit, req).await?;
     Ok(Json(history_json(&row)))
 }

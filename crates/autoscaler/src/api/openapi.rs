@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use autoscaler_core::config::FIELDS;
 use autoscaler_core::forecast::Model;
 use autoscaler_core::trend::Trend;
-use autoscaler_core::{Action, Mode, Policy, Status, TriggerType};
+use autoscaler_core::{Action, Mode, Policy, Status, TriggerType, manual};
 use autoscaler_systemd::{Bus, Strategy};
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::response::{Response, ResponseBuilder};
@@ -423,7 +423,7 @@ impl PartialSchema for ScaleRequest {
                 ObjectBuilder::new()
                     .schema_type(Type::Number)
                     .exclusive_minimum(Some(0))
-                    .maximum(Some(1_000_000))
+                    .maximum(Some(manual::MAX_MEMORY_GIB))
                     .description(Some("GiB.")),
             )
             .property("tasks_max", integer(None))
@@ -431,7 +431,7 @@ impl PartialSchema for ScaleRequest {
                 "reason",
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .max_length(Some(1000)),
+                    .max_length(Some(manual::MAX_REASON_CHARS)),
             );
         let mut one_of_them = AnyOfBuilder::new();
         for limit in ["cpu_quota", "memory_max", "tasks_max"] {

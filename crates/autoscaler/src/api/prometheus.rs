@@ -184,7 +184,7 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
             max_tasks.get_or_create(&ul).set(b.tasks().1 as f64);
         }
         for m in Mode::ALL {
-            let on = u.config.mode == m;
+            let on = u.config.mode() == m;
             mode.get_or_create(&l(&[("unit", unit), ("mode", m.as_str())]))
                 .set(if on { 1.0 } else { 0.0 });
         }

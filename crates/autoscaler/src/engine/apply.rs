@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use autoscaler_core::{
-    Action, Bounds, Config, Limits, Millis, Mode, Status, TriggerType, UnitName,
+    Action, Bounds, Config, Limits, ManualScale, Millis, Mode, Status, TriggerType, UnitName,
 };
 use autoscaler_store::{HistoryRow, NewHistory};
 
@@ -14,7 +14,7 @@ use super::state::{Failure, UnitSnapshot};
 use super::writer::Write;
 use super::{
     APPLY_TIMEOUT, Actuator, ApplyError, ApplyErrorKind, EngineError, INSPECT_TIMEOUT, Probe,
-    Rollback, ScaleRequest,
+    Rollback,
 };
 
 /// One change to a unit's limits, as decided (automatically or by a manual scale).
@@ -72,8 +72,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         mode: Mode,
     ) -> Result<UnitSnapshot, EngineError> {
         let i = self.index(unit)?;
-        self.update_config(i, |c| Ok(Config { mode, ..c.clone() }))
-            .await?;
+        self.update_config(i, |c| Ok(c.with_mode(mode))).await?;
         // Setting the mode is how someone acknowledges a failure.
         self.units[i].last_failure = None;
         Ok(self.units[i].snapshot(&self.host))
@@ -99,7 +98,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             .map_err(|reason| EngineError::StoreUnavailable { reason })?;
         // Setting the mode, by any route, is how someone acknowledges a failure; a refused
         // change acknowledges nothing, so this comes after every check.
-        if new.mode != self.units[i].config.mode {
+        if new.mode() != self.units[i].config.mode() {
             self.units[i].last_failure = None;
         }
         self.units[i].config = new.clone();
@@ -112,17 +111,11 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
     pub(super) async fn manual_scale(
         &mut self,
         i: usize,
-        req: ScaleRequest,
+        req: ManualScale,
     ) -> Result<HistoryRow, EngineError> {
-        if req.reason.chars().count() > 1000 {
-            return Err(EngineError::BadRequest {
-                message: "reason is longer than 1000 characters".into(),
-                field: Some("reason".into()),
-                allowed: Some("a string of at most 1000 characters".into()),
-            });
-        }
+        // The values were checked when `req` was made; what is left is whether they fit.
         let bounds = Bounds::new(&self.units[i].config, &self.host)?;
-        bounds.check(&req.limits)?;
+        bounds.check(&req.limits())?;
         let name = self.units[i].name.clone();
         let view = tokio::time::timeout(INSPECT_TIMEOUT, self.probe.inspect(&name))
             .await
@@ -136,7 +129,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                 unit: name.to_string(),
                 reason: format!("{e:#}"),
             })?;
-        let new = view.limits.overlay(req.limits);
+        let new = view.limits.overlay(req.limits());
         // Refused requests change nothing, the mode included.
         let now = self.now();
         if let Some(wait) = self.units[i].rate_wait(now) {
@@ -146,18 +139,9 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             });
         }
         // A manual request puts the unit in manual mode, so the loop does not undo it.
-        self.update_config(i, |c| {
-            Ok(Config {
-                mode: Mode::Manual,
-                ..c.clone()
-            })
-        })
-        .await?;
-        let reason = if req.reason.trim().is_empty() {
-            "manual scale".to_string()
-        } else {
-            req.reason
-        };
+        self.update_config(i, |c| Ok(c.with_mode(Mode::Manual)))
+            .await?;
+        let reason = req.into_reason();
         let at = now;
         let change = Change {
             action: Action::ManualScale,
@@ -250,7 +234,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                     self.units[i].unavailable(e.to_string(), limits);
                 } else {
                     // DESIGN.md: a failure disables the autoscaler until someone sets the mode.
-                    self.units[i].config.mode = Mode::Disabled;
+                    self.units[i].config = self.units[i].config.with_mode(Mode::Disabled);
                     self.writer.keep(Write::Config {
                         unit: name.clone(),
                         config: self.units[i].config.clone(),

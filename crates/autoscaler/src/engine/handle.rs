@@ -4,18 +4,11 @@
 
 use std::sync::Arc;
 
-use autoscaler_core::{Config, FieldValue, Limits, Millis, Mode, Policy, UnitName};
+use autoscaler_core::{Config, FieldValue, ManualScale, Millis, Mode, Policy, UnitName};
 use autoscaler_store::{HistoryRow, Store};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Clock, EngineError, Observation, Snapshot, UnitSnapshot};
-
-/// A manual scale request: the limits to set (unset fields keep their value) and why.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScaleRequest {
-    pub limits: Limits,
-    pub reason: String,
-}
 
 /// A command from a front end. One variant per state-changing operation.
 #[derive(Debug)]
@@ -23,7 +16,7 @@ pub(super) enum Command {
     SetMode(UnitName, Mode, Reply<UnitSnapshot>),
     SetPolicy(UnitName, Policy, Reply<UnitSnapshot>),
     SetConfig(UnitName, Vec<(String, FieldValue)>, Reply<Config>),
-    Scale(UnitName, ScaleRequest, Reply<HistoryRow>),
+    Scale(UnitName, ManualScale, Reply<HistoryRow>),
 }
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
@@ -185,11 +178,7 @@ impl EngineHandle {
         self.call(|r| Command::SetConfig(unit, changes, r)).await
     }
 
-    pub async fn scale(
-        &self,
-        unit: UnitName,
-        req: ScaleRequest,
-    ) -> Result<HistoryRow, EngineError> {
+    pub async fn scale(&self, unit: UnitName, req: ManualScale) -> Result<HistoryRow, EngineError> {
         self.call(|r| Command::Scale(unit, req, r)).await
     }
 

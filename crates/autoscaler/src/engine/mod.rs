@@ -54,7 +54,7 @@ use tokio::sync::{mpsc, watch};
 
 pub use clock::{Clock, SystemClock, now};
 pub use errors::{ApplyError, ApplyErrorKind, EngineError, Rollback};
-pub use handle::{EngineHandle, ScaleRequest};
+pub use handle::EngineHandle;
 pub use state::{Failure, Observation, Snapshot, UnitSnapshot};
 
 use run::Engine;

@@ -152,7 +152,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             Settled::Took(after) => unit.record_success(row.action, after, row.at),
             Settled::RolledBack(rollback @ (Rollback::Failed(_) | Rollback::Unknown)) => {
                 unit.count(row.action, Status::Failed);
-                unit.config.mode = Mode::Disabled;
+                unit.config = unit.config.with_mode(Mode::Disabled);
                 self.writer.keep(Write::Config {
                     unit: row.unit.clone(),
                     config: unit.config.clone(),

@@ -21,6 +21,10 @@ use super::apply::Change;
 use super::clock::{CLOCK_JUMP_MS, Timeline};
 use super::writer::{Write, Writer};
 
+/// The smallest move of the wall clock against the timeline that stored times follow (see
+/// `watch_the_wall_clock`): well above the jitter of reading two clocks, well below a jump.
+const OFFSET_STEP_MS: i64 = 100;
+
 /// How long a stopping engine waits for its queued store writes.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
 use super::handle::Command;
@@ -137,7 +141,12 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                 jump.abs() as f64 / 1000.0
             );
         }
-        self.wall_offset_ms = offset;
+        // Reading the two clocks one after the other differs by a millisecond now and then;
+        // following that would put two changes 9.999 s apart in the history under a 10 s
+        // cooldown. The offset follows the wall clock in steps, not in jitter.
+        if jump.abs() >= OFFSET_STEP_MS {
+            self.wall_offset_ms = offset;
+        }
     }
 
     /// The loop's round counter, for the handle.
@@ -360,7 +369,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             self.writer.keep(w);
         }
         if unit.should_prune(at) {
-            let keep_ms = i64::from(unit.config.metrics_retention_hours) * 3_600_000;
+            let keep_ms = i64::from(unit.config.metrics_retention_hours()) * 3_600_000;
             // Retention counts the time that really passed: a wall clock that jumped ahead
             // since the start does not age the samples stored before it.
             let now = Millis(at.0 + wall_offset.min(0));

@@ -205,7 +205,7 @@ impl UnitState {
 
     /// Time between two checks, as configured now.
     pub fn interval(&self) -> Duration {
-        Duration::from_secs(u64::from(self.config.check_interval_seconds))
+        Duration::from_secs(u64::from(self.config.check_interval_seconds()))
     }
 
     /// The limits systemd last reported.
@@ -286,7 +286,7 @@ impl UnitState {
     /// Keeps a sample for trends, forecasts and profiles: an hour, or the forecast window if
     /// longer.
     fn remember(&mut self, sample: Sample) {
-        let keep_secs = f64::from(self.config.forecast_window_minutes * 60).max(3600.0);
+        let keep_secs = f64::from(self.config.forecast_window_minutes() * 60).max(3600.0);
         while self
             .recent
             .front()
@@ -311,7 +311,7 @@ impl UnitState {
         let u = &o.usage;
         let at = Millis(u.at.0.saturating_add(wall_offset_ms));
         let mut writes = Vec::new();
-        if self.config.policy == Policy::Adaptive {
+        if self.config.policy() == Policy::Adaptive {
             writes.push(Write::Learned {
                 unit: self.name.clone(),
                 state: self.controller.learned().encode(),
@@ -453,8 +453,7 @@ mod tests {
             let store = Store::open(&dir.path().join("a.db"), &unit).expect("store");
             let mut daemon = UnitState::load(&store, unit, "user", Millis(0)).expect("unit state");
             // What the simulator's controller runs: the policy's bundle, checked once a step.
-            daemon.config = setup.base.with_policy(policy);
-            daemon.config.check_interval_seconds = step as u32;
+            daemon.config = setup.base.with_policy(policy).with_check_interval(step);
             let bounds = autoscaler_core::Bounds::new(&daemon.config, &host).expect("bounds");
 
             let (mut sim_limits, mut daemon_limits) = (start, start);
