@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use autoscaler_cgroup::{
-    CgroupPaths, Mounts, SignalSources, agent_processes, read_counters, signals_of,
+    CgroupFiles, CgroupPaths, Mounts, SignalSources, agent_processes, signals_of,
 };
 use autoscaler_core::{Limits, Millis, UnitName};
 use autoscaler_systemd::{Bus, Systemd};
@@ -75,12 +75,14 @@ impl Managers {
     }
 }
 
-/// A unit's cgroup directories and the (ControlGroup, MainPID) they were found from: a new
-/// MainPID or cgroup (a restart) means looking again.
+/// A unit's cgroup files, open, and the (ControlGroup, MainPID, limits) they were found from:
+/// a new MainPID or cgroup (a restart) means looking again, and so do new limits (systemd may
+/// then have enabled a controller for the unit, giving it a directory or files it lacked).
 struct Located {
     control_group: String,
     main_pid: Option<u32>,
-    paths: CgroupPaths,
+    limits: Limits,
+    files: Arc<Mutex<CgroupFiles>>,
 }
 
 pub struct SystemProbe {
@@ -88,8 +90,8 @@ pub struct SystemProbe {
     mounts: Mounts,
     /// Each unit's signal sources: its own AutoCoder projects.
     signals: HashMap<UnitName, SignalSources>,
-    /// Where each unit's cgroup is, and what it was located from.
-    paths: Mutex<HashMap<UnitName, Located>>,
+    /// Where each unit's cgroup is, its files, and what it was located from.
+    located: Mutex<HashMap<UnitName, Located>>,
 }
 
 impl SystemProbe {
@@ -130,33 +132,36 @@ impl SystemProbe {
             managers,
             mounts,
             signals,
-            paths: Mutex::new(HashMap::new()),
+            located: Mutex::new(HashMap::new()),
         })
     }
 
-    fn paths(&self, unit: &UnitName, view: &UnitView) -> anyhow::Result<CgroupPaths> {
+    fn files(&self, unit: &UnitName, view: &UnitView) -> anyhow::Result<Arc<Mutex<CgroupFiles>>> {
         let cg = view
             .control_group
             .clone()
             .filter(|c| !c.is_empty())
             .context("systemd reports no cgroup for the unit")?;
-        let mut cache = self.paths.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.located.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(l) = cache.get(unit)
             && l.control_group == cg
             && l.main_pid == view.main_pid
+            && l.limits == view.limits
         {
-            return Ok(l.paths.clone());
+            return Ok(l.files.clone());
         }
         let paths = CgroupPaths::locate(&self.mounts, Path::new("/proc"), &cg, view.main_pid)?;
+        let files = Arc::new(Mutex::new(CgroupFiles::new(paths)));
         cache.insert(
             unit.clone(),
             Located {
                 control_group: cg,
                 main_pid: view.main_pid,
-                paths: paths.clone(),
+                limits: view.limits,
+                files: files.clone(),
             },
         );
-        Ok(paths)
+        Ok(files)
     }
 }
 
@@ -181,22 +186,23 @@ impl Probe for SystemProbe {
     }
 
     fn sample(&self, unit: &UnitName, view: &UnitView, at: Millis) -> anyhow::Result<Sampled> {
-        let paths = self.paths(unit, view)?;
-        let counters = match read_counters(&paths, at) {
-            Ok(c) => c,
+        let files = self.files(unit, view)?;
+        let reading = files.lock().unwrap_or_else(|e| e.into_inner()).read(at);
+        let reading = match reading {
+            Ok(r) => r,
             Err(e) => {
-                // The cgroup may have been recreated (a restart): locate it again next time.
-                self.paths
+                // The cgroup may have been removed or recreated (a restart): locate it again
+                // next time, with files opened afresh.
+                self.located
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(unit);
                 return Err(e);
             }
         };
-        // Unknown processes must not read as "no agents running" (idle: a scale-down).
-        let pids = paths
-            .pids_of_unit()
-            .context("listing the unit's processes")?;
+        // The pids come with the counters: a failed listing fails the reading, so unknown
+        // processes never read as "no agents running" (idle: a scale-down).
+        let (counters, pids) = (reading.counters, reading.pids);
         let src = self
             .signals
             .get(unit)

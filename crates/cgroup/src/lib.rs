@@ -8,7 +8,8 @@
 //! - [`locate`]: [`CgroupPaths`], the unit's own directory in each hierarchy, from systemd's
 //!   `ControlGroup` and `/proc/PID/cgroup`; the unit's process ids.
 //! - [`read`]: [`read_counters`] (CPU time, throttling, memory, OOM kills, tasks, processes,
-//!   pressure) and [`read_cgroup_limits`], with the pure parsers of the cgroup file formats.
+//!   pressure), [`CgroupFiles`] (the same, its files kept open between readings) and
+//!   [`read_cgroup_limits`], with the pure parsers of the cgroup file formats.
 //! - [`host`]: [`read_host`], the machine's cores, memory and task limit from `/proc`.
 //! - [`signals`]: [`signals_of`], AutoCoder's agents, pending features and API quota.
 //!
@@ -27,5 +28,5 @@ pub use autoscaler_core::{Counters, Host, Limits, Signals};
 pub use host::read_host;
 pub use locate::CgroupPaths;
 pub use mounts::{Mount, Mounts};
-pub use read::{read_cgroup_limits, read_counters};
+pub use read::{CgroupFiles, UnitReading, read_cgroup_limits, read_counters};
 pub use signals::{AgentKind, AgentProc, SignalSources, agent_processes, signals_of};

@@ -160,15 +160,24 @@ fn is_strict_ancestor(a: &str, b: &str) -> bool {
 /// The numbers listed one a line in `file` of `dir` and of every cgroup below it. Child
 /// cgroups that vanish while we walk are skipped; the top directory must be readable.
 pub(crate) fn ids_in_tree(dir: &Path, file: &str) -> io::Result<Vec<u32>> {
-    let mut ids = Vec::new();
+    let text = std::fs::read_to_string(dir.join(file))?;
+    let mut ids: Vec<u32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    ids_below(dir, file, &mut ids)?;
+    Ok(ids)
+}
+
+/// The numbers listed in `file` of every cgroup below `dir` (not `dir`'s own), added to
+/// `ids`. Child cgroups that vanish while we walk are skipped; `dir` must be listable.
+pub(crate) fn ids_below(dir: &Path, file: &str, ids: &mut Vec<u32>) -> io::Result<()> {
     let mut stack = vec![(dir.to_path_buf(), true)];
     while let Some((d, top)) = stack.pop() {
-        let text = match std::fs::read_to_string(d.join(file)) {
-            Ok(t) => t,
-            Err(e) if !top && e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        ids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        if !top {
+            match std::fs::read_to_string(d.join(file)) {
+                Ok(text) => ids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+        }
         let entries = match std::fs::read_dir(&d) {
             Ok(e) => e,
             Err(e) if !top && e.kind() == io::ErrorKind::NotFound => continue,
@@ -180,7 +189,7 @@ pub(crate) fn ids_in_tree(dir: &Path, file: &str) -> io::Result<Vec<u32>> {
             }
         }
     }
-    Ok(ids)
+    Ok(())
 }
 
 #[cfg(test)]

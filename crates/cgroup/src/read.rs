@@ -6,91 +6,346 @@
 //! throttling, OOM kills) read as `None`/0 when their file is absent; the essential ones (CPU
 //! time, memory) are an error that names the file and directory that were tried, because a
 //! made-up 0 would look like an idle unit.
+//!
+//! [`CgroupFiles`] keeps a located unit's files open between readings and reads them again
+//! from offset 0 (`pread`), and remembers which files this hierarchy does not have, so a
+//! reading costs no `open`, `stat` or failing lookup. An error on an open file (`ENODEV` once
+//! the cgroup is removed) is returned: the caller locates the unit again.
 
+use std::collections::HashMap;
+use std::fs::File;
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use anyhow::Context;
 use autoscaler_core::sample::Psi;
 use autoscaler_core::{Counters, Limits, Millis};
 
-use crate::locate::{CgroupPaths, ids_in_tree};
+use crate::locate::{CgroupPaths, ids_below, ids_in_tree};
 
 /// v1 reports "no memory limit" as the largest page-aligned i64 (9223372036854771712);
 /// anything this large is not a limit anyone set.
 const V1_UNLIMITED_BYTES: u64 = 1 << 62;
 
-/// One reading of the unit's cgroup at time `at` (the caller's clock).
+/// One reading of the unit's cgroup at time `at` (the caller's clock), every file opened
+/// afresh.
 pub fn read_counters(paths: &CgroupPaths, at: Millis) -> anyhow::Result<Counters> {
-    let unified = paths.unified.as_deref();
-    let v2_cpu_stat = read_in(unified, "cpu.stat")?;
+    Ok(CgroupFiles::once(paths.clone()).read(at)?.counters)
+}
 
-    let cpu_usage_usec = cpu_usage_usec(paths, v2_cpu_stat.as_deref())?;
-    let (nr_periods, nr_throttled, throttled_usec) = throttling(paths, v2_cpu_stat.as_deref());
+/// Which of the unit's directories a file is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Dir {
+    Unified,
+    Cpu,
+    Cpuacct,
+    Memory,
+    Pids,
+}
 
-    let usage = essential_number(&[
-        (unified, "memory.current"),
-        (paths.memory.as_deref(), "memory.usage_in_bytes"),
-    ])
-    .context("reading the unit's memory use")?;
-    // The working set, as kubelet and VPA count it: usage includes page cache, which grows to
-    // the limit in any service that reads files, and inactive file pages are reclaimed before
-    // anything is killed. Counted, they would push every such service to its maximum.
-    let inactive_file = [
-        (unified, "inactive_file"),
-        (paths.memory.as_deref(), "total_inactive_file"),
-    ]
-    .into_iter()
-    .find_map(|(dir, key)| optional(dir, "memory.stat").and_then(|t| keyed(&t, key)))
-    .unwrap_or(0);
-    let memory_bytes = usage.saturating_sub(inactive_file);
+/// What [`CgroupFiles::read`] read: the counters, and the unit's process ids (sorted), which
+/// the processes count came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitReading {
+    pub counters: Counters,
+    pub pids: Vec<u32>,
+}
 
-    let oom_kills = [
-        (unified, "memory.events"),
-        (paths.memory.as_deref(), "memory.oom_control"),
-    ]
-    .into_iter()
-    .find_map(|(dir, file)| optional(dir, file).and_then(|t| keyed(&t, "oom_kill")))
-    .unwrap_or(0);
+/// A located unit's cgroup files, kept open between readings (see the module's doc). One per
+/// unit; a new [`CgroupPaths`] (the unit restarted) needs a new one.
+#[derive(Debug)]
+pub struct CgroupFiles {
+    paths: CgroupPaths,
+    /// Each file tried so far: open, or `None` when this directory does not have it.
+    files: HashMap<(Dir, &'static str), Option<File>>,
+    /// Whether to keep what was opened (false: a one-off reading, as before the cache).
+    keep: bool,
+}
 
-    let tasks = match [
-        (unified, "pids.current"),
-        (paths.pids.as_deref(), "pids.current"),
-    ]
-    .into_iter()
-    .find_map(|(dir, file)| optional(dir, file).and_then(|t| parse_u64(&t)))
-    {
-        Some(n) => n,
-        // Without the pids controller (a root cgroup, or a v1 unit without TasksMax) the
-        // threads can still be counted one by one.
-        None => count_threads(paths)?,
-    };
+impl CgroupFiles {
+    pub fn new(paths: CgroupPaths) -> CgroupFiles {
+        CgroupFiles {
+            paths,
+            files: HashMap::new(),
+            keep: true,
+        }
+    }
 
-    let dir = paths
-        .any_dir()
-        .context("the unit has no cgroup directory to count its processes in")?;
-    let processes = ids_in_tree(dir, "cgroup.procs")
-        .with_context(|| {
-            format!(
-                "counting the unit's processes in {}/cgroup.procs",
-                dir.display()
-            )
-        })?
-        .len() as u64;
+    fn once(paths: CgroupPaths) -> CgroupFiles {
+        CgroupFiles {
+            keep: false,
+            ..CgroupFiles::new(paths)
+        }
+    }
 
-    Ok(Counters {
-        at,
-        cpu_usage_usec,
-        nr_periods,
-        nr_throttled,
-        throttled_usec,
-        oom_kills,
-        memory_bytes,
-        tasks,
-        processes,
-        cpu_pressure: optional(unified, "cpu.pressure").and_then(|t| parse_psi(&t)),
-        memory_pressure: optional(unified, "memory.pressure").and_then(|t| parse_psi(&t)),
-    })
+    pub fn paths(&self) -> &CgroupPaths {
+        &self.paths
+    }
+
+    fn dir(&self, d: Dir) -> Option<&Path> {
+        match d {
+            Dir::Unified => self.paths.unified.as_deref(),
+            Dir::Cpu => self.paths.cpu.as_deref(),
+            Dir::Cpuacct => self.paths.cpuacct.as_deref(),
+            Dir::Memory => self.paths.memory.as_deref(),
+            Dir::Pids => self.paths.pids.as_deref(),
+        }
+    }
+
+    /// `dir/file`, `Ok(None)` when there is no dir or no such file.
+    fn read_in(&mut self, d: Dir, file: &'static str) -> anyhow::Result<Option<String>> {
+        let Some(dir) = self.dir(d) else {
+            return Ok(None);
+        };
+        if let Some(slot) = self.files.get(&(d, file)) {
+            let Some(f) = slot else { return Ok(None) };
+            return match read_from_start(f) {
+                Ok(text) => Ok(Some(text)),
+                Err(e) => {
+                    let path = dir.join(file);
+                    self.files.remove(&(d, file));
+                    Err(e).with_context(|| format!("reading {} again", path.display()))
+                }
+            };
+        }
+        let path = dir.join(file);
+        let opened = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if self.keep {
+                    self.files.insert((d, file), None);
+                }
+                return Ok(None);
+            }
+            Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+        };
+        let text =
+            read_from_start(&opened).with_context(|| format!("reading {}", path.display()))?;
+        if self.keep {
+            self.files.insert((d, file), Some(opened));
+        }
+        Ok(Some(text))
+    }
+
+    /// An optional file: any problem reading it means "not available" (logged at debug).
+    fn optional(&mut self, d: Dir, file: &'static str) -> Option<String> {
+        self.read_in(d, file).unwrap_or_else(|e| {
+            tracing::debug!("{e:#}");
+            None
+        })
+    }
+
+    fn show(&self, d: Dir, file: &str) -> String {
+        show(self.dir(d), file)
+    }
+
+    /// One reading of the unit's cgroup at time `at` (the caller's clock).
+    pub fn read(&mut self, at: Millis) -> anyhow::Result<UnitReading> {
+        let v2_cpu_stat = self.read_in(Dir::Unified, "cpu.stat")?;
+
+        let cpu_usage_usec = self.cpu_usage_usec(v2_cpu_stat.as_deref())?;
+        let (nr_periods, nr_throttled, throttled_usec) = self.throttling(v2_cpu_stat.as_deref());
+
+        let usage = self
+            .essential_number(&[
+                (Dir::Unified, "memory.current"),
+                (Dir::Memory, "memory.usage_in_bytes"),
+            ])
+            .context("reading the unit's memory use")?;
+        // The working set, as kubelet and VPA count it: usage includes page cache, which grows
+        // to the limit in any service that reads files, and inactive file pages are reclaimed
+        // before anything is killed. Counted, they would push every such service to its maximum.
+        let inactive_file = [
+            (Dir::Unified, "inactive_file"),
+            (Dir::Memory, "total_inactive_file"),
+        ]
+        .into_iter()
+        .find_map(|(dir, key)| {
+            self.optional(dir, "memory.stat")
+                .and_then(|t| keyed(&t, key))
+        })
+        .unwrap_or(0);
+        let memory_bytes = usage.saturating_sub(inactive_file);
+
+        let oom_kills = [
+            (Dir::Unified, "memory.events"),
+            (Dir::Memory, "memory.oom_control"),
+        ]
+        .into_iter()
+        .find_map(|(dir, file)| self.optional(dir, file).and_then(|t| keyed(&t, "oom_kill")))
+        .unwrap_or(0);
+
+        let tasks = match [(Dir::Unified, "pids.current"), (Dir::Pids, "pids.current")]
+            .into_iter()
+            .find_map(|(dir, file)| self.optional(dir, file).and_then(|t| parse_u64(&t)))
+        {
+            Some(n) => n,
+            // Without the pids controller (a root cgroup, or a v1 unit without TasksMax) the
+            // threads can still be counted one by one.
+            None => count_threads(&self.paths)?,
+        };
+
+        let mut pids = self.pids()?;
+        let processes = pids.len() as u64;
+        pids.sort_unstable();
+        pids.dedup();
+
+        let counters = Counters {
+            at,
+            cpu_usage_usec,
+            nr_periods,
+            nr_throttled,
+            throttled_usec,
+            oom_kills,
+            memory_bytes,
+            tasks,
+            processes,
+            cpu_pressure: self
+                .optional(Dir::Unified, "cpu.pressure")
+                .and_then(|t| parse_psi(&t)),
+            memory_pressure: self
+                .optional(Dir::Unified, "memory.pressure")
+                .and_then(|t| parse_psi(&t)),
+        };
+        Ok(UnitReading { counters, pids })
+    }
+
+    /// The process ids in the unit's cgroup and its child cgroups (not sorted): the top
+    /// directory's `cgroup.procs` through the open file, the children's read afresh (they
+    /// come and go).
+    fn pids(&mut self) -> anyhow::Result<Vec<u32>> {
+        let d = [Dir::Unified, Dir::Pids, Dir::Memory, Dir::Cpu, Dir::Cpuacct]
+            .into_iter()
+            .find(|d| self.dir(*d).is_some())
+            .context("the unit has no cgroup directory to count its processes in")?;
+        let file = "cgroup.procs";
+        let shown = self.show(d, file);
+        let what = || format!("counting the unit's processes in {shown}");
+        let text = self
+            .read_in(d, file)
+            .with_context(what)?
+            .with_context(|| format!("{shown} is missing"))?;
+        let mut ids: Vec<u32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        if let Some(dir) = self.dir(d) {
+            ids_below(dir, file, &mut ids).with_context(what)?;
+        }
+        Ok(ids)
+    }
+
+    /// CPU time: v2 `cpu.stat` (present in every v2 cgroup, also on hybrid hosts), else the v1
+    /// `cpuacct.usage` of the unit's own cpuacct directory.
+    fn cpu_usage_usec(&mut self, v2_cpu_stat: Option<&str>) -> anyhow::Result<u64> {
+        let mut tried = Vec::new();
+        match (self.dir(Dir::Unified), v2_cpu_stat) {
+            (Some(_), Some(text)) => match keyed(text, "usage_usec") {
+                Some(usec) => return Ok(usec),
+                None => tried.push(format!(
+                    "{} has no usage_usec",
+                    self.show(Dir::Unified, "cpu.stat")
+                )),
+            },
+            (Some(_), None) => tried.push(format!(
+                "{} is missing",
+                self.show(Dir::Unified, "cpu.stat")
+            )),
+            (None, _) => {
+                tried.push("the unit has no directory in a unified (v2) hierarchy".to_string())
+            }
+        }
+        // A cpuacct directory named differently from the cpu one belongs to a parent cgroup
+        // (locate leaves those out; this guards hand-built paths). Its usage is other units' too.
+        let own = match (&self.paths.cpu, &self.paths.cpuacct) {
+            (Some(cpu), Some(acct)) => cpu.file_name() == acct.file_name(),
+            (_, acct) => acct.is_some(),
+        };
+        if own {
+            let file = self.show(Dir::Cpuacct, "cpuacct.usage");
+            if let Some(text) = self.read_in(Dir::Cpuacct, "cpuacct.usage")? {
+                let nsec = parse_u64(&text).with_context(|| {
+                    format!(
+                        "{file} holds {:?}, not a number of nanoseconds",
+                        text.trim()
+                    )
+                })?;
+                return Ok(nsec / 1000);
+            }
+            tried.push(format!("{file} is missing"));
+        } else {
+            tried.push("the unit has no cpuacct directory of its own (its processes may sit in a parent's, shared with other units)".to_string());
+        }
+        anyhow::bail!("no source of the unit's CPU time: {}", tried.join("; "))
+    }
+
+    /// CFS throttling: v2 `cpu.stat` when the cpu controller is enabled there, else the v1 cpu
+    /// hierarchy's `cpu.stat` (nanoseconds). Absent on both: no throttling known, zeros.
+    fn throttling(&mut self, v2_cpu_stat: Option<&str>) -> (u64, u64, u64) {
+        if let Some(text) = v2_cpu_stat
+            && let Some(periods) = keyed(text, "nr_periods")
+        {
+            return (
+                periods,
+                keyed(text, "nr_throttled").unwrap_or(0),
+                keyed(text, "throttled_usec").unwrap_or(0),
+            );
+        }
+        match self.optional(Dir::Cpu, "cpu.stat") {
+            Some(text) => (
+                keyed(&text, "nr_periods").unwrap_or(0),
+                keyed(&text, "nr_throttled").unwrap_or(0),
+                keyed(&text, "throttled_time").unwrap_or(0) / 1000,
+            ),
+            None => (0, 0, 0),
+        }
+    }
+
+    /// The first of `sources` that exists, as a number; an error naming every file tried.
+    fn essential_number(&mut self, sources: &[(Dir, &'static str)]) -> anyhow::Result<u64> {
+        let mut tried = Vec::new();
+        for &(d, file) in sources {
+            if self.dir(d).is_none() {
+                continue;
+            }
+            match self.read_in(d, file)? {
+                Some(text) => {
+                    return parse_u64(&text).with_context(|| {
+                        format!(
+                            "{} holds {:?}, not a number",
+                            self.show(d, file),
+                            text.trim()
+                        )
+                    });
+                }
+                None => tried.push(self.show(d, file)),
+            }
+        }
+        if tried.is_empty() {
+            let files: Vec<&str> = sources.iter().map(|(_, f)| *f).collect();
+            anyhow::bail!("the unit has no cgroup directory that could hold any of {files:?}");
+        }
+        anyhow::bail!(
+            "none of these files exists: {}; is the controller enabled for the unit?",
+            tried.join(", ")
+        )
+    }
+}
+
+/// A cgroup file's whole text, read from offset 0. A read shorter than the room left is the
+/// end: cgroup files are generated whole at each read from the start.
+fn read_from_start(f: &File) -> io::Result<String> {
+    let mut buf = vec![0u8; 4096];
+    let mut n = 0;
+    loop {
+        let room = buf.len() - n;
+        let got = f.read_at(&mut buf[n..], n as u64)?;
+        n += got;
+        if got < room {
+            break;
+        }
+        buf.resize(buf.len() * 2, 0);
+    }
+    buf.truncate(n);
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// The limits the unit's cgroup enforces right now, as the kernel sees them. `None` is
@@ -134,75 +389,6 @@ pub fn read_cgroup_limits(paths: &CgroupPaths) -> Limits {
     }
 }
 
-/// CPU time: v2 `cpu.stat` (present in every v2 cgroup, also on hybrid hosts), else the v1
-/// `cpuacct.usage` of the unit's own cpuacct directory.
-fn cpu_usage_usec(paths: &CgroupPaths, v2_cpu_stat: Option<&str>) -> anyhow::Result<u64> {
-    let mut tried = Vec::new();
-    match (paths.unified.as_deref(), v2_cpu_stat) {
-        (Some(_), Some(text)) => match keyed(text, "usage_usec") {
-            Some(usec) => return Ok(usec),
-            None => tried.push(format!(
-                "{} has no usage_usec",
-                show(paths.unified.as_deref(), "cpu.stat")
-            )),
-        },
-        (Some(_), None) => tried.push(format!(
-            "{} is missing",
-            show(paths.unified.as_deref(), "cpu.stat")
-        )),
-        (None, _) => {
-            tried.push("the unit has no directory in a unified (v2) hierarchy".to_string())
-        }
-    }
-    // A cpuacct directory named differently from the cpu one belongs to a parent cgroup
-    // (locate leaves those out; this guards hand-built paths). Its usage is other units' too.
-    let own = match (&paths.cpu, &paths.cpuacct) {
-        (Some(cpu), Some(acct)) => cpu.file_name() == acct.file_name(),
-        (_, acct) => acct.is_some(),
-    };
-    if own {
-        if let Some(text) = read_in(paths.cpuacct.as_deref(), "cpuacct.usage")? {
-            let file = show(paths.cpuacct.as_deref(), "cpuacct.usage");
-            let nsec = parse_u64(&text).with_context(|| {
-                format!(
-                    "{file} holds {:?}, not a number of nanoseconds",
-                    text.trim()
-                )
-            })?;
-            return Ok(nsec / 1000);
-        }
-        tried.push(format!(
-            "{} is missing",
-            show(paths.cpuacct.as_deref(), "cpuacct.usage")
-        ));
-    } else {
-        tried.push("the unit has no cpuacct directory of its own (its processes may sit in a parent's, shared with other units)".to_string());
-    }
-    anyhow::bail!("no source of the unit's CPU time: {}", tried.join("; "))
-}
-
-/// CFS throttling: v2 `cpu.stat` when the cpu controller is enabled there, else the v1 cpu
-/// hierarchy's `cpu.stat` (nanoseconds). Absent on both: no throttling known, zeros.
-fn throttling(paths: &CgroupPaths, v2_cpu_stat: Option<&str>) -> (u64, u64, u64) {
-    if let Some(text) = v2_cpu_stat
-        && let Some(periods) = keyed(text, "nr_periods")
-    {
-        return (
-            periods,
-            keyed(text, "nr_throttled").unwrap_or(0),
-            keyed(text, "throttled_usec").unwrap_or(0),
-        );
-    }
-    match optional(paths.cpu.as_deref(), "cpu.stat") {
-        Some(text) => (
-            keyed(&text, "nr_periods").unwrap_or(0),
-            keyed(&text, "nr_throttled").unwrap_or(0),
-            keyed(&text, "throttled_time").unwrap_or(0) / 1000,
-        ),
-        None => (0, 0, 0),
-    }
-}
-
 /// Tasks counted one thread id at a time: v2 `cgroup.threads`, else a v1 `tasks` file.
 fn count_threads(paths: &CgroupPaths) -> anyhow::Result<u64> {
     let sources = [
@@ -218,30 +404,6 @@ fn count_threads(paths: &CgroupPaths) -> anyhow::Result<u64> {
     let ids = ids_in_tree(dir, file)
         .with_context(|| format!("counting the unit's threads in {}/{file}", dir.display()))?;
     Ok(ids.len() as u64)
-}
-
-/// The first of `sources` that exists, as a number; an error naming every file tried.
-fn essential_number(sources: &[(Option<&Path>, &str)]) -> anyhow::Result<u64> {
-    let mut tried = Vec::new();
-    for (dir, file) in sources {
-        let Some(d) = dir else { continue };
-        match read_in(Some(d), file)? {
-            Some(text) => {
-                return parse_u64(&text).with_context(|| {
-                    format!("{} holds {:?}, not a number", show(*dir, file), text.trim())
-                });
-            }
-            None => tried.push(show(*dir, file)),
-        }
-    }
-    if tried.is_empty() {
-        let files: Vec<&str> = sources.iter().map(|(_, f)| *f).collect();
-        anyhow::bail!("the unit has no cgroup directory that could hold any of {files:?}");
-    }
-    anyhow::bail!(
-        "none of these files exists: {}; is the controller enabled for the unit?",
-        tried.join(", ")
-    )
 }
 
 /// `dir/file`, `Ok(None)` when there is no dir or no such file.

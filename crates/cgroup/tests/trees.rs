@@ -5,7 +5,8 @@ use std::path::Path;
 
 use autoscaler_cgroup::locate::parse_proc_cgroup;
 use autoscaler_cgroup::{
-    CgroupPaths, Counters, Limits, Mounts, read_cgroup_limits, read_counters, read_host,
+    CgroupFiles, CgroupPaths, Counters, Limits, Mounts, read_cgroup_limits, read_counters,
+    read_host,
 };
 use autoscaler_core::Millis;
 use autoscaler_core::sample::Psi;
@@ -244,7 +245,23 @@ fn check(name: &str, files: Files, control_group: &str, pid: Option<u32>, want: 
         (Ok(p), Want::LocateError(_)) => panic!("{name}: locate should fail, found {p:?}"),
         (Ok(p), _) => p,
     };
-    match (read_counters(&paths, AT), want) {
+    let once = read_counters(&paths, AT);
+    // The same reading through files kept open, twice (the second from the open files and
+    // the files remembered absent): it must not differ from a reading opened afresh.
+    let mut kept = CgroupFiles::new(paths.clone());
+    for round in ["first", "second"] {
+        let got = kept.read(AT);
+        match (&got, &once) {
+            (Ok(r), Ok(c)) => {
+                assert_eq!(&r.counters, c, "{name}: kept files, {round} reading");
+                let listed = paths.pids_of_unit().expect("listing pids");
+                assert_eq!(r.pids, listed, "{name}: kept files' pids, {round} reading");
+            }
+            (Err(a), Err(b)) => assert_eq!(format!("{a:#}"), format!("{b:#}"), "{name}: {round}"),
+            _ => panic!("{name}: kept files read {got:?}, a fresh reading {once:?}"),
+        }
+    }
+    match (once, want) {
         (
             Ok(c),
             Want::Read {
@@ -506,4 +523,31 @@ fn real_host_layout_reads() {
         host.cores > 0 && host.memory_bytes > 0 && host.max_tasks > 0,
         "{host:?}"
     );
+}
+
+/// Files kept open are read again from the start: a later reading sees what the kernel (here,
+/// a rewritten fixture file) says now, not what was read when the file was opened.
+#[test]
+fn kept_files_read_the_current_values() {
+    let dir = fixture(HYBRID);
+    let root = dir.path();
+    let proc_root = root.join("proc");
+    let mounts = Mounts::read(&proc_root).expect("fixture mountinfo parses");
+    let paths = CgroupPaths::locate(&mounts, &proc_root, UNIT, Some(4242)).expect("locate");
+    let mut kept = CgroupFiles::new(paths);
+    let first = kept.read(AT).expect("first reading");
+    assert_eq!(first.counters.cpu_usage_usec, 2_406_924);
+    let unified = root.join("sys/fs/cgroup/unified/probe1/app.slice/probe-yes.service");
+    // Longer than before, and then shorter: both must read whole.
+    for (text, want) in [
+        (
+            "usage_usec 12406924000\nuser_usec 1\nsystem_usec 1\n",
+            12_406_924_000,
+        ),
+        ("usage_usec 7\n", 7),
+    ] {
+        std::fs::write(unified.join("cpu.stat"), text).expect("rewriting cpu.stat");
+        let again = kept.read(AT).expect("a later reading");
+        assert_eq!(again.counters.cpu_usage_usec, want, "{text:?}");
+    }
 }

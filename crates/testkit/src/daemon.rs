@@ -34,16 +34,28 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `bin serve --listen 127.0.0.1:0 --db <temp> ARGS` with the sandbox's environment.
     pub fn start(bin: &Path, sandbox: &Sandbox, args: &[&str]) -> anyhow::Result<Daemon> {
+        Daemon::start_with_env(bin, sandbox, args, &[])
+    }
+
+    /// Like [`Daemon::start`], with `env` set last: a benchmark passes `AUTOSCALER_LOG=info`
+    /// here, since the tests' debug logging would be part of what it measures.
+    pub fn start_with_env(
+        bin: &Path,
+        sandbox: &Sandbox,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Daemon> {
         let dir = tempfile::tempdir().context("creating the daemon's temp dir")?;
-        let db = dir.path().join("autoscaler.db");
+        let mut env_all = sandbox.env();
+        env_all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut d = Daemon {
             child: None,
             url: String::new(),
-            db,
+            db: dir.path().join("autoscaler.db"),
             log: dir.path().join("daemon.log"),
             dir,
             bin: bin.to_path_buf(),
-            env: sandbox.env(),
+            env: env_all,
             args: args.iter().map(|s| s.to_string()).collect(),
             once: Vec::new(),
         };
