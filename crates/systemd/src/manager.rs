@@ -4,11 +4,14 @@
 //! state and limits ([`Systemd::inspect`]) and offers the few manager calls the actuators
 //! need (set properties, reload, restart and wait). It decides nothing: when to change
 //! limits and how to roll back is `apply`'s business. Properties are never cached: every
-//! read goes to systemd, because the point of reading back is to see what systemd did.
+//! read goes to systemd, because the point of reading back is to see what systemd did. Only
+//! each unit's object path is kept (a unit's path never changes), which saves a `LoadUnit`
+//! round trip per read.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use autoscaler_core::{Limits, Resource, UnitName};
@@ -177,6 +180,8 @@ pub struct Systemd {
     manager: ManagerProxy<'static>,
     bus: Bus,
     address: String,
+    /// Each unit's object path, from its first `LoadUnit`.
+    paths: Arc<Mutex<HashMap<UnitName, OwnedObjectPath>>>,
 }
 
 impl Systemd {
@@ -229,6 +234,7 @@ impl Systemd {
             manager,
             bus,
             address: address.to_string(),
+            paths: Arc::default(),
         })
     }
 
@@ -242,10 +248,23 @@ impl Systemd {
 
     /// Loads `unit` if needed and reads its state, cgroup and limits.
     pub async fn inspect(&self, unit: &UnitName) -> Result<UnitInfo, Error> {
-        let path = self.load(unit).await?;
-        let mut props = self
-            .get_all(&path, "org.freedesktop.systemd1.Unit", unit)
-            .await?;
+        let known = self.known_path(unit);
+        let path = match &known {
+            Some(p) => p.clone(),
+            None => self.load(unit).await?,
+        };
+        let unit_iface = "org.freedesktop.systemd1.Unit";
+        let (path, mut props) = match self.get_all(&path, unit_iface, unit).await {
+            Ok(props) => (path, props),
+            // A kept path that no longer answers: load the unit again, once.
+            Err(_) if known.is_some() => {
+                self.forget_path(unit);
+                let path = self.load(unit).await?;
+                let props = self.get_all(&path, unit_iface, unit).await?;
+                (path, props)
+            }
+            Err(e) => return Err(e),
+        };
         let load_state: String = take(&mut props, "LoadState", unit)?;
         if load_state != "loaded" {
             let reason = match self.unit_proxy(&path).await?.load_error().await {
@@ -427,11 +446,30 @@ impl Systemd {
         }
     }
 
+    /// `LoadUnit`: loads the unit if needed and returns its object path, which is kept.
     async fn load(&self, unit: &UnitName) -> Result<OwnedObjectPath, Error> {
-        self.manager
+        let path = self
+            .manager
             .load_unit(unit.to_string())
             .await
-            .map_err(call(format!("LoadUnit({unit}) on the {} bus", self.bus)))
+            .map_err(call(format!("LoadUnit({unit}) on the {} bus", self.bus)))?;
+        self.paths
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(unit.clone(), path.clone());
+        Ok(path)
+    }
+
+    fn known_path(&self, unit: &UnitName) -> Option<OwnedObjectPath> {
+        let paths = self.paths.lock().unwrap_or_else(|e| e.into_inner());
+        paths.get(unit).cloned()
+    }
+
+    fn forget_path(&self, unit: &UnitName) {
+        self.paths
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(unit);
     }
 
     async fn unit_proxy(&self, path: &OwnedObjectPath) -> Result<UnitProxy<'static>, Error> {
