@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use autoscaler_testkit::{
-    Sandbox, World, busy_unit, need_command as need, repo_tool as tool, wait_until,
+    Sandbox, World, busy_unit, need_command as need, repo_tool as tool, wait_exit, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -873,17 +873,8 @@ fn non_loopback_without_token_refuses_to_start() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn");
-        let status = wait_until(Duration::from_secs(10), "the daemon to refuse", || {
-            Ok(child.try_wait()?)
-        });
-        let status = match status {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("--listen {listen} did not exit: {e:#}");
-            }
-        };
+        let status = wait_exit(&mut child, Duration::from_secs(10), "the daemon to refuse")
+            .unwrap_or_else(|e| panic!("--listen {listen} did not exit: {e:#}"));
         let out = child.wait_with_output().expect("output");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!status.success(), "--listen {listen} started");

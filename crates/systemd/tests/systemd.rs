@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use autoscaler_core::{GIB, Limits, MIB, UnitName};
 use autoscaler_systemd::{Bus, Error, Rollback, Strategy, Systemd, apply};
-use autoscaler_testkit::{Sandbox, busy_unit};
+use autoscaler_testkit::{Sandbox, busy_unit, listing};
 
 /// A service that just sleeps, with start rate limiting off so tests may restart it.
 const SLEEPER: &str = "[Unit]\nDescription=autoscaler test sleeper\nStartLimitIntervalSec=0\n\n\
@@ -487,15 +487,6 @@ async fn applies_report_their_duration() -> anyhow::Result<()> {
         restart.elapsed
     );
     Ok(())
-}
-
-/// Every file in `dir`, sorted: what a refused or successful apply may leave behind.
-fn listing(dir: &Path) -> anyhow::Result<Vec<String>> {
-    let mut names: Vec<String> = fs::read_dir(dir)?
-        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
-        .collect::<anyhow::Result<_>>()?;
-    names.sort();
-    Ok(names)
 }
 
 /// A unit file that is a symlink is refused, not rewritten through the link: the link, its

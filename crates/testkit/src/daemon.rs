@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::{Sandbox, wait_until};
+use crate::{Sandbox, wait_exit, wait_until};
 
 /// A running daemon. Dropping it sends SIGTERM and waits (then SIGKILL).
 pub struct Daemon {
@@ -83,17 +83,8 @@ impl Daemon {
         let Some(mut child) = self.child.take() else {
             bail!("the daemon is not running");
         };
-        let status = wait_until(Duration::from_secs(30), "the daemon to crash", || {
-            Ok(child.try_wait()?)
-        });
-        let status = match status {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("{e:#}; log:\n{}", self.log_text());
-            }
-        };
+        let status = wait_exit(&mut child, Duration::from_secs(30), "the daemon to crash")
+            .map_err(|e| anyhow::anyhow!("{e:#}; log:\n{}", self.log_text()))?;
         let said = format!("crashing at {point},");
         if status.success() || !self.log_text().contains(&said) {
             bail!(
@@ -119,23 +110,18 @@ impl Daemon {
         };
         let pid = child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let status = wait_until(
+        let status = wait_exit(
+            &mut child,
             Duration::from_secs(15),
             "the daemon to exit after SIGTERM",
-            || Ok(child.try_wait()?),
-        );
-        match status {
-            Ok(s) if s.success() => Ok(()),
-            Ok(s) => bail!(
-                "the daemon exited with {s} after SIGTERM; log:\n{}",
+        )?;
+        if !status.success() {
+            bail!(
+                "the daemon exited with {status} after SIGTERM; log:\n{}",
                 self.log_text()
-            ),
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(e)
-            }
+            );
         }
+        Ok(())
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {

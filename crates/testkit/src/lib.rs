@@ -629,6 +629,28 @@ pub fn need_command(cmd: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits at most `timeout` for `child` to exit and returns how it did; a child still running
+/// then is killed (and reaped), and the error says what was awaited.
+pub fn wait_exit(
+    child: &mut Child,
+    timeout: Duration,
+    what: &str,
+) -> anyhow::Result<std::process::ExitStatus> {
+    wait_until(timeout, what, || Ok(child.try_wait()?)).inspect_err(|_| {
+        let _ = child.kill();
+        let _ = child.wait();
+    })
+}
+
+/// Every file name in `dir`, sorted: what a change may leave behind, compared before and after.
+pub fn listing(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect::<anyhow::Result<_>>()?;
+    names.sort();
+    Ok(names)
+}
+
 /// Polls `f` every 100 ms until it returns `Ok(Some(_))`, or fails after `timeout` saying
 /// what was awaited and the last value or error seen. `Err` from `f` is not fatal: the thing
 /// awaited may not exist yet.

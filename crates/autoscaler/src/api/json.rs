@@ -80,7 +80,7 @@ pub fn status_json(u: &UnitSnapshot, snap: &Snapshot, store: &StoreState) -> Val
 /// How the store keeps up: `ok`, or `degraded` with why, and what waits or was dropped.
 pub fn store_json(s: &StoreState) -> Value {
     json!({
-        "state": if s.failing.is_some() { "degraded" } else { "ok" },
+        "state": if s.is_degraded() { "degraded" } else { "ok" },
         "reason": s.degraded(),
         "queued_writes": s.queued,
         "dropped_samples": s.dropped_samples,

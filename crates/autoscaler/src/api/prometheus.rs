@@ -251,7 +251,7 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
     store_queued.get_or_create(&vec![]).set(st.queued as f64);
     store_degraded
         .get_or_create(&vec![])
-        .set(if st.failing.is_some() { 1.0 } else { 0.0 });
+        .set(if st.is_degraded() { 1.0 } else { 0.0 });
     store_dropped
         .get_or_create(&vec![])
         .inc_by(st.dropped_samples as f64);

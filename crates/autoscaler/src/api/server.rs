@@ -26,7 +26,7 @@
 //! routes or the engine.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -147,6 +147,8 @@ struct Conn {
     /// Milliseconds after [`Slots::started`] at which it last became idle.
     idle_since: AtomicU64,
     evict: Notify,
+    /// Told to close to make room; its slot is taken until it has.
+    evicted: AtomicBool,
 }
 
 impl Slots {
@@ -163,25 +165,30 @@ impl Slots {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// A slot for a new connection: a free one, or the longest-idle connection's, which is
-    /// told to close. `None` when all are busy serving requests.
+    /// A slot for a new connection, or `None` while all are taken. When all are taken, the
+    /// longest-idle connection is told to close (one at a time); its slot is free only once it
+    /// has closed, descriptor and all, so the cap holds for descriptors too, not only for the
+    /// list. `None` also when all are busy serving requests: the caller waits for a release.
     fn admit(&self) -> Option<Arc<Conn>> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if open.len() >= self.cap {
+            let closing = open.iter().any(|c| c.evicted.load(Ordering::Acquire));
             let oldest = open
                 .iter()
-                .enumerate()
-                .filter(|(_, c)| c.busy.load(Ordering::Acquire) == 0)
-                .min_by_key(|(_, c)| c.idle_since.load(Ordering::Acquire))
-                .map(|(i, _)| i)?;
-            let evicted = open.swap_remove(oldest);
-            evicted.evict.notify_one();
-            tracing::debug!("at {} connections: closing the longest-idle one", self.cap);
+                .filter(|c| c.busy.load(Ordering::Acquire) == 0)
+                .min_by_key(|c| c.idle_since.load(Ordering::Acquire));
+            if let (false, Some(oldest)) = (closing, oldest) {
+                oldest.evicted.store(true, Ordering::Release);
+                oldest.evict.notify_one();
+                tracing::debug!("at {} connections: closing the longest-idle one", self.cap);
+            }
+            return None;
         }
         let conn = Arc::new(Conn {
             busy: AtomicUsize::new(0),
             idle_since: AtomicU64::new(self.now_ms()),
             evict: Notify::new(),
+            evicted: AtomicBool::new(false),
         });
         open.push(conn.clone());
         Some(conn)

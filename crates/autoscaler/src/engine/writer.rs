@@ -100,6 +100,11 @@ pub struct StoreState {
 }
 
 impl StoreState {
+    /// Whether the database refuses writes now (they are queued and retried).
+    pub fn is_degraded(&self) -> bool {
+        self.failing.is_some()
+    }
+
     /// Why the store is not keeping up, in words, or `None` when it is.
     pub fn degraded(&self) -> Option<String> {
         let (secs, error) = self.failing.as_ref()?;
@@ -207,7 +212,10 @@ impl Writer {
             reply: Some((tx, Arc::new(AtomicU8::new(PENDING)))),
             tries: 0,
         });
-        matches!(wait(Mutex::new(rx), Some(timeout)).await, Ok(Ok(())))
+        matches!(
+            wait(Arc::new(Mutex::new(rx)), Some(timeout)).await,
+            Ok(Ok(()))
+        )
     }
 
     /// Queues a write and waits up to `timeout` for its one attempt. A write that has not
@@ -305,10 +313,9 @@ impl Writer {
 /// Waits for a write's outcome on the blocking pool, in real time: the writer thread works in
 /// real time, whatever clock the caller's runtime keeps (tests pause it).
 async fn wait(
-    rx: impl Into<Arc<Mutex<Outcome>>>,
+    rx: Arc<Mutex<Outcome>>,
     timeout: Option<Duration>,
 ) -> Result<Result<(), String>, mpsc::RecvTimeoutError> {
-    let rx = rx.into();
     tokio::task::spawn_blocking(move || {
         let rx = rx.lock().unwrap_or_else(PoisonError::into_inner);
         match timeout {
