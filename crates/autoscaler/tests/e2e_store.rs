@@ -1,5 +1,5 @@
 //! The real daemon on the sandboxed systemd with its database on a disk that fills up, and on
-//! a read-only one (issue 11).
+//! a read-only one, at start and while it runs (issue 11).
 //!
 //! The daemon runs in a mount namespace of its own (`unshare -m`), with a small tmpfs mounted
 //! over its database's directory, so the test can fill that disk from inside the namespace
@@ -51,8 +51,91 @@ fn healthz(http: &Http) -> anyhow::Result<(u16, String)> {
     Ok((r.status, r.text))
 }
 
+/// Bounds for a small host, a 1 s check, and one change recorded before the fault: its
+/// history row must survive what follows. Returns the config as it then is.
+fn before_the_fault(http: &Http, reason: &str) -> anyhow::Result<serde_json::Value> {
+    let r = http.put("/api/autoscaler/config", SMALL_HOST_BOUNDS)?;
+    ensure!(r.status == 200, "PUT bounds: {} {}", r.status, r.text);
+    let r = http.put("/api/autoscaler/config", r#"{"check_interval_seconds": 1}"#)?;
+    ensure!(r.status == 200, "PUT interval: {} {}", r.status, r.text);
+    let r = http.post(
+        "/api/autoscaler/scale",
+        &format!(r#"{{"cpu_quota": 70, "reason": "{reason}"}}"#),
+    )?;
+    ensure!(r.status == 200, "scale: {} {}", r.status, r.text);
+    ensure!(healthz(http)?.0 == 200, "healthy at first");
+    http.get_ok("/api/autoscaler/config")
+}
+
+/// While the store refuses writes: health, status and metrics say degraded, the loop goes on,
+/// and a change that cannot be journalled is refused with systemd's limit left as it was.
+/// Returns the health's reason.
+fn degraded_and_refusing(http: &Http, sb: &Sandbox) -> anyhow::Result<String> {
+    let degraded = wait_until(Duration::from_secs(60), "health to say degraded", || {
+        let (code, text) = healthz(http)?;
+        Ok((code == 503 && text.contains("degraded")).then_some(text))
+    })?;
+    let status = http.get_ok("/api/autoscaler/status")?;
+    ensure!(status["store"]["state"] == "degraded", "{status}");
+    ensure!(
+        status["unit_available"] == true,
+        "the loop goes on: {status}"
+    );
+    let metrics = http.get("/metrics")?.text;
+    ensure!(metrics.contains("autoscaler_store_degraded 1"), "{metrics}");
+    let r = http.post(
+        "/api/autoscaler/scale",
+        r#"{"cpu_quota": 90, "reason": "while the store refuses writes"}"#,
+    )?;
+    ensure!(
+        r.status == 503,
+        "scale during the fault: {} {}",
+        r.status,
+        r.text
+    );
+    ensure!(sb.cpu_quota(UNIT)? == Some(70), "systemd's limit moved");
+    Ok(degraded)
+}
+
+/// Once the fault is gone: health recovers with nothing queued or lost, the history holds
+/// exactly the row from before, the config is unchanged, and a change works again.
+fn recovered_with_nothing_lost(
+    http: &Http,
+    sb: &Sandbox,
+    reason: &str,
+    config_before: &serde_json::Value,
+) -> anyhow::Result<()> {
+    wait_until(Duration::from_secs(60), "health to recover", || {
+        let (code, _) = healthz(http)?;
+        let queued = http.get_ok("/api/autoscaler/status")?["store"]["queued_writes"].clone();
+        Ok((code == 200 && queued == 0).then_some(()))
+    })?;
+    let status = http.get_ok("/api/autoscaler/status")?;
+    println!("after: {}", status["store"]);
+    ensure!(status["store"]["lost_writes"] == 0, "{status}");
+    ensure!(status["store"]["dropped_samples"] == 0, "{status}");
+    let history = http.get_ok("/api/autoscaler/history?limit=10")?;
+    let rows = history.as_array().context("history is a list")?;
+    ensure!(
+        rows.len() == 1 && rows[0]["reason"] == reason,
+        "the history lost or gained rows: {history}"
+    );
+    ensure!(
+        http.get_ok("/api/autoscaler/config")? == *config_before,
+        "config changed"
+    );
+    let r = http.post(
+        "/api/autoscaler/scale",
+        r#"{"cpu_quota": 90, "reason": "after the fault"}"#,
+    )?;
+    ensure!(r.status == 200, "scale after: {} {}", r.status, r.text);
+    ensure!(sb.cpu_quota(UNIT)? == Some(90));
+    Ok(())
+}
+
 #[test]
 fn a_full_disk_degrades_health_loses_no_history_and_recovers() -> anyhow::Result<()> {
+    const BEFORE: &str = "before the disk fills";
     let sb = Sandbox::start()?;
     sb.write_unit(
         UNIT,
@@ -64,18 +147,7 @@ fn a_full_disk_degrades_health_loses_no_history_and_recovers() -> anyhow::Result
     let daemon = Daemon::start(&bin, &sb, &["--unit", UNIT])?;
     let http = daemon.http();
     let pid = daemon.pid().context("the daemon runs")?;
-    let r = http.put("/api/autoscaler/config", SMALL_HOST_BOUNDS)?;
-    ensure!(r.status == 200, "PUT bounds: {} {}", r.status, r.text);
-    let r = http.put("/api/autoscaler/config", r#"{"check_interval_seconds": 1}"#)?;
-    ensure!(r.status == 200, "PUT interval: {} {}", r.status, r.text);
-    // A change before the disk fills: its history row must survive what follows.
-    let r = http.post(
-        "/api/autoscaler/scale",
-        r#"{"cpu_quota": 70, "reason": "before the disk fills"}"#,
-    )?;
-    ensure!(r.status == 200, "scale: {} {}", r.status, r.text);
-    ensure!(healthz(&http)?.0 == 200, "healthy at first");
-    let config_before = http.get_ok("/api/autoscaler/config")?;
+    let config_before = before_the_fault(&http, BEFORE)?;
 
     // Fill the tmpfs to the last byte, from inside the daemon's namespace.
     let db = daemon.db.display().to_string();
@@ -89,56 +161,12 @@ fn a_full_disk_degrades_health_loses_no_history_and_recovers() -> anyhow::Result
         &format!("cat /dev/zero > {dir}/filler 2>/dev/null; df -k {dir}"),
     )?;
     println!("filled: {}", String::from_utf8_lossy(&fill.stdout));
-
-    let degraded = wait_until(Duration::from_secs(60), "health to say degraded", || {
-        let (code, text) = healthz(&http)?;
-        Ok((code == 503 && text.contains("degraded")).then_some(text))
-    })?;
+    let degraded = degraded_and_refusing(&http, &sb)?;
     println!("while full: {degraded}");
-    let status = http.get_ok("/api/autoscaler/status")?;
-    ensure!(status["store"]["state"] == "degraded", "{status}");
-    ensure!(
-        status["unit_available"] == true,
-        "the loop goes on: {status}"
-    );
-    let metrics = http.get("/metrics")?.text;
-    ensure!(metrics.contains("autoscaler_store_degraded 1"), "{metrics}");
-    // A change now cannot be journalled: refused, and systemd keeps its limit.
-    let r = http.post(
-        "/api/autoscaler/scale",
-        r#"{"cpu_quota": 90, "reason": "while the disk is full"}"#,
-    )?;
-    ensure!(r.status == 503, "scale while full: {} {}", r.status, r.text);
-    ensure!(sb.cpu_quota(UNIT)? == Some(70), "systemd's limit moved");
 
     let freed = in_namespace(pid, &format!("rm -f {dir}/filler"))?;
     ensure!(freed.status.success(), "freeing the disk: {freed:?}");
-    wait_until(Duration::from_secs(60), "health to recover", || {
-        let (code, _) = healthz(&http)?;
-        let queued = http.get_ok("/api/autoscaler/status")?["store"]["queued_writes"].clone();
-        Ok((code == 200 && queued == 0).then_some(()))
-    })?;
-    let status = http.get_ok("/api/autoscaler/status")?;
-    println!("after: {}", status["store"]);
-    ensure!(status["store"]["lost_writes"] == 0, "{status}");
-    let history = http.get_ok("/api/autoscaler/history?limit=10")?;
-    let rows = history.as_array().context("history is a list")?;
-    ensure!(
-        rows.len() == 1 && rows[0]["reason"] == "before the disk fills",
-        "the history lost or gained rows: {history}"
-    );
-    ensure!(
-        http.get_ok("/api/autoscaler/config")? == config_before,
-        "config changed"
-    );
-    // Works again: a change is journalled, applied and recorded.
-    let r = http.post(
-        "/api/autoscaler/scale",
-        r#"{"cpu_quota": 90, "reason": "after the disk is freed"}"#,
-    )?;
-    ensure!(r.status == 200, "scale after: {} {}", r.status, r.text);
-    ensure!(sb.cpu_quota(UNIT)? == Some(90));
-    Ok(())
+    recovered_with_nothing_lost(&http, &sb, BEFORE, &config_before)
 }
 
 /// A database on a read-only disk is refused at start with a message that says so, and the
@@ -165,6 +193,95 @@ fn a_read_only_database_is_refused_at_start_with_a_clear_message() -> anyhow::Re
     ensure!(
         err.contains("autoscaler.db") && err.contains("writable"),
         "the message does not say why: {err}"
+    );
+    Ok(())
+}
+
+/// Sets or clears the immutable attribute of `files`.
+fn chattr(flag: &str, files: &[PathBuf]) -> anyhow::Result<()> {
+    let out = Command::new("chattr").arg(flag).args(files).output()?;
+    ensure!(
+        out.status.success(),
+        "chattr {flag}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// Clears the immutable attribute when the test ends, passed or failed, so the files can go.
+struct Mutable(Vec<PathBuf>);
+
+impl Drop for Mutable {
+    fn drop(&mut self) {
+        let _ = chattr("-i", &self.0);
+    }
+}
+
+/// Stored samples of `unit` taken in `[from_ms, to_ms)`, read from the file itself.
+fn samples_between(db: &Path, unit: &str, from_ms: i64, to_ms: i64) -> anyhow::Result<i64> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    Ok(conn.query_row(
+        "SELECT count(*) FROM autoscaler_metrics WHERE unit = ?1 AND ts_ms >= ?2 AND ts_ms < ?3",
+        rusqlite::params![unit, from_ms, to_ms],
+        |r| r.get(0),
+    )?)
+}
+
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The database turns read-only under the running daemon: its file and write-ahead log get
+/// the immutable attribute, so every write through the open descriptors fails (EPERM), as on
+/// a filesystem that went read-only. Health says degraded, a change that cannot be journalled
+/// is refused and systemd keeps its limit, and once the files are writable again the samples
+/// taken meanwhile are stored, the history kept its row, and nothing was lost.
+#[test]
+fn a_database_made_read_only_while_running_degrades_keeps_its_writes_and_recovers()
+-> anyhow::Result<()> {
+    const BEFORE: &str = "before the database turns read-only";
+    let sb = Sandbox::start()?;
+    sb.write_unit(
+        UNIT,
+        "[Service]\nExecStart=/bin/sleep infinity\nCPUQuota=50%\nMemoryMax=1G\nTasksMax=100\n",
+    )?;
+    sb.start_unit(UNIT)?;
+    let daemon = Daemon::start(Path::new(BIN), &sb, &["--unit", UNIT])?;
+    let http = daemon.http();
+    let config_before = before_the_fault(&http, BEFORE)?;
+
+    let wal = PathBuf::from(format!("{}-wal", daemon.db.display()));
+    ensure!(wal.exists(), "the database runs in WAL mode");
+    // Not the `-shm` file: it is mapped into memory, and a write to an immutable mapping is
+    // a SIGBUS, not an error SQLite can report.
+    let files = vec![daemon.db.clone(), wal];
+    chattr("+i", &files)?;
+    let guard = Mutable(files);
+    let read_only_from = now_ms();
+    let degraded = degraded_and_refusing(&http, &sb)?;
+    println!("while read-only: {degraded}");
+    ensure!(
+        degraded.contains("read-only or failing"),
+        "the reason does not say why: {degraded}"
+    );
+    // A few more checks' samples wait in the queue.
+    std::thread::sleep(Duration::from_secs(5));
+    let read_only_to = now_ms();
+
+    drop(guard);
+    recovered_with_nothing_lost(&http, &sb, BEFORE, &config_before)?;
+    // The samples taken while nothing could be written were kept and are stored now: about
+    // one a second, counted loosely (the first second may fall either side).
+    let kept = samples_between(&daemon.db, UNIT, read_only_from, read_only_to)?;
+    let seconds = (read_only_to - read_only_from) / 1000;
+    println!("samples taken while read-only and stored after: {kept} in {seconds} s");
+    ensure!(
+        kept >= seconds / 2,
+        "only {kept} samples of {seconds} s while read-only were stored"
     );
     Ok(())
 }

@@ -333,6 +333,9 @@ fn busy_hint(e: &rusqlite::Error) -> &'static str {
         }
         Some(ErrorCode::ReadOnly) => "; the file is read-only: check its permissions",
         Some(ErrorCode::DiskFull) => "; the disk is full",
+        Some(ErrorCode::SystemIoFailure) => {
+            "; the system refused to write the file: is its filesystem read-only or failing?"
+        }
         _ => "",
     }
 }

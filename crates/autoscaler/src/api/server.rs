@@ -93,6 +93,9 @@ pub async fn serve(
                     continue;
                 }
             },
+            // A finished connection's task is reaped at once: its memory (sized for the
+            // whole connection's future) is not held until the next client comes.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             () = &mut shutdown => break,
         };
         let conn = loop {
@@ -107,7 +110,6 @@ pub async fn serve(
             }
         };
         let Some(conn) = conn else { break };
-        while connections.try_join_next().is_some() {}
         let (app, slots, closing) = (app.clone(), slots.clone(), closing_rx.clone());
         connections.spawn(async move {
             serve_connection(stream, app, &conn, &slots, closing, limits).await;
