@@ -23,10 +23,14 @@
 //! - **Up at once when a limit is hit** (our `headroom`, VPA's OOM bump): demand above a limit
 //!   is invisible (throttling, an OOM kill), so a hit limit grows by [`HIT_GROWTH`] at once,
 //!   as does one under memory pressure. No streak, no cooldown on the way up.
-//! - **Down only with evidence** (VPA's confidence, the spec's rules): never while the unit is
-//!   starving, not before [`MIN_HISTORY_SECS`] of history, not within [`HOLD_SECS`] of the last
-//!   move, and only when the recommendation is at least [`DOWN_GAP`] under the limit. A new
-//!   unit therefore keeps its generous starting limits until it has history.
+//! - **Room for a short history** (VPA's confidence): a recommendation adds the range of the
+//!   peaks seen times [`CONFIDENCE_HOURS`] / hours of history (memory: a factor on the whole
+//!   limit), so a steady unit is sized close to its level within a few windows and a bursty one
+//!   keeps room until its history shows how high it goes.
+//! - **Down only with evidence** (the spec's rules): never while the unit is starving, not
+//!   before [`MIN_HISTORY_SECS`] of history, not within [`HOLD_SECS`] of the last move, and
+//!   only when the recommendation is at least [`DOWN_GAP`] under the limit. A new unit
+//!   therefore keeps its generous starting limits until a few windows show its level.
 //!
 //! Every constant is a ratio or a duration, not a size: the policy behaves the same on a
 //! unit of 0.1 or 20 cores, and at a 1 s, 30 s or 5 min check interval (CPU use is taken as
