@@ -23,10 +23,14 @@
 //! - **Up at once when a limit is hit** (our `headroom`, VPA's OOM bump): demand above a limit
 //!   is invisible (throttling, an OOM kill), so a hit limit grows by [`HIT_GROWTH`] at once,
 //!   as does one under memory pressure. No streak, no cooldown on the way up.
-//! - **Down only with evidence** (VPA's confidence, the spec's rules): never while the unit is
-//!   starving, not before [`MIN_HISTORY_SECS`] of history, not within [`HOLD_SECS`] of the last
-//!   move, and only when the recommendation is at least [`DOWN_GAP`] under the limit. A new
-//!   unit therefore keeps its generous starting limits until it has history.
+//! - **Room for a short history** (VPA's confidence): a recommendation adds the range of the
+//!   peaks seen times [`CONFIDENCE_HOURS`] / hours of history (memory: a factor on the whole
+//!   limit), so a steady unit is sized close to its level within a few windows and a bursty one
+//!   keeps room until its history shows how high it goes.
+//! - **Down only with evidence** (the spec's rules): never while the unit is starving, not
+//!   before [`MIN_HISTORY_SECS`] of history, not within [`HOLD_SECS`] of the last move, and
+//!   only when the recommendation is at least [`DOWN_GAP`] under the limit. A new unit
+//!   therefore keeps its generous starting limits until a few windows show its level.
 //!
 //! Every constant is a ratio or a duration, not a size: the policy behaves the same on a
 //! unit of 0.1 or 20 cores, and at a 1 s, 30 s or 5 min check interval (CPU use is taken as
@@ -79,11 +83,20 @@ pub const HOLD_SECS: f64 = 3600.0;
 /// expected at `d` more by then (a linear trend over one window). Without it a ramp meets the
 /// limit before the model raises it: a narrow margin only follows, one hit per step.
 pub const TREND_WINDOWS: f64 = 1.0;
-/// The extra room for a short history: x(1 + this / hours of history), so x1.5 after an hour,
-/// x1.125 after four, x1.02 after a day (VPA widens its bounds by 1/confidence the same way).
+/// The extra room for a short history, as VPA widens its bounds by 1/confidence: the
+/// recommendation for CPU and tasks adds the range of the window peaks seen (highest minus
+/// lowest, over the longest model window) times this / hours of history, so half the range
+/// after an hour, an eighth after four, a fiftieth after a day. The range is the unit's own
+/// scale of variation: a steady unit shows its level within a few windows and needs little
+/// room, a bursty one keeps much. (A factor on the whole limit, x(1 + this / hours), the
+/// first design, charged a steady unit as much as a bursty one: x1.5 after an hour.) Memory
+/// keeps that factor: a working set that has not yet jumped shows no range, and a kill costs
+/// the work whatever its size.
 pub const CONFIDENCE_HOURS: f64 = 0.5;
-/// No cut before this much history: a new unit keeps its generous limits.
-pub const MIN_HISTORY_SECS: f64 = 3600.0;
+/// No cut before this much history: three windows, the fewest that show a level and two
+/// changes of it (hence a range). A new unit keeps its generous limits until then; the
+/// confidence room above keeps the first cuts wide.
+pub const MIN_HISTORY_SECS: f64 = 3.0 * WINDOW_SECS as f64;
 /// A recommendation younger than this that was not yet in force still counts (apply delays).
 pub const PENDING_SECS: f64 = 1800.0;
 /// Window peaks kept: 8 hours, the longest memory model.
@@ -333,6 +346,9 @@ struct Track {
     asked: Option<f64>,
     /// Derived, not persisted: [`Track::closed_maxima`] as of the last close.
     closed_max: [f64; 4],
+    /// Derived, not persisted: the range (highest minus lowest) of the window peaks over the
+    /// longest model window, as of the last close.
+    closed_range: f64,
     /// Not persisted: CPU use gathered toward its next [`CPU_RATE_SECS`] mean (use x seconds,
     /// seconds), and when the last observation was.
     rate_sum: f64,
@@ -354,6 +370,7 @@ impl Default for Track {
             last_move: None,
             asked: None,
             closed_max: [0.0; 4],
+            closed_range: 0.0,
             rate_sum: 0.0,
             rate_secs: 0.0,
             last_at: None,
@@ -365,7 +382,7 @@ impl Track {
     /// For each model length L, the maximum of the newest L - 1 closed windows (what a check
     /// adds the open window to) and of the newest L (what a close recommends from), in one
     /// pass from the newest window, so that a check costs O(1) and a close one pass.
-    fn maxima(&self, models: &[Model; M]) -> ([f64; 4], [f64; 4]) {
+    fn maxima(&self, models: &[Model; M]) -> ([f64; 4], [f64; 4], f64) {
         let lens = [
             models[0].windows,
             models[4].windows,
@@ -374,12 +391,14 @@ impl Track {
         ];
         let (mut within, mut full) = ([0.0; 4], [0.0; 4]);
         let mut running = 0.0f64;
+        let mut lowest = f64::INFINITY;
         for (i, &p) in self.peaks.iter().rev().enumerate() {
             let c = i + 1;
             if c > lens[3] {
                 break;
             }
             running = running.max(p);
+            lowest = lowest.min(p);
             for k in 0..4 {
                 if c + 1 == lens[k] {
                     within[k] = running;
@@ -398,7 +417,7 @@ impl Track {
                 full[k] = running;
             }
         }
-        (within, full)
+        (within, full, (running - lowest).max(0.0))
     }
 
     /// What one observation adds to the window's peak: memory and tasks as they are, CPU as
@@ -436,7 +455,8 @@ impl Track {
         }
         self.peaks.push_back(self.win_peak);
         self.closed += 1;
-        let (within, full) = self.maxima(models);
+        let (within, full, range) = self.maxima(models);
+        self.closed_range = range;
         let mut fresh = [0.0; M];
         for (i, (f, m)) in fresh.iter_mut().zip(models).enumerate() {
             *f = (full[i / 4] * m.margin).clamp(lo, hi);
@@ -510,10 +530,17 @@ impl Track {
         // not only of the model's window, which for the shortest models is shorter.
         let hold_peak = self.win_peak.max(self.closed_max[hold_model_index(models)]);
         let history = self.closed as f64 * WINDOW_SECS as f64;
-        // VPA's confidence: with little history the model knows less, so it keeps more room.
-        let confidence = 1.0 + CONFIDENCE_HOURS * 3600.0 / history.max(WINDOW_SECS as f64);
-        let size =
-            |p: f64| round_up(r, (p * model.margin * confidence).clamp(lo, hi)).clamp(lo, hi);
+        // VPA's confidence: with little history the model knows less, so it keeps more room
+        // (see [`CONFIDENCE_HOURS`]).
+        let unsure = CONFIDENCE_HOURS * 3600.0 / history.max(WINDOW_SECS as f64);
+        let (extra, confidence) = if r == Resource::Memory {
+            (0.0, 1.0 + unsure)
+        } else {
+            (self.closed_range * unsure, 1.0)
+        };
+        let size = |p: f64| {
+            round_up(r, ((p + extra) * model.margin * confidence).clamp(lo, hi)).clamp(lo, hi)
+        };
         let target = size(ahead);
         let cut_target = size(ahead.max(hold_peak));
         let rec = Recommendation {
@@ -761,7 +788,7 @@ fn decode_track(r: Resource, text: &str) -> Option<Track> {
     for k in 0..M {
         t.recs[k] = tok()?.parse().ok()?;
     }
-    t.closed_max = t.maxima(&MODELS[index(r)]).0;
+    (t.closed_max, _, t.closed_range) = t.maxima(&MODELS[index(r)]);
     tok().is_none().then_some(t)
 }
 
