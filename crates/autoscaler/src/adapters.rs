@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use autoscaler_cgroup::events::{self, Armed, Source};
 use autoscaler_cgroup::{
     CgroupFiles, CgroupPaths, Mounts, SignalSources, agent_processes, signals_of,
 };
@@ -214,6 +215,40 @@ impl Probe for SystemProbe {
             features: agents.into_iter().map(|a| a.feature_id).collect(),
         })
     }
+
+    fn arm(&self, _unit: &UnitName, view: &UnitView, threshold: Option<u64>) -> Option<Armed> {
+        let mut armed = Armed::default();
+        let cg = view.control_group.as_deref().filter(|c| !c.is_empty());
+        let paths =
+            cg.map(|cg| CgroupPaths::locate(&self.mounts, Path::new("/proc"), cg, view.main_pid));
+        match paths {
+            Some(Ok(paths)) => armed = events::arm(&paths, threshold, &trigger_windows()),
+            Some(Err(e)) => {
+                let why = format!("the unit's cgroup was not found: {e:#}");
+                armed.refused = Source::ALL.iter().map(|s| (*s, why.clone())).collect();
+            }
+            None => {
+                let why = "systemd reports no cgroup for the unit".to_string();
+                armed.refused = Source::ALL.iter().map(|s| (*s, why.clone())).collect();
+            }
+        }
+        Some(armed)
+    }
+}
+
+/// The PSI trigger windows to try: the cgroup crate's, or `AUTOSCALER_PSI_WINDOWS` as
+/// `stall:window` pairs in microseconds, comma-separated. The variable is for tests: one the
+/// kernel refuses (`1000:10000`) shows the fallback to polling on a real kernel.
+fn trigger_windows() -> Vec<(u64, u64)> {
+    let parsed = std::env::var("AUTOSCALER_PSI_WINDOWS").ok().and_then(|v| {
+        v.split(',')
+            .map(|pair| {
+                let (a, b) = pair.trim().split_once(':')?;
+                Some((a.parse().ok()?, b.parse().ok()?))
+            })
+            .collect::<Option<Vec<(u64, u64)>>>()
+    });
+    parsed.unwrap_or_else(|| events::TRIGGER_WINDOWS.to_vec())
 }
 
 pub struct SystemActuator {

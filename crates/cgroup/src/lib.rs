@@ -12,12 +12,16 @@
 //!   [`read_cgroup_limits`], with the pure parsers of the cgroup file formats.
 //! - [`host`]: [`read_host`], the machine's cores, memory and task limit from `/proc`.
 //! - [`signals`]: [`signals_of`], AutoCoder's agents, pending features and API quota.
+//! - [`events`]: [`events::arm`], the kernel's notifications (PSI triggers, v1 memory
+//!   thresholds and OOM eventfds, v2 `memory.events`) as descriptors to poll.
 //!
-//! Architecture invariant: this crate only reads. It never writes a cgroup file, never
+//! Architecture invariant: this crate only reads. It never writes a cgroup setting, never
 //! changes a limit (that is the systemd adapter's job) and never decides anything (that is
-//! the core's). It uses synchronous std I/O and no async runtime; every filesystem root is a
+//! the core's). Its one kind of write registers a notification (a PSI trigger, a v1
+//! eventfd), which closing the descriptor removes. It uses synchronous std I/O and no async runtime; every filesystem root is a
 //! parameter, so tests run against fixture trees in temp dirs.
 
+pub mod events;
 pub mod host;
 pub mod locate;
 pub mod mounts;

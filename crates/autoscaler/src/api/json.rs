@@ -74,6 +74,14 @@ pub fn status_json(u: &UnitSnapshot, snap: &Snapshot, store: &StoreState) -> Val
         "bounds": bounds,
         "host": { "cores": snap.host.cores, "memory_gb": gib(snap.host.memory_bytes) },
         "store": store_json(store),
+        "events": {
+            "sources": u.events.iter().map(|e| json!({
+                "source": e.source.name(),
+                "armed": e.armed,
+                "detail": e.detail,
+            })).collect::<Vec<_>>(),
+            "wakes": u.wakes,
+        },
     })
 }
 

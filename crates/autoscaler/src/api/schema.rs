@@ -76,6 +76,31 @@ pub struct Status {
     bounds: Bounds,
     host: Host,
     store: StoreHealth,
+    events: Events,
+}
+
+/// The kernel's notifications for the unit, which run its check at once: PSI triggers on CPU
+/// and memory pressure, a memory-usage threshold and OOM events. A source the kernel refused
+/// is checked at the unit's interval instead.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Events {
+    /// Empty until the unit's first reading.
+    sources: Vec<EventSource>,
+    /// How many times the kernel woke the unit's check, since start.
+    wakes: u64,
+}
+
+/// One notification source of a unit.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventSource {
+    #[schema(pattern = "^(cpu_pressure|memory_pressure|memory_threshold|oom)$")]
+    source: String,
+    /// Armed; or refused, and then polled at the unit's interval.
+    armed: bool,
+    /// What it was armed with, or why the kernel refused it.
+    detail: String,
 }
 
 /// How the store keeps up with the daemon's writes.

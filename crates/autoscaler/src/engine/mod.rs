@@ -36,6 +36,7 @@
 mod apply;
 pub mod clock;
 mod errors;
+mod events;
 mod handle;
 mod range;
 mod recover;
@@ -54,6 +55,7 @@ use tokio::sync::{mpsc, watch};
 
 pub use clock::{Clock, SystemClock, now};
 pub use errors::{ApplyError, ApplyErrorKind, EngineError, Rollback};
+pub use events::SourceState;
 pub use handle::EngineHandle;
 pub use state::{Failure, Observation, Snapshot, UnitSnapshot};
 
@@ -87,6 +89,18 @@ pub trait Probe: Send + Sync + 'static {
     /// /proc, AutoCoder's SQLite): the engine runs it on tokio's blocking pool, under
     /// [`SAMPLE_TIMEOUT`], never on its own task.
     fn sample(&self, unit: &UnitName, view: &UnitView, at: Millis) -> anyhow::Result<Sampled>;
+    /// Arms the kernel's notifications for a running unit, with a memory usage threshold of
+    /// `threshold` bytes where the host has them (see [`autoscaler_cgroup::events`]). It may
+    /// block on files, like `sample`. `None`: this probe offers no notifications, and the unit
+    /// is checked at its interval only.
+    fn arm(
+        &self,
+        _unit: &UnitName,
+        _view: &UnitView,
+        _threshold: Option<u64>,
+    ) -> Option<autoscaler_cgroup::events::Armed> {
+        None
+    }
 }
 
 /// One reading of a running unit.

@@ -19,7 +19,9 @@ use tokio::time::Instant;
 use super::IDLE_WAKE;
 use super::apply::Change;
 use super::clock::{CLOCK_JUMP_MS, Timeline};
+use super::events::{self, BURST_SPACING, BURST_WINDOW, Key, Note, THRESHOLD_LEAD, Watch};
 use super::writer::{Write, Writer};
+use autoscaler_cgroup::events::Source;
 
 /// The smallest move of the wall clock against the timeline that stored times follow (see
 /// `watch_the_wall_clock`): well above the jitter of reading two clocks, well below a jump.
@@ -42,6 +44,8 @@ enum Event {
     /// The second reading of a unit's first check (see [`FIRST_RATE_DELAY`]).
     FollowUp(usize),
     Reading(Box<Reading>),
+    /// The kernel woke a unit, or a unit's notifications were armed.
+    Note(Note),
     Command(Command),
     /// Nothing was due for [`IDLE_WAKE`]: the loop goes round anyway, so whoever watches
     /// its rounds (the systemd watchdog) hears from it.
@@ -59,6 +63,12 @@ pub(super) struct Engine<P, A> {
     reading: Vec<bool>,
     /// A unit's blocking read that outlived its timeout and has not returned yet.
     stuck: Vec<Option<StuckRead>>,
+    /// Each unit's kernel notifications, once armed.
+    watches: Vec<Option<Watch>>,
+    /// A unit woken by the kernel is checked every [`BURST_SPACING`] until this, and why.
+    bursts: Vec<Option<(Instant, Source)>>,
+    /// Numbers the watches, so a late report of a replaced one is ignored.
+    generation: u64,
     pub(super) host: Host,
     pub(super) store: Store,
     /// Where every store write goes (see [`Writer`]).
@@ -77,6 +87,8 @@ pub(super) struct Engine<P, A> {
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
     readings_tx: mpsc::Sender<Box<Reading>>,
     readings_rx: Option<mpsc::Receiver<Box<Reading>>>,
+    notes_tx: mpsc::Sender<Note>,
+    notes_rx: Option<mpsc::Receiver<Note>>,
     /// Bumped at the top of every round of the loop: its liveness, for the watchdog.
     rounds: watch::Sender<u64>,
 }
@@ -95,6 +107,8 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         let now = clock.instant();
         let timeline = Timeline::starting_now(clock.as_ref());
         let (readings_tx, readings_rx) = mpsc::channel(64);
+        // Wakes beyond this many waiting are dropped: their units are being checked anyway.
+        let (notes_tx, notes_rx) = mpsc::channel(256);
         Ok(Engine {
             timeline,
             wall_offset_ms: 0,
@@ -102,6 +116,9 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             follow_up: units.iter().map(|_| None).collect(),
             reading: units.iter().map(|_| false).collect(),
             stuck: units.iter().map(|_| None).collect(),
+            watches: units.iter().map(|_| None).collect(),
+            bursts: units.iter().map(|_| None).collect(),
+            generation: 0,
             units,
             host,
             store,
@@ -113,6 +130,8 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             snapshot_tx,
             readings_tx,
             readings_rx: Some(readings_rx),
+            notes_tx,
+            notes_rx: Some(notes_rx),
             rounds: watch::Sender::new(0),
         })
     }
@@ -160,7 +179,8 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) {
         tokio::pin!(shutdown);
-        let Some(mut readings) = self.readings_rx.take() else {
+        let (Some(mut readings), Some(mut notes)) = (self.readings_rx.take(), self.notes_rx.take())
+        else {
             return;
         };
         self.reconcile().await;
@@ -192,6 +212,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                 () = &mut shutdown => Event::Shutdown,
                 Some(cmd) = commands.recv() => Event::Command(cmd),
                 Some(r) = readings.recv() => Event::Reading(r),
+                Some(n) = notes.recv() => Event::Note(n),
                 () = tokio::time::sleep_until(timer) => timer_event,
                 () = tokio::time::sleep_until(idle), if idle < timer => Event::Idle,
             };
@@ -206,6 +227,17 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                     self.start_read(i, self.clock.instant());
                 }
                 Event::Reading(r) => self.finish_check(r).await,
+                Event::Note(Note::Wake { unit, source }) => self.wake(unit, source),
+                Event::Note(Note::Armed {
+                    unit,
+                    generation,
+                    sources,
+                }) => {
+                    let current = self.watches[unit].as_ref().map(|w| w.generation);
+                    if current == Some(generation) {
+                        self.units[unit].armed(sources);
+                    }
+                }
             }
             self.publish();
         }
@@ -333,6 +365,56 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         });
     }
 
+    /// The kernel says unit `i` starves, nears its memory limit or lost a process: check it
+    /// now, and again every [`BURST_SPACING`] for [`BURST_WINDOW`] after the last such event.
+    fn wake(&mut self, i: usize, source: Source) {
+        let now = self.clock.instant();
+        self.units[i].woken(source);
+        let until = now + BURST_WINDOW;
+        let first = self.bursts[i].is_none();
+        self.bursts[i] = Some((until, self.bursts[i].map_or(source, |(_, s)| s)));
+        if first && !self.reading[i] && self.follow_up[i].is_none() {
+            self.start_read(i, now);
+        }
+    }
+
+    /// After a reading of unit `i`: the next check of its burst, if it is in one. Returns
+    /// the event the reading answered, if any.
+    fn go_on_with_burst(&mut self, i: usize) -> Option<Source> {
+        let (until, source) = self.bursts[i]?;
+        let now = self.clock.instant();
+        if now < until {
+            self.follow_up[i] = Some(now + BURST_SPACING);
+        } else {
+            self.bursts[i] = None;
+        }
+        Some(source)
+    }
+
+    /// Arms unit `i`'s kernel notifications, unless they are armed for this cgroup, process
+    /// and memory limit already.
+    fn arm(&mut self, i: usize, view: &super::UnitView) {
+        let threshold = view.limits.memory_max.map(|max| {
+            let share = f64::from(self.units[i].config.scale_up_memory_percent()) / 100.0;
+            (max as f64 * share * THRESHOLD_LEAD) as u64
+        });
+        let key = Key::of(view, threshold);
+        if self.watches[i].as_ref().is_some_and(|w| w.key == key) {
+            return;
+        }
+        self.generation += 1;
+        // The old watch, dropped here, takes its descriptors with it.
+        self.watches[i] = Some(events::watch(
+            self.probe.clone(),
+            i,
+            self.units[i].name.clone(),
+            view.clone(),
+            key,
+            self.generation,
+            self.notes_tx.clone(),
+        ));
+    }
+
     /// A unit's reading came in: store it, decide, and apply what the decision says. Failures
     /// are recorded on the unit and the loop goes on.
     async fn finish_check(&mut self, r: Box<Reading>) {
@@ -340,6 +422,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         let i = r.unit;
         self.reading[i] = false;
         self.stuck[i] = r.stuck;
+        let event = self.go_on_with_burst(i);
         let s = &mut self.loop_stats;
         s.checks += 1;
         s.last_check_seconds = self
@@ -354,6 +437,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             }
             Outcome::Sampled { view, sampled, at } => (view, sampled, at),
         };
+        self.arm(i, &view);
         // A CPU rate needs two readings: the first one is kept, and the second follows soon
         // as a timer event, not a sleep.
         if self.units[i].prime(&sampled, view.limits) {
@@ -391,7 +475,10 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         let change = Change {
             action,
             trigger,
-            reason: d.reason(),
+            reason: match event {
+                Some(source) => format!("{}; event: {}", d.reason(), events::describe(source)),
+                None => d.reason(),
+            },
             old: view.limits,
             new,
             at,

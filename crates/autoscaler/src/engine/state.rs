@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use autoscaler_cgroup::events::Source;
 use autoscaler_core::adaptive::Verdict;
 use autoscaler_core::decide::{Inputs, evaluate};
 use autoscaler_core::predict::{
@@ -19,6 +20,7 @@ use autoscaler_store::{MetricRow, Store};
 
 use super::writer::Write;
 
+use super::events::SourceState;
 use super::{LoopStats, Rollback, Sampled};
 
 /// A failed apply, shown by the status until someone sets the mode again.
@@ -71,6 +73,10 @@ pub struct UnitSnapshot {
     pub adaptive: Option<Verdict>,
     /// The heaviest features by CPU, as recorded while their agents ran.
     pub features: Vec<FeatureUsage>,
+    /// The kernel's notifications for the unit: each source armed, or refused and why.
+    pub events: Vec<SourceState>,
+    /// How many times the kernel woke the unit's check, since start.
+    pub wakes: u64,
 }
 
 /// Everything the engine publishes after each event.
@@ -106,6 +112,8 @@ pub(super) struct UnitState {
     adaptive: Option<Verdict>,
     /// When the last changes were attempted, for the rate limit.
     changes: VecDeque<Millis>,
+    events: Vec<SourceState>,
+    wakes: u64,
 }
 
 impl UnitState {
@@ -178,7 +186,31 @@ impl UnitState {
             prediction: None,
             adaptive: None,
             changes,
+            events: Vec::new(),
+            wakes: 0,
         })
+    }
+
+    /// What arming the kernel's notifications gave. A source the kernel refused is said once
+    /// in the log (each time it is armed again after a change, not at every check).
+    pub fn armed(&mut self, sources: Vec<SourceState>) {
+        for s in sources.iter().filter(|s| !s.armed) {
+            let before = self.events.iter().find(|e| e.source == s.source);
+            if before != Some(s) {
+                tracing::info!(
+                    unit = %self.name,
+                    "no kernel notification for {}, checked at its interval instead: {}",
+                    s.source.name(),
+                    s.detail
+                );
+            }
+        }
+        self.events = sources;
+    }
+
+    pub fn woken(&mut self, source: Source) {
+        tracing::debug!(unit = %self.name, source = source.name(), "woken by the kernel");
+        self.wakes += 1;
     }
 
     pub fn unavailable(&mut self, reason: String, limits: Option<Limits>) {
@@ -408,6 +440,8 @@ impl UnitState {
             prediction: self.prediction.clone(),
             adaptive: self.adaptive,
             features: self.features.heaviest(10),
+            events: self.events.clone(),
+            wakes: self.wakes,
         }
     }
 }

@@ -1,0 +1,200 @@
+//! The kernel wakes a unit's check: PSI triggers, memory thresholds and OOM notifications
+//! (`autoscaler_cgroup::events`), each polled by a small task that tells the engine which
+//! unit and why. The engine then checks that unit at once and a few times more in quick
+//! succession (a burst), with the same decision code: an event is fresh evidence, so the
+//! streak and cooldown rules hold as for any check.
+//!
+//! A unit is armed after a reading shows it running, and armed again when its cgroup may
+//! have been recreated (a new main process) or its memory limit moved (the threshold follows
+//! it). Re-arming aborts the previous watch, which closes its descriptors: the kernel then
+//! forgets its triggers.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use autoscaler_cgroup::events::{Notifier, Source, Wait};
+use autoscaler_core::UnitName;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinSet};
+
+use super::{Probe, UnitView};
+
+/// How long after its last event a unit keeps being checked every [`BURST_SPACING`]: long
+/// enough for a streak of a few checks, and for a PSI trigger (at most one event per window,
+/// 1-2 s) to say again that the unit still starves.
+pub(super) const BURST_WINDOW: Duration = Duration::from_secs(2);
+/// The gap between the checks of a burst: one CFS period, so a throttled unit shows
+/// throttling in every one, and short enough that a streak of three lands in a fifth of a
+/// second, before a memory ramp that crossed the threshold reaches its limit.
+pub(super) const BURST_SPACING: Duration = Duration::from_millis(100);
+/// The memory threshold sits this far under the scale-up threshold (as a share of it): the
+/// burst's checks then start before usage breaches, and a streak is complete soon after.
+pub(super) const THRESHOLD_LEAD: f64 = 0.9;
+
+/// What a watch reports to the engine.
+pub(super) enum Note {
+    /// `source` fired for unit `unit`.
+    Wake { unit: usize, source: Source },
+    /// What arming unit `unit` gave, for `/status` and the log.
+    Armed {
+        unit: usize,
+        generation: u64,
+        sources: Vec<SourceState>,
+    },
+}
+
+/// One source of one unit, as `/status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceState {
+    pub source: Source,
+    /// Armed, or refused (the unit is then polled for it at its interval).
+    pub armed: bool,
+    /// What it was armed with, or why the kernel refused it.
+    pub detail: String,
+}
+
+/// What a unit was armed for: arming again is due when any of it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Key {
+    control_group: Option<String>,
+    main_pid: Option<u32>,
+    threshold: Option<u64>,
+}
+
+impl Key {
+    pub(super) fn of(view: &UnitView, threshold: Option<u64>) -> Key {
+        Key {
+            control_group: view.control_group.clone(),
+            main_pid: view.main_pid,
+            threshold,
+        }
+    }
+}
+
+/// A unit's current watch.
+pub(super) struct Watch {
+    pub(super) key: Key,
+    pub(super) generation: u64,
+    task: AbortHandle,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // Its tasks go with it, and their descriptors close.
+        self.task.abort();
+    }
+}
+
+/// Arms unit `unit` on the blocking pool and polls what was armed, until aborted.
+pub(super) fn watch<P: Probe>(
+    probe: Arc<P>,
+    unit: usize,
+    name: UnitName,
+    view: UnitView,
+    key: Key,
+    generation: u64,
+    tx: mpsc::Sender<Note>,
+) -> Watch {
+    let threshold = key.threshold;
+    let task = tokio::spawn(async move {
+        let armed = tokio::task::spawn_blocking(move || probe.arm(&name, &view, threshold)).await;
+        let Ok(Some(armed)) = armed else { return };
+        let mut sources: Vec<SourceState> = armed
+            .notifiers
+            .iter()
+            .map(|n| SourceState {
+                source: n.source,
+                armed: true,
+                detail: n.detail.clone(),
+            })
+            .collect();
+        sources.extend(armed.refused.into_iter().map(|(source, why)| SourceState {
+            source,
+            armed: false,
+            detail: why,
+        }));
+        let mut polls = JoinSet::new();
+        for n in armed.notifiers {
+            let (source, interest) = (n.source, interest(n.wait));
+            // Safe here: the descriptor belongs to the `Notifier` inside, which nothing else
+            // can reach, and stays open as long as the `AsyncFd` (the condition tokio's
+            // `unsafe` replacement states; the workspace forbids `unsafe`).
+            #[allow(deprecated)]
+            let registered = AsyncFd::with_interest(Polled(n), interest);
+            match registered {
+                Ok(fd) => {
+                    polls.spawn(poll(fd, interest, unit, tx.clone()));
+                }
+                Err(e) => {
+                    if let Some(s) = sources.iter_mut().find(|s| s.source == source) {
+                        s.armed = false;
+                        s.detail = format!("cannot poll it: {e}");
+                    }
+                }
+            }
+        }
+        let _ = tx.try_send(Note::Armed {
+            unit,
+            generation,
+            sources,
+        });
+        while polls.join_next().await.is_some() {}
+        // Every source ended (the cgroup went away): nothing to do until armed again.
+        std::future::pending::<()>().await;
+    });
+    Watch {
+        key,
+        generation,
+        task: task.abort_handle(),
+    }
+}
+
+/// Waits for `fd`'s events and tells the engine, until the cgroup goes away (a failed
+/// drain) or the engine stops listening. A wake the engine has no room for is dropped: the
+/// unit is being checked already.
+async fn poll(fd: AsyncFd<Polled>, interest: Interest, unit: usize, tx: mpsc::Sender<Note>) {
+    let source = fd.get_ref().0.source;
+    loop {
+        let Ok(mut ready) = fd.ready(interest).await else {
+            return;
+        };
+        let drained = fd.get_ref().0.drain();
+        ready.clear_ready();
+        if drained.is_err() {
+            return;
+        }
+        match tx.try_send(Note::Wake { unit, source }) {
+            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+fn interest(wait: Wait) -> Interest {
+    match wait {
+        Wait::Priority => Interest::PRIORITY,
+        Wait::Readable => Interest::READABLE,
+    }
+}
+
+/// A notifier as tokio polls it.
+struct Polled(Notifier);
+
+impl AsRawFd for Polled {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.fd().as_raw_fd()
+    }
+}
+
+/// An event in the words of a history reason.
+pub(super) fn describe(source: Source) -> &'static str {
+    match source {
+        Source::CpuPressure => "the kernel's CPU pressure trigger fired",
+        Source::MemoryPressure => "the kernel's memory pressure trigger fired",
+        Source::MemoryThreshold => "memory use crossed its threshold",
+        Source::Oom => "the kernel reported an OOM event",
+    }
+}
