@@ -14,31 +14,23 @@
 //! (`autoscaler_checks_total`), and one unit's row in one of cgtop's iterations.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use autoscaler_testkit::{Daemon, Sandbox, wait_until};
+use autoscaler_testkit::{Sandbox, wait_until};
+
+#[path = "bench_common/mod.rs"]
+mod common;
+use common::{available, clock_ticks, cpu_ticks, metrics, rss_kib, today, value};
 
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let bin = PathBuf::from(
-        args.next()
-            .context("usage: bench_collect DAEMON_BINARY [UNITS] [SECONDS] [LABEL]")?,
-    );
-    let units: usize = args.next().map_or(Ok(50), |s| s.parse())?;
-    let seconds: u64 = args.next().map_or(Ok(60), |s| s.parse())?;
-    let label = args.next().unwrap_or_default();
-    anyhow::ensure!(
-        (1..=2000).contains(&units) && (5..=600).contains(&seconds),
-        "UNITS must be 1-2000 and SECONDS 5-600 (the load stays bounded)"
-    );
+    let args = common::Args::parse("bench_collect", 50, 60, 5)?;
+    let (units, seconds, label, load1) = (args.units, args.seconds, &args.label, &args.load1);
     let ticks = clock_ticks()?;
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load1 = load.split_whitespace().next().unwrap_or("?").to_string();
 
     let sandbox = Sandbox::start()?;
     // The testkit favours the sandbox's CPU (large cpu.shares) for tests with busy units; the
@@ -48,38 +40,10 @@ fn main() -> anyhow::Result<()> {
         .join("cpu.shares");
     std::fs::write(&shares, "1024").with_context(|| format!("writing {}", shares.display()))?;
 
-    // Idle services with the three limits the daemon manages, so each has a directory of its
-    // own in the cpu, memory and pids hierarchies (as managed units do). Written at once and
-    // loaded with one reload, started with one call.
-    let names: Vec<String> = (1..=units)
-        .map(|i| format!("bench-idle-{i:04}.service"))
-        .collect();
-    for n in &names {
-        let path = sandbox.unit_dir().join(n);
-        std::fs::write(
-            &path,
-            "[Unit]\nDescription=bench: an idle managed unit\n\n[Service]\n\
-             CPUQuota=50%\nMemoryMax=256M\nTasksMax=64\nExecStart=/bin/sleep infinity\n",
-        )
-        .with_context(|| format!("writing {}", path.display()))?;
-    }
-    sandbox.systemctl(&["daemon-reload"])?;
-    let mut start = vec!["start"];
-    start.extend(names.iter().map(String::as_str));
-    sandbox.systemctl(&start)?;
+    let names = common::start_idle_units(&sandbox, units, &[])?;
 
-    let config = tempfile::NamedTempFile::new().context("creating the daemon's config file")?;
-    std::fs::write(
-        config.path(),
-        "[config]\nmode = \"disabled\"\ncheck_interval_seconds = 1\n",
-    )
-    .context("writing the daemon's config file")?;
-    let config_path = config.path().display().to_string();
-    let mut dargs = vec!["--config", &config_path, "--strategy", "dry-run"];
-    for n in &names {
-        dargs.extend(["--unit", n.as_str()]);
-    }
-    let daemon = Daemon::start_with_env(&bin, &sandbox, &dargs, &[("AUTOSCALER_LOG", "info")])?;
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (daemon, _config) = common::start_daemon(&args, &sandbox, "dry-run", &names)?;
     let daemon_pid = daemon.pid().context("the daemon is not running")?;
 
     // cgtop on the sandbox's app.slice, where the units are: the same cgroups. It runs for a
@@ -231,72 +195,4 @@ impl Drop for Cgtop {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// utime + stime of a process (all its threads, the exited ones included), in clock ticks.
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let path = format!("/proc/{pid}/stat");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    // The command name may hold spaces and parentheses: fields are counted after the last ')'.
-    let rest = text
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .with_context(|| format!("{path} has no ')'"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // Fields 14 and 15 of the line; `rest` starts at field 3.
-    let field = |i: usize| -> anyhow::Result<u64> {
-        fields
-            .get(i)
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("field {} of {path}", i + 3))
-    };
-    Ok(field(11)? + field(12)?)
-}
-
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .with_context(|| format!("no VmRSS in {path}"))
-}
-
-fn clock_ticks() -> anyhow::Result<u64> {
-    let out = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .context("getconf CLK_TCK")?;
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .context("getconf CLK_TCK printed no number")
-}
-
-fn today() -> String {
-    Command::new("date")
-        .arg("+%F")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
-fn metrics(daemon: &Daemon) -> anyhow::Result<String> {
-    let r = daemon.http().get("/metrics")?;
-    anyhow::ensure!(r.status == 200, "GET /metrics: HTTP {}", r.status);
-    Ok(r.text)
-}
-
-/// The value of an unlabelled metric in the text format.
-fn value(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
-/// How many units the daemon reads and manages now (`autoscaler_unit_available` is 1).
-fn available(text: &str) -> usize {
-    text.lines()
-        .filter(|l| l.starts_with("autoscaler_unit_available{"))
-        .filter(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) == Some(1.0))
-        .count()
 }

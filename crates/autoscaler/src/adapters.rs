@@ -2,6 +2,11 @@
 //!
 //! Thin on purpose: connecting lazily (the daemon serves even when no bus is up yet), caching
 //! where a unit's cgroup is, and translating types. No decisions are made here.
+//!
+//! A check asks systemd nothing in the steady state: each connection's [`Watch`] keeps every
+//! unit's state from systemd's signals. What systemd does not signal, this module reports to
+//! it: a change of limits made here (the actuator), and the kernel's limits in a unit's cgroup
+//! differing from those seen at the last reading (someone else changed them).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,38 +18,54 @@ use autoscaler_cgroup::{
     CgroupFiles, CgroupPaths, Mounts, SignalSources, agent_processes, signals_of,
 };
 use autoscaler_core::{Limits, Millis, UnitName};
-use autoscaler_systemd::{Bus, Systemd};
+use autoscaler_systemd::{Bus, Systemd, Watch};
 
 use crate::engine::{Actuator, ApplyError, ApplyErrorKind, Probe, Rollback, Sampled, UnitView};
 use crate::settings::{SignalSettings, Strategy, UnitSettings};
 
-/// A systemd connection made on first use and made again after it breaks.
+/// A systemd connection made on first use and made again after it breaks, with its
+/// [`Watch`] (a new connection starts with nothing cached).
 pub struct Connector {
     bus: Bus,
-    conn: tokio::sync::Mutex<Option<Systemd>>,
+    /// The connection in use: read at every check, and from synchronous readings.
+    current: Mutex<Option<Arc<Watch>>>,
+    /// Held while connecting, so that one connection is made at a time.
+    connecting: tokio::sync::Mutex<()>,
 }
 
 impl Connector {
     fn new(bus: Bus) -> Connector {
         Connector {
             bus,
-            conn: tokio::sync::Mutex::new(None),
+            current: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
         }
     }
 
-    pub async fn get(&self) -> anyhow::Result<Systemd> {
-        let mut guard = self.conn.lock().await;
-        if let Some(sd) = guard.as_ref() {
-            return Ok(sd.clone());
+    /// The connection in use; `None` when there is none, or its signals stopped (the bus
+    /// closed it).
+    fn current(&self) -> Option<Arc<Watch>> {
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        current.as_ref().filter(|w| !w.ended()).cloned()
+    }
+
+    pub async fn get(&self) -> anyhow::Result<Arc<Watch>> {
+        if let Some(w) = self.current() {
+            return Ok(w);
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(w) = self.current() {
+            return Ok(w);
         }
         let sd = Systemd::connect(self.bus).await?;
-        *guard = Some(sd.clone());
-        Ok(sd)
+        let w = Arc::new(Watch::start(sd).await);
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(w.clone());
+        Ok(w)
     }
 
     /// Forgets a connection that failed, so the next call reconnects.
-    pub async fn reset(&self) {
-        *self.conn.lock().await = None;
+    pub fn reset(&self) {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
@@ -71,19 +92,34 @@ impl Managers {
         }
     }
 
-    pub async fn get(&self, unit: &UnitName) -> anyhow::Result<Systemd> {
+    pub async fn get(&self, unit: &UnitName) -> anyhow::Result<Arc<Watch>> {
         self.connector(unit).get().await
+    }
+
+    /// Makes the unit be read from systemd at its next check (see [`Watch::invalidate`]). A
+    /// new connection starts with nothing cached: without one there is nothing to do.
+    fn invalidate(&self, unit: &UnitName) {
+        if let Some(w) = self.connector(unit).current() {
+            w.invalidate(unit);
+        }
     }
 }
 
 /// A unit's cgroup files, open, and the (ControlGroup, MainPID, limits) they were found from:
 /// a new MainPID or cgroup (a restart) means looking again, and so do new limits (systemd may
 /// then have enabled a controller for the unit, giving it a directory or files it lacked).
+/// `kernel` is what the cgroup's own limit files said at the last reading.
 struct Located {
     control_group: String,
     main_pid: Option<u32>,
     limits: Limits,
-    files: Arc<Mutex<CgroupFiles>>,
+    files: Arc<Mutex<Files>>,
+}
+
+/// The open files, and the kernel's limits as last read through them.
+struct Files {
+    files: CgroupFiles,
+    kernel: Option<Limits>,
 }
 
 pub struct SystemProbe {
@@ -137,7 +173,7 @@ impl SystemProbe {
         })
     }
 
-    fn files(&self, unit: &UnitName, view: &UnitView) -> anyhow::Result<Arc<Mutex<CgroupFiles>>> {
+    fn files(&self, unit: &UnitName, view: &UnitView) -> anyhow::Result<Arc<Mutex<Files>>> {
         let cg = view
             .control_group
             .clone()
@@ -152,7 +188,10 @@ impl SystemProbe {
             return Ok(l.files.clone());
         }
         let paths = CgroupPaths::locate(&self.mounts, Path::new("/proc"), &cg, view.main_pid)?;
-        let files = Arc::new(Mutex::new(CgroupFiles::new(paths)));
+        let files = Arc::new(Mutex::new(Files {
+            files: CgroupFiles::new(paths),
+            kernel: None,
+        }));
         cache.insert(
             unit.clone(),
             Located {
@@ -168,8 +207,8 @@ impl SystemProbe {
 
 impl Probe for SystemProbe {
     async fn inspect(&self, unit: &UnitName) -> anyhow::Result<UnitView> {
-        let sd = self.managers.get(unit).await?;
-        match sd.inspect(unit).await {
+        let watch = self.managers.get(unit).await?;
+        match watch.inspect(unit).await {
             Ok(info) => Ok(UnitView {
                 active_state: info.active_state,
                 main_pid: info.main_pid,
@@ -179,7 +218,7 @@ impl Probe for SystemProbe {
             Err(e) => {
                 // A failed call may mean a broken connection: make a new one next time.
                 if matches!(e, autoscaler_systemd::Error::Call { .. }) {
-                    self.managers.connector(unit).reset().await;
+                    self.managers.connector(unit).reset();
                 }
                 Err(e.into())
             }
@@ -188,16 +227,32 @@ impl Probe for SystemProbe {
 
     fn sample(&self, unit: &UnitName, view: &UnitView, at: Millis) -> anyhow::Result<Sampled> {
         let files = self.files(unit, view)?;
-        let reading = files.lock().unwrap_or_else(|e| e.into_inner()).read(at);
+        let (reading, limits_moved) = {
+            let mut f = files.lock().unwrap_or_else(|e| e.into_inner());
+            let reading = f.files.read(at);
+            // systemd does not signal new limits: the kernel's, read through the open files,
+            // tell when systemd's view should be read again.
+            let kernel = reading.is_ok().then(|| f.files.limits());
+            let moved = kernel.is_some() && f.kernel.is_some() && kernel != f.kernel;
+            if kernel.is_some() {
+                f.kernel = kernel;
+            }
+            (reading, moved)
+        };
+        if limits_moved {
+            tracing::debug!(unit = %unit, "the cgroup's limits changed; reading systemd's view again");
+            self.managers.invalidate(unit);
+        }
         let reading = match reading {
             Ok(r) => r,
             Err(e) => {
                 // The cgroup may have been removed or recreated (a restart): locate it again
-                // next time, with files opened afresh.
+                // next time, with files opened afresh, and ask systemd again what the unit is.
                 self.located
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(unit);
+                self.managers.invalidate(unit);
                 return Err(e);
             }
         };
@@ -269,7 +324,7 @@ impl Actuator for SystemActuator {
         old: &Limits,
         new: &Limits,
     ) -> Result<Limits, ApplyError> {
-        let sd = self.managers.get(unit).await.map_err(|e| ApplyError {
+        let watch = self.managers.get(unit).await.map_err(|e| ApplyError {
             kind: ApplyErrorKind::Refused,
             what: format!("{e:#}"),
             rollback: Rollback::NothingChanged,
@@ -277,7 +332,11 @@ impl Actuator for SystemActuator {
         // Only what changes is written: a CPU-only scale leaves the unit file's other lines
         // (and systemd's defaults for keys it lacks) alone.
         let changes = new.changes_from(old);
-        match autoscaler_systemd::apply(&sd, self.strategy, unit, &changes).await {
+        let result =
+            autoscaler_systemd::apply(watch.systemd(), self.strategy, unit, &changes).await;
+        // Limits send no signal: whatever happened, the next check asks systemd.
+        watch.invalidate(unit);
+        match result {
             Ok(applied) if applied.dry_run => Ok(*new),
             Ok(applied) => Ok(applied.limits_after),
             Err(e) => Err(apply_error(e)),
@@ -285,10 +344,10 @@ impl Actuator for SystemActuator {
     }
 
     async fn recover(&self, unit: &UnitName, was_running: bool) -> Option<Rollback> {
-        let sd = self.managers.get(unit).await.ok()?;
-        autoscaler_systemd::recover(&sd, unit, was_running)
-            .await
-            .map(rollback)
+        let watch = self.managers.get(unit).await.ok()?;
+        let r = autoscaler_systemd::recover(watch.systemd(), unit, was_running).await;
+        watch.invalidate(unit);
+        r.map(rollback)
     }
 
     fn strategy(&self) -> &'static str {

@@ -29,23 +29,7 @@ const MIB: u64 = 1 << 20;
 /// starting quota and start a cooldown). The pressure triggers keep their defaults (throttled
 /// in > 20% of periods, memory pressure > 10%) unless a test says why not.
 fn base_config(changes: Value) -> Value {
-    let mut c = json!({
-        "check_interval_seconds": 1,
-        "consecutive_scale_up_checks": 2,
-        "consecutive_scale_down_checks": 1000,
-        "scale_cooldown_seconds": 3,
-        "max_cpu_quota": 200,
-        "min_step_cpu_quota": 50,
-        "min_step_tasks": 50,
-    });
-    let bounds: Value = serde_json::from_str(autoscaler_testkit::SMALL_HOST_BOUNDS)
-        .expect("the testkit's bounds are JSON");
-    for more in [bounds, changes] {
-        if let (Some(base), Value::Object(more)) = (c.as_object_mut(), more) {
-            base.extend(more);
-        }
-    }
-    c
+    autoscaler_testkit::fast_path_config(changes)
 }
 
 /// A service running `/bin/sh SCRIPT`, the script written into the sandbox's HOME (no systemd

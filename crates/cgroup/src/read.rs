@@ -140,6 +140,61 @@ impl CgroupFiles {
         show(self.dir(d), file)
     }
 
+    /// The limits the unit's cgroup enforces right now, as the kernel sees them. `None` is
+    /// unlimited, or unknown when the file is missing or unreadable (logged). systemd sends no
+    /// signal when it changes them; a caller that caches systemd's view compares these.
+    pub fn limits(&mut self) -> Limits {
+        let cpu_quota = match self.optional(Dir::Unified, "cpu.max") {
+            Some(text) => self.parsed(Dir::Unified, "cpu.max", parse_cpu_max(&text)),
+            None => match (
+                self.optional(Dir::Cpu, "cpu.cfs_quota_us"),
+                self.optional(Dir::Cpu, "cpu.cfs_period_us"),
+            ) {
+                (Some(q), Some(p)) => {
+                    self.parsed(Dir::Cpu, "cpu.cfs_quota_us", parse_v1_cpu_quota(&q, &p))
+                }
+                _ => None,
+            },
+        };
+        let memory_max = match self.optional(Dir::Unified, "memory.max") {
+            Some(text) => self.parsed(Dir::Unified, "memory.max", parse_limit(&text)),
+            None => self
+                .optional(Dir::Memory, "memory.limit_in_bytes")
+                .and_then(|t| {
+                    self.parsed(
+                        Dir::Memory,
+                        "memory.limit_in_bytes",
+                        parse_v1_memory_limit(&t),
+                    )
+                }),
+        };
+        let tasks_max = [(Dir::Unified, "pids.max"), (Dir::Pids, "pids.max")]
+            .into_iter()
+            .find_map(|(d, file)| {
+                self.optional(d, file)
+                    .map(|t| self.parsed(d, file, parse_limit(&t)))
+            })
+            .flatten();
+        // A quota beyond u32::MAX percent is no limit on any real machine.
+        let cpu_quota = cpu_quota.map(|q| u32::try_from(q).unwrap_or(u32::MAX));
+        Limits {
+            cpu_quota,
+            memory_max,
+            tasks_max,
+        }
+    }
+
+    /// A parsed optional value; unparseable text is logged and read as unknown.
+    fn parsed(&self, d: Dir, file: &str, value: Option<Option<u64>>) -> Option<u64> {
+        value.unwrap_or_else(|| {
+            tracing::warn!(
+                "{} holds text we cannot parse; treating the limit as unknown",
+                self.show(d, file)
+            );
+            None
+        })
+    }
+
     /// One reading of the unit's cgroup at time `at` (the caller's clock).
     pub fn read(&mut self, at: Millis) -> anyhow::Result<UnitReading> {
         let v2_cpu_stat = self.read_in(Dir::Unified, "cpu.stat")?;
@@ -348,45 +403,10 @@ fn read_from_start(f: &File) -> io::Result<String> {
     String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// The limits the unit's cgroup enforces right now, as the kernel sees them. `None` is
-/// unlimited, or unknown when the file is missing or unreadable (logged).
+/// The limits the unit's cgroup enforces right now, as the kernel sees them, every file opened
+/// afresh (see [`CgroupFiles::limits`]).
 pub fn read_cgroup_limits(paths: &CgroupPaths) -> Limits {
-    let unified = paths.unified.as_deref();
-    let cpu_quota = match optional(unified, "cpu.max") {
-        Some(text) => parsed(unified, "cpu.max", parse_cpu_max(&text)),
-        None => match (
-            optional(paths.cpu.as_deref(), "cpu.cfs_quota_us"),
-            optional(paths.cpu.as_deref(), "cpu.cfs_period_us"),
-        ) {
-            (Some(q), Some(p)) => parsed(
-                paths.cpu.as_deref(),
-                "cpu.cfs_quota_us",
-                parse_v1_cpu_quota(&q, &p),
-            ),
-            _ => None,
-        },
-    };
-    let memory_max = match optional(unified, "memory.max") {
-        Some(text) => parsed(unified, "memory.max", parse_limit(&text)),
-        None => optional(paths.memory.as_deref(), "memory.limit_in_bytes").and_then(|t| {
-            parsed(
-                paths.memory.as_deref(),
-                "memory.limit_in_bytes",
-                parse_v1_memory_limit(&t),
-            )
-        }),
-    };
-    let tasks_max = [(unified, "pids.max"), (paths.pids.as_deref(), "pids.max")]
-        .into_iter()
-        .find_map(|(dir, file)| optional(dir, file).map(|t| parsed(dir, file, parse_limit(&t))))
-        .flatten();
-    // A quota beyond u32::MAX percent is no limit on any real machine.
-    let cpu_quota = cpu_quota.map(|q| u32::try_from(q).unwrap_or(u32::MAX));
-    Limits {
-        cpu_quota,
-        memory_max,
-        tasks_max,
-    }
+    CgroupFiles::once(paths.clone()).limits()
 }
 
 /// Tasks counted one thread id at a time: v2 `cgroup.threads`, else a v1 `tasks` file.
@@ -404,36 +424,6 @@ fn count_threads(paths: &CgroupPaths) -> anyhow::Result<u64> {
     let ids = ids_in_tree(dir, file)
         .with_context(|| format!("counting the unit's threads in {}/{file}", dir.display()))?;
     Ok(ids.len() as u64)
-}
-
-/// `dir/file`, `Ok(None)` when there is no dir or no such file.
-fn read_in(dir: Option<&Path>, file: &str) -> anyhow::Result<Option<String>> {
-    let Some(dir) = dir else { return Ok(None) };
-    let path = dir.join(file);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
-}
-
-/// An optional file: any problem reading it means "not available" (logged at debug).
-fn optional(dir: Option<&Path>, file: &str) -> Option<String> {
-    read_in(dir, file).unwrap_or_else(|e| {
-        tracing::debug!("{e:#}");
-        None
-    })
-}
-
-/// A parsed optional value; unparseable text is logged and read as unknown.
-fn parsed(dir: Option<&Path>, file: &str, value: Option<Option<u64>>) -> Option<u64> {
-    value.unwrap_or_else(|| {
-        tracing::warn!(
-            "{} holds text we cannot parse; treating the limit as unknown",
-            show(dir, file)
-        );
-        None
-    })
 }
 
 fn show(dir: Option<&Path>, file: &str) -> String {

@@ -8,6 +8,8 @@
 //!   typed [`Error`] has [`Error::UnitNotFound`] for units the manager cannot use.
 //! - [`apply`]: [`apply()`] with a [`Strategy`] (live, restart, dry-run); reads back what
 //!   systemd did and rolls back a change that did not take ([`ApplyError`], [`Rollback`]).
+//! - [`watch`]: [`Watch`], each unit's state cached for the checks and kept true by systemd's
+//!   signals (`Subscribe`), so the steady state makes no D-Bus call.
 //! - [`crash`]: crash points for the fault-injection tests (debug builds only).
 //! - [`unit_file`]: [`rewrite_limits`], the pure unit-file rewrite behind the restart
 //!   strategy.
@@ -21,7 +23,9 @@ pub mod apply;
 pub mod crash;
 pub mod manager;
 pub mod unit_file;
+pub mod watch;
 
 pub use apply::{Applied, ApplyError, Rollback, Strategy, apply, recover};
 pub use manager::{Bus, Error, Systemd, UnitInfo};
 pub use unit_file::rewrite_limits;
+pub use watch::{Watch, WatchStats};

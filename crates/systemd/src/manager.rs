@@ -3,10 +3,11 @@
 //! [`Systemd`] wraps one zbus connection to the user or the system bus. It reads a unit's
 //! state and limits ([`Systemd::inspect`]) and offers the few manager calls the actuators
 //! need (set properties, reload, restart and wait). It decides nothing: when to change
-//! limits and how to roll back is `apply`'s business. Properties are never cached: every
-//! read goes to systemd, because the point of reading back is to see what systemd did. Only
-//! each unit's object path is kept (a unit's path never changes), which saves a `LoadUnit`
-//! round trip per read.
+//! limits and how to roll back is `apply`'s business. Properties are never cached here: every
+//! read goes to systemd, because the point of reading back is to see what systemd did (the
+//! checks' cache, kept true by systemd's signals, is [`crate::watch`]). Only each unit's
+//! object path is kept (a unit's path never changes), which saves a `LoadUnit` round trip per
+//! read.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -246,6 +247,14 @@ impl Systemd {
         &self.address
     }
 
+    pub(crate) fn connection(&self) -> &zbus::Connection {
+        &self.conn
+    }
+
+    pub(crate) fn manager(&self) -> &ManagerProxy<'static> {
+        &self.manager
+    }
+
     /// Loads `unit` if needed and reads its state, cgroup and limits.
     pub async fn inspect(&self, unit: &UnitName) -> Result<UnitInfo, Error> {
         let known = self.known_path(unit);
@@ -460,7 +469,7 @@ impl Systemd {
         Ok(path)
     }
 
-    fn known_path(&self, unit: &UnitName) -> Option<OwnedObjectPath> {
+    pub(crate) fn known_path(&self, unit: &UnitName) -> Option<OwnedObjectPath> {
         let paths = self.paths.lock().unwrap_or_else(|e| e.into_inner());
         paths.get(unit).cloned()
     }

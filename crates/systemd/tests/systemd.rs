@@ -1,6 +1,7 @@
 //! The adapter and the actuators against a real systemd user manager in a sandbox
 //! (`autoscaler-testkit`): inspect, live apply, restart apply with and without rollback, the
-//! drop-ins a live apply leaves, transient and missing units.
+//! drop-ins a live apply leaves, transient and missing units, and the checks' [`Watch`]: cached
+//! until systemd signals a change, also across a re-exec of the manager.
 //!
 //! These run everywhere, CI included: the sandbox needs root and a cgroup hierarchy, not a
 //! systemd PID 1.
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use autoscaler_core::{GIB, Limits, MIB, UnitName};
-use autoscaler_systemd::{Bus, Error, Rollback, Strategy, Systemd, apply};
+use autoscaler_systemd::{Bus, Error, Rollback, Strategy, Systemd, UnitInfo, Watch, apply};
 use autoscaler_testkit::{Sandbox, busy_unit, listing};
 
 /// A service that just sleeps, with start rate limiting off so tests may restart it.
@@ -104,6 +105,88 @@ async fn inspect_reads_a_running_unit() -> anyhow::Result<()> {
         ),
         ("inactive", None, None)
     );
+    Ok(())
+}
+
+/// Polls the watch until `ok` holds of what it says, for at most 10 s.
+async fn watch_until(
+    w: &Watch,
+    u: &UnitName,
+    what: &str,
+    ok: impl Fn(&UnitInfo) -> bool,
+) -> anyhow::Result<UnitInfo> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = w.inspect(u).await;
+        match info {
+            Ok(i) if ok(&i) => return Ok(i),
+            other if std::time::Instant::now() >= deadline => {
+                anyhow::bail!("the watch never said {what}; last: {other:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Issue 14: in the steady state a check asks systemd nothing; every change systemd signals
+/// (a restart, a stop, a start, a reload, a re-exec of the manager) is seen, and a change it
+/// does not signal (limits) is seen once the caller invalidates the unit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_answers_from_its_cache_until_systemd_signals_a_change() -> anyhow::Result<()> {
+    let (sb, sd) = setup().await?;
+    let name = "watched.service";
+    sb.write_unit(name, &format!("{SLEEPER}CPUQuota=50%\n"))?;
+    sb.start_unit(name)?;
+    let u = unit(name);
+    let w = Watch::start(sd.clone()).await;
+    let pid = sb.main_pid(name)?;
+    watch_until(&w, &u, "the running unit", |i| i.main_pid == Some(pid)).await?;
+
+    // Steady state: after the first two reads (the first learns the unit's object path),
+    // systemd is not asked again.
+    w.inspect(&u).await?;
+    let before = w.stats();
+    for _ in 0..20 {
+        assert_eq!(w.inspect(&u).await?.main_pid, Some(pid));
+    }
+    let after = w.stats();
+    assert_eq!(after.reads, before.reads, "{before:?} -> {after:?}");
+    assert_eq!(after.hits, before.hits + 20, "{before:?} -> {after:?}");
+
+    sb.systemctl(&["restart", name])?;
+    let pid2 = sb.main_pid(name)?;
+    assert_ne!(pid, pid2);
+    watch_until(&w, &u, "the restarted unit's new process", |i| {
+        i.main_pid == Some(pid2)
+    })
+    .await?;
+    sb.stop_unit(name)?;
+    watch_until(&w, &u, "the unit stopped", |i| i.active_state == "inactive").await?;
+    sb.start_unit(name)?;
+    watch_until(&w, &u, "the unit running again", |i| {
+        i.active_state == "active"
+    })
+    .await?;
+
+    // Limits send no signal: the caller says when to read them again.
+    sb.systemctl(&["set-property", "--runtime", name, "CPUQuota=30%"])?;
+    w.invalidate(&u);
+    watch_until(&w, &u, "the new quota", |i| i.limits.cpu_quota == Some(30)).await?;
+
+    // A re-exec replaces the manager's process: what the watch says afterwards is still
+    // kept true by signals (it subscribed again when the manager came back).
+    sb.systemctl(&["daemon-reexec"])?;
+    watch_until(&w, &u, "the unit after a re-exec", |i| {
+        i.active_state == "active"
+    })
+    .await?;
+    sb.stop_unit(name)?;
+    watch_until(&w, &u, "the unit stopped after a re-exec", |i| {
+        i.active_state == "inactive"
+    })
+    .await?;
+    assert!(!w.ended(), "the connection outlives a re-exec");
+    assert!(w.stats().signals > 0, "{:?}", w.stats());
     Ok(())
 }
 

@@ -533,7 +533,7 @@ impl FakeDaemon {
         snap.units
             .iter()
             .find(|u| u.name == self.units[i])
-            .cloned()
+            .map(|u| autoscaler::engine::UnitSnapshot::clone(u))
             .unwrap_or_else(|| panic!("unit {} is not in the snapshot", self.units[i]))
     }
 }

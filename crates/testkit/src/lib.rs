@@ -597,6 +597,29 @@ pub fn parse_timespan(s: &str) -> anyhow::Result<Option<u64>> {
 /// minimum) the only CPU quota left on 2 cores would be exactly 100%.
 pub const SMALL_HOST_BOUNDS: &str = r#"{"system_cpu_cores":0,"min_cpu_quota":20,"min_memory_max":1,"min_step_memory_gb":1,"min_tasks_max":50}"#;
 
+/// The fast path the end-to-end scale-up tests and `bench_scale` start from: a 1 s loop, two
+/// consecutive checks to scale up, no scale-down (an idle unit shrinking before the load would
+/// move the starting quota and start a cooldown), [`SMALL_HOST_BOUNDS`], and `changes` on top.
+pub fn fast_path_config(changes: serde_json::Value) -> serde_json::Value {
+    let mut c = serde_json::json!({
+        "check_interval_seconds": 1,
+        "consecutive_scale_up_checks": 2,
+        "consecutive_scale_down_checks": 1000,
+        "scale_cooldown_seconds": 3,
+        "max_cpu_quota": 200,
+        "min_step_cpu_quota": 50,
+        "min_step_tasks": 50,
+    });
+    let bounds: serde_json::Value =
+        serde_json::from_str(SMALL_HOST_BOUNDS).expect("SMALL_HOST_BOUNDS is JSON");
+    for more in [bounds, changes] {
+        if let (Some(base), serde_json::Value::Object(more)) = (c.as_object_mut(), more) {
+            base.extend(more);
+        }
+    }
+    c
+}
+
 /// The repository's root (tests run from their crate's directory).
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -99,7 +99,7 @@ impl EngineHandle {
         snap.units
             .iter()
             .find(|u| &u.name == unit)
-            .cloned()
+            .map(|u| UnitSnapshot::clone(u))
             .ok_or_else(|| EngineError::UnknownUnit {
                 unit: unit.to_string(),
                 managed: vec![],

@@ -211,7 +211,7 @@ pub fn start<P: Probe, A: Actuator>(
         host: setup.host,
         loop_stats: LoopStats::default(),
     }));
-    let engine = Engine::new(
+    let mut engine = Engine::new(
         units,
         setup.host,
         setup.store.clone(),

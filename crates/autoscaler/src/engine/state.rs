@@ -82,7 +82,8 @@ pub struct UnitSnapshot {
 /// Everything the engine publishes after each event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
-    pub units: Vec<UnitSnapshot>,
+    /// Shared with the snapshots before and after it: a unit's is rebuilt only when it changed.
+    pub units: Vec<Arc<UnitSnapshot>>,
     pub strategy: &'static str,
     pub host: Host,
     pub loop_stats: LoopStats,

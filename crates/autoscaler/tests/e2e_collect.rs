@@ -1,0 +1,125 @@
+//! Issue 14: what the daemon stores for a unit under a known load is what the unit's cgroup
+//! counts, now that systemd's view comes from a cache and cgroup files stay open.
+//!
+//! A real daemon on a sandboxed user manager, one busy loop under `CPUQuota=50%` (so it uses
+//! half a core and is throttled in most periods), read every second in mode `disabled`. The
+//! test reads the cgroup's own files before and after a window and compares the samples stored
+//! meanwhile.
+
+use std::fs;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use autoscaler_core::{Millis, UnitName};
+use autoscaler_testkit::{Sandbox, World, busy_unit};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_autoscaler");
+const UNIT: &str = "known-load.service";
+
+/// The cgroup's own counters at one moment.
+#[derive(Debug, Clone, Copy)]
+struct Counted {
+    at_ms: i64,
+    cpu_usec: u64,
+    periods: u64,
+    throttled: u64,
+}
+
+fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn read(sb: &Sandbox, hierarchy: &str, file: &str) -> anyhow::Result<String> {
+    let path = sb.cgroup_dir(hierarchy, UNIT).join(file);
+    Ok(fs::read_to_string(&path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .trim()
+        .to_string())
+}
+
+fn counted(sb: &Sandbox) -> anyhow::Result<Counted> {
+    let at_ms = wall_ms();
+    // On this hybrid host a unit has no cpuacct directory of its own; the unified hierarchy
+    // counts its CPU time.
+    Ok(Counted {
+        at_ms,
+        cpu_usec: sb.cgroup_counter("unified", UNIT, "cpu.stat", "usage_usec")?,
+        periods: sb.cgroup_counter("cpu", UNIT, "cpu.stat", "nr_periods")?,
+        throttled: sb.cgroup_counter("cpu", UNIT, "cpu.stat", "nr_throttled")?,
+    })
+}
+
+fn close(what: &str, stored: f64, counted: f64, tolerance: f64) {
+    assert!(
+        (stored - counted).abs() <= tolerance,
+        "{what}: stored {stored:.4}, the cgroup counts {counted:.4} (tolerance {tolerance})"
+    );
+}
+
+#[test]
+fn the_samples_stored_under_a_known_load_match_the_cgroups_counters() -> anyhow::Result<()> {
+    let sb = Sandbox::start()?;
+    sb.write_unit(
+        UNIT,
+        &format!(
+            "{}CPUQuota=50%\nMemoryMax=256M\nTasksMax=64\n",
+            busy_unit(1)
+        ),
+    )?;
+    sb.start_unit(UNIT)?;
+    let w = World::start(BIN, sb, &[UNIT], &["--strategy", "dry-run"])?;
+    w.put_config(json!({ "mode": "disabled", "check_interval_seconds": 1 }))?;
+    w.wait_checks(UNIT, 3)?;
+
+    let store = w.store()?;
+    let unit = UnitName::parse(UNIT)?;
+    let before = counted(&w.sandbox)?;
+    // Ten samples inside the window, the first of them a whole interval after it opened (its
+    // rate is then all inside the window too).
+    let rows = w.wait(30, "ten samples after the first reading", || {
+        let rows = store.metrics_since(&unit, Millis(before.at_ms + 1000), Millis(wall_ms()))?;
+        Ok((rows.len() >= 10).then_some(rows))
+    })?;
+    let after = counted(&w.sandbox)?;
+    let last = rows.last().context("no sample")?;
+
+    // CPU: the mean of the stored rates against the cgroup's CPU time over the window; the
+    // load is steady (a busy loop held at its quota), so the two agree closely.
+    let secs = (after.at_ms - before.at_ms) as f64 / 1000.0;
+    let cores = (after.cpu_usec - before.cpu_usec) as f64 / 1e6 / secs;
+    let stored_cores = rows.iter().map(|r| r.cpu_cores).sum::<f64>() / rows.len() as f64;
+    close("cores used", stored_cores, cores, 0.05);
+    close("cores used (the quota)", cores, 0.5, 0.08);
+    let ratio = (after.throttled - before.throttled) as f64
+        / (after.periods - before.periods).max(1) as f64;
+    let stored_ratio =
+        rows.iter().filter_map(|r| r.throttled_ratio).sum::<f64>() / rows.len() as f64;
+    close("throttled share of periods", stored_ratio, ratio, 0.1);
+
+    // Limits, tasks and processes: what the kernel has now.
+    let sb = &w.sandbox;
+    assert_eq!(last.cpu_quota, sb.cfs_quota(UNIT)?, "{last:?}");
+    let memory_max: u64 = read(sb, "memory", "memory.limit_in_bytes")?.parse()?;
+    assert_eq!(last.memory_max, Some(memory_max), "{last:?}");
+    let tasks_max: u64 = read(sb, "pids", "pids.max")?.parse()?;
+    assert_eq!(last.tasks_max, Some(tasks_max), "{last:?}");
+    let tasks: u64 = read(sb, "pids", "pids.current")?.parse()?;
+    assert_eq!(last.tasks, tasks, "{last:?}");
+    let procs = read(sb, "unified", "cgroup.procs")?.lines().count() as u64;
+    assert_eq!(last.process_count, procs, "{last:?}");
+
+    // Memory: the working set (usage less inactive file pages), as the daemon counts it; a
+    // busy loop's hardly moves.
+    let usage: u64 = read(sb, "memory", "memory.usage_in_bytes")?.parse()?;
+    let inactive = sb.cgroup_counter("memory", UNIT, "memory.stat", "total_inactive_file")?;
+    close(
+        "memory working set (MiB)",
+        last.memory_bytes as f64 / 1048576.0,
+        usage.saturating_sub(inactive) as f64 / 1048576.0,
+        1.0,
+    );
+    Ok(())
+}
