@@ -441,6 +441,14 @@ impl Track {
     }
 
     /// Closes the open window: scores every model against its peak and picks the cheapest.
+    ///
+    /// A model's cost is its overrun (weighted) and slack as shares of a scale. CPU and tasks
+    /// take the demand as the scale. Memory takes the model's own limit, as the memory slack
+    /// figure does: slack then costs at most one window's worth, whatever the margin, so a
+    /// working set that jumps by whole allocations earns a wide margin sooner and an OOM kill
+    /// (a lost process, whatever its size) weighs more against it. (For CPU the same change cut
+    /// the shortage but widened margins on smooth units and broke the delayed c_12104 case;
+    /// docs/DECISIONS.md, fourth round.)
     fn close(&mut self, r: Resource, lo: f64, hi: f64, hit_guess: f64) {
         let models = &MODELS[index(r)];
         let demand = if self.win_hit {
@@ -464,6 +472,12 @@ impl Track {
         for ((cost, &l), &f) in self.costs.iter_mut().zip(&self.recs).zip(&fresh) {
             let mut c = 0.0;
             if l.is_finite() {
+                // Memory is scored over the model's limit (see above).
+                let scale = if r == Resource::Memory {
+                    l.max(lo).max(f64::MIN_POSITIVE)
+                } else {
+                    scale
+                };
                 c = (OVERRUN_WEIGHT * (demand - l).max(0.0) + (l - demand).max(0.0)) / scale;
                 if demand > l {
                     c += OVERRUN_EVENT[index(r)];
