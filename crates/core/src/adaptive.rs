@@ -17,7 +17,9 @@
 //!   closes, every model's recommendation made at the previous close is scored against the
 //!   peak that came: demand above the limit costs [`OVERRUN_WEIGHT`] times as much as room
 //!   left unused, and a recommendation that moves by more than the resize gap costs
-//!   [`RESIZE_COST`]. Costs decay with a [`COST_HALF_LIFE_SECS`] half-life so the unit's
+//!   [`RESIZE_COST`]. Both are shares of the demand for CPU and tasks, of the model's own
+//!   limit for memory (fourth round: slack then costs at most a window's worth, so the cost
+//!   of an OOM kill weighs more and a jumpy working set earns its margin sooner). Costs decay with a [`COST_HALF_LIFE_SECS`] half-life so the unit's
 //!   recent behaviour counts most. The unit runs the cheapest model, switching only when it
 //!   is clearly cheaper ([`SWITCH_MARGIN`]).
 //! - **Up at once when a limit is hit** (our `headroom`, VPA's OOM bump): demand above a limit
