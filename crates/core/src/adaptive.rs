@@ -17,7 +17,9 @@
 //!   closes, every model's recommendation made at the previous close is scored against the
 //!   peak that came: demand above the limit costs [`OVERRUN_WEIGHT`] times as much as room
 //!   left unused, and a recommendation that moves by more than the resize gap costs
-//!   [`RESIZE_COST`]. Costs decay with a [`COST_HALF_LIFE_SECS`] half-life so the unit's
+//!   [`RESIZE_COST`]. Both are shares of the demand for CPU and tasks, of the model's own
+//!   limit for memory (fourth round: slack then costs at most a window's worth, so the cost
+//!   of an OOM kill weighs more and a jumpy working set earns its margin sooner). Costs decay with a [`COST_HALF_LIFE_SECS`] half-life so the unit's
 //!   recent behaviour counts most. The unit runs the cheapest model, switching only when it
 //!   is clearly cheaper ([`SWITCH_MARGIN`]).
 //! - **Up at once when a limit is hit** (our `headroom`, VPA's OOM bump): demand above a limit
@@ -441,6 +443,14 @@ impl Track {
     }
 
     /// Closes the open window: scores every model against its peak and picks the cheapest.
+    ///
+    /// A model's cost is its overrun (weighted) and slack as shares of a scale. CPU and tasks
+    /// take the demand as the scale. Memory takes the model's own limit, as the memory slack
+    /// figure does: slack then costs at most one window's worth, whatever the margin, so a
+    /// working set that jumps by whole allocations earns a wide margin sooner and an OOM kill
+    /// (a lost process, whatever its size) weighs more against it. (For CPU the same change cut
+    /// the shortage but widened margins on smooth units and broke the delayed c_12104 case;
+    /// docs/DECISIONS.md, fourth round.)
     fn close(&mut self, r: Resource, lo: f64, hi: f64, hit_guess: f64) {
         let models = &MODELS[index(r)];
         let demand = if self.win_hit {
@@ -464,6 +474,12 @@ impl Track {
         for ((cost, &l), &f) in self.costs.iter_mut().zip(&self.recs).zip(&fresh) {
             let mut c = 0.0;
             if l.is_finite() {
+                // Memory is scored over the model's limit (see above).
+                let scale = if r == Resource::Memory {
+                    l.max(lo).max(f64::MIN_POSITIVE)
+                } else {
+                    scale
+                };
                 c = (OVERRUN_WEIGHT * (demand - l).max(0.0) + (l - demand).max(0.0)) / scale;
                 if demand > l {
                     c += OVERRUN_EVENT[index(r)];
