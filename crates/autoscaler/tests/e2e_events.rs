@@ -99,6 +99,20 @@ fn a_starved_unit_is_raised_within_seconds_at_the_default_interval() -> anyhow::
     );
     let wakes = w.status()?["events"]["wakes"].as_u64().unwrap_or(0);
     ensure!(wakes >= 1, "no wake counted");
+    let metrics = w.http().get("/metrics")?.text;
+    let armed = metrics
+        .lines()
+        .find(|l| l.starts_with("autoscaler_event_armed{") && l.contains("cpu_pressure"))
+        .context("no armed gauge for CPU pressure")?;
+    ensure!(armed.ends_with(" 1") || armed.ends_with(" 1.0"), "{armed}");
+    let counted = metrics
+        .lines()
+        .find(|l| l.starts_with("autoscaler_event_wakes_total{"))
+        .context("no wake counter")?;
+    ensure!(
+        !counted.ends_with(" 0") && !counted.ends_with(" 0.0"),
+        "{counted}"
+    );
     Ok(())
 }
 
@@ -235,6 +249,101 @@ fn units_that_come_and_go_leave_no_descriptors_behind() -> anyhow::Result<()> {
     ensure!(
         after.len() == before.len(),
         "before {before:#?}\nafter {after:#?}"
+    );
+    Ok(())
+}
+
+/// A unit whose shell waits for `go` in `dir`, then runs `python3 -c CODE` as its child (an
+/// OOM kill then leaves the unit, and its cgroup, up), under `MemoryMax=1G`.
+fn memory_unit(dir: &Path, script: &str, code: &str) -> anyhow::Result<String> {
+    let path = dir.join(script);
+    fs::write(&path, code)?;
+    Ok(format!(
+        "[Service]\nExecStart=/bin/sh -c 'while [ ! -e {go} ]; do sleep 0.01; done; python3 {py}; sleep infinity'\n\
+         MemoryMax=1G\nOOMPolicy=continue\nCPUQuota=200%\nTasksMax=100\n",
+        go = dir.join("go").display(),
+        py = path.display()
+    ))
+}
+
+/// The memory threshold's eventfd: a working set growing to 1.25 GiB over about 4 s under a
+/// 1 GiB limit is raised before the OOM killer acts, at the default 30 s interval.
+#[test]
+fn a_memory_ramp_is_raised_before_the_oom_killer() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let sb = Sandbox::start()?;
+    let ramp = "import time\nb = []\nstep = int(1.25 * 2**30 / 75)\nfor _ in range(75):\n    \
+                b.append(b'\\x01' * step)\n    time.sleep(0.05)\ntime.sleep(60)\n";
+    sb.write_unit(UNIT, &memory_unit(dir.path(), "ramp.py", ramp)?)?;
+    sb.start_unit(UNIT)?;
+    let w = World::start(BIN, sb, &[UNIT], &[])?;
+    w.put_config(SMALL_HOST_BOUNDS)?;
+    let list = w.wait(30, "the unit to be armed", || Ok(sources(&w.status()?)))?;
+    let threshold = source(&list, "memory_threshold")?;
+    ensure!(threshold["armed"] == true, "{threshold}");
+
+    fs::write(dir.path().join("go"), "")?;
+    let row = w.wait(20, "a memory raise", || {
+        Ok(w.history()?.into_iter().find(|r| r["action"] == "scale_up"))
+    })?;
+    println!("raised: {}", row["reason"]);
+    ensure!(
+        row["reason"].as_str().is_some_and(
+            |r| r.contains("event: ") && r.contains("memory use crossed its threshold")
+        ),
+        "{row}"
+    );
+    // Past the end of the ramp: no OOM kill, the working set fits its new limit.
+    std::thread::sleep(Duration::from_secs(4));
+    let status = w.status()?;
+    ensure!(
+        w.sandbox.memory_max(UNIT)? > Some(1 << 30),
+        "the limit: {:?}",
+        w.sandbox.memory_max(UNIT)?
+    );
+    let metrics = w.http().get_ok("/api/autoscaler/metrics")?;
+    ensure!(metrics["oom_kills"] == 0, "OOM-killed: {metrics}\n{status}");
+    Ok(())
+}
+
+/// The OOM notification: a unit that allocates 3 GiB at once (past its limit even if the
+/// threshold raised it to 2 GiB first) is OOM-killed, and the bump follows within moments, at
+/// the default 30 s interval, with `oom` as its trigger.
+#[test]
+fn an_oom_kill_is_answered_at_once() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let sb = Sandbox::start()?;
+    sb.write_unit(
+        UNIT,
+        &memory_unit(dir.path(), "oom.py", "b = b'\\x01' * (3 << 30)\n")?,
+    )?;
+    sb.start_unit(UNIT)?;
+    let w = World::start(BIN, sb, &[UNIT], &[])?;
+    w.put_config(SMALL_HOST_BOUNDS)?;
+    let list = w.wait(30, "the unit to be armed", || Ok(sources(&w.status()?)))?;
+    ensure!(source(&list, "oom")?["armed"] == true, "{list:?}");
+
+    let started = Instant::now();
+    fs::write(dir.path().join("go"), "")?;
+    let row = w.wait(20, "the OOM bump", || {
+        Ok(w.history()?
+            .into_iter()
+            .find(|r| r["trigger_type"] == "oom"))
+    })?;
+    println!(
+        "bumped {:.2} s after the allocation began: {}",
+        started.elapsed().as_secs_f64(),
+        row["reason"]
+    );
+    ensure!(
+        started.elapsed() < Duration::from_secs(15),
+        "no faster than polling"
+    );
+    ensure!(
+        row["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("event: the kernel reported an OOM event")),
+        "{row}"
     );
     Ok(())
 }

@@ -168,6 +168,14 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         "autoscaler_clock_jumps",
         "Times the wall clock jumped since start (rules go by the monotonic clock)",
     );
+    let wakes = f.counter(
+        "autoscaler_event_wakes",
+        "Times the kernel woke the unit's check (pressure, memory threshold, OOM), since start",
+    );
+    let armed = f.gauge(
+        "autoscaler_event_armed",
+        "1 when the kernel notification is armed for the unit, 0 when refused (checked at the interval instead)",
+    );
 
     for u in &snap.units {
         let unit = u.name.as_str();
@@ -175,6 +183,12 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         available
             .get_or_create(&ul)
             .set(if u.unit_error.is_none() { 1.0 } else { 0.0 });
+        wakes.get_or_create(&ul).inc_by(u.wakes as f64);
+        for e in &u.events {
+            armed
+                .get_or_create(&l(&[("unit", unit), ("source", e.source.name())]))
+                .set(if e.armed { 1.0 } else { 0.0 });
+        }
         let (is_failed, is_rollback_failed) = failure_gauges(u.last_failure.as_ref());
         failed.get_or_create(&ul).set(is_failed);
         rollback_failed.get_or_create(&ul).set(is_rollback_failed);

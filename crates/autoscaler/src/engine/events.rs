@@ -9,6 +9,7 @@
 //! it). Re-arming aborts the previous watch, which closes its descriptors: the kernel then
 //! forgets its triggers.
 
+use std::fmt;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
@@ -189,12 +190,65 @@ impl AsRawFd for Polled {
     }
 }
 
-/// An event in the words of a history reason.
-pub(super) fn describe(source: Source) -> &'static str {
-    match source {
-        Source::CpuPressure => "the kernel's CPU pressure trigger fired",
-        Source::MemoryPressure => "the kernel's memory pressure trigger fired",
-        Source::MemoryThreshold => "memory use crossed its threshold",
-        Source::Oom => "the kernel reported an OOM event",
+/// The events of one burst, as a set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Seen(u8);
+
+impl Seen {
+    pub(super) fn with(self, source: Source) -> Seen {
+        Seen(self.0 | Seen::bit(source))
+    }
+
+    fn bit(source: Source) -> u8 {
+        match source {
+            Source::Oom => 1,
+            Source::CpuPressure => 2,
+            Source::MemoryPressure => 4,
+            Source::MemoryThreshold => 8,
+        }
+    }
+}
+
+/// The events in the words of a history reason, the gravest first.
+impl fmt::Display for Seen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let order = [
+            Source::Oom,
+            Source::CpuPressure,
+            Source::MemoryPressure,
+            Source::MemoryThreshold,
+        ];
+        let mut first = true;
+        for s in order.into_iter().filter(|s| self.0 & Seen::bit(*s) != 0) {
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            f.write_str(match s {
+                Source::CpuPressure => "the kernel's CPU pressure trigger fired",
+                Source::MemoryPressure => "the kernel's memory pressure trigger fired",
+                Source::MemoryThreshold => "memory use crossed its threshold",
+                Source::Oom => "the kernel reported an OOM event",
+            })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_names_each_of_its_events_once_the_gravest_first() {
+        let seen = Seen::default()
+            .with(Source::MemoryThreshold)
+            .with(Source::Oom)
+            .with(Source::MemoryThreshold);
+        assert_eq!(
+            seen.to_string(),
+            "the kernel reported an OOM event, memory use crossed its threshold"
+        );
+        assert_eq!(Seen::default().to_string(), "");
     }
 }

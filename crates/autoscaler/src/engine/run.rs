@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::IDLE_WAKE;
 use super::apply::Change;
 use super::clock::{CLOCK_JUMP_MS, Timeline};
-use super::events::{self, BURST_SPACING, BURST_WINDOW, Key, Note, THRESHOLD_LEAD, Watch};
+use super::events::{self, BURST_SPACING, BURST_WINDOW, Key, Note, Seen, THRESHOLD_LEAD, Watch};
 use super::writer::{Write, Writer};
 use autoscaler_cgroup::events::Source;
 
@@ -68,7 +68,7 @@ pub(super) struct Engine<P, A> {
     /// Each unit's kernel notifications, once armed.
     watches: Vec<Option<Watch>>,
     /// A unit woken by the kernel is checked every [`BURST_SPACING`] until this, and why.
-    bursts: Vec<Option<(Instant, Source)>>,
+    bursts: Vec<Option<(Instant, Seen)>>,
     /// Numbers the watches, so a late report of a replaced one is ignored.
     generation: u64,
     pub(super) host: Host,
@@ -431,23 +431,27 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         self.units[i].woken(source);
         let until = now + BURST_WINDOW;
         let first = self.bursts[i].is_none();
-        self.bursts[i] = Some((until, self.bursts[i].map_or(source, |(_, s)| s)));
+        // Every event of the burst is named in the reason of a change it leads to.
+        let seen = self.bursts[i]
+            .map_or(Seen::default(), |(_, seen)| seen)
+            .with(source);
+        self.bursts[i] = Some((until, seen));
         if first && !self.reading[i] && self.follow_up[i].is_none() {
             self.start_read(i, now);
         }
     }
 
     /// After a reading of unit `i`: the next check of its burst, if it is in one. Returns
-    /// the event the reading answered, if any.
-    fn go_on_with_burst(&mut self, i: usize) -> Option<Source> {
-        let (until, source) = self.bursts[i]?;
+    /// the events of the burst the reading belongs to, if any.
+    fn go_on_with_burst(&mut self, i: usize) -> Option<Seen> {
+        let (until, seen) = self.bursts[i]?;
         let now = self.clock.instant();
         if now < until {
             self.follow_up[i] = Some(now + BURST_SPACING);
         } else {
             self.bursts[i] = None;
         }
-        Some(source)
+        Some(seen)
     }
 
     /// Arms unit `i`'s kernel notifications, unless they are armed for this cgroup, process
@@ -535,7 +539,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             action,
             trigger,
             reason: match event {
-                Some(source) => format!("{}; event: {}", d.reason(), events::describe(source)),
+                Some(seen) => format!("{}; event: {seen}", d.reason()),
                 None => d.reason(),
             },
             old: view.limits,
