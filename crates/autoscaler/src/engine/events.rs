@@ -137,11 +137,15 @@ pub(super) fn watch<P: Probe>(
                 }
             }
         }
-        let _ = tx.try_send(Note::Armed {
-            unit,
-            generation,
-            sources,
-        });
+        // Waited for, unlike a wake: a report lost to a full queue would leave `/status`
+        // without the unit's sources.
+        let _ = tx
+            .send(Note::Armed {
+                unit,
+                generation,
+                sources,
+            })
+            .await;
         while polls.join_next().await.is_some() {}
         // Every source ended (the cgroup went away): nothing to do until armed again.
         std::future::pending::<()>().await;
