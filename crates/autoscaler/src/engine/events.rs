@@ -66,6 +66,14 @@ pub(super) struct Key {
 }
 
 impl Key {
+    /// Whether a unit seen as `view` is armed for already: checked at every reading, so it
+    /// allocates nothing.
+    pub(super) fn matches(&self, view: &UnitView, threshold: Option<u64>) -> bool {
+        self.control_group.as_deref() == view.control_group.as_deref()
+            && self.main_pid == view.main_pid
+            && self.threshold == threshold
+    }
+
     pub(super) fn of(view: &UnitView, threshold: Option<u64>) -> Key {
         Key {
             control_group: view.control_group.clone(),

@@ -461,10 +461,13 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             let share = f64::from(self.units[i].config.scale_up_memory_percent()) / 100.0;
             (max as f64 * share * THRESHOLD_LEAD) as u64
         });
-        let key = Key::of(view, threshold);
-        if self.watches[i].as_ref().is_some_and(|w| w.key == key) {
+        if self.watches[i]
+            .as_ref()
+            .is_some_and(|w| w.key.matches(view, threshold))
+        {
             return;
         }
+        let key = Key::of(view, threshold);
         self.generation += 1;
         // The old watch, dropped here, takes its descriptors with it.
         self.watches[i] = Some(events::watch(
