@@ -34,7 +34,7 @@ use crate::locate::CgroupPaths;
 /// PSI trigger windows tried, shortest first, in microseconds: (stall, window). A 10% stall
 /// over the window: enough to tell starving from a busy moment. The shortest window the
 /// kernel takes decides how soon a starving unit is noticed: with `CAP_SYS_RESOURCE` the
-/// kernel polls a trigger ten times per window and takes windows from 500 ms; without it
+/// kernel polls a trigger ten times per window and takes a 500 ms window; without it
 /// (a user manager's daemon, some containers) it takes only whole multiples of 2 s and
 /// checks them every 2 s, so the first event comes about 2 s after the stall begins.
 pub const TRIGGER_WINDOWS: [(u64, u64); 3] = [
