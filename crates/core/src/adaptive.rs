@@ -335,6 +335,10 @@ struct Track {
     win_start: Option<i64>,
     win_peak: f64,
     win_hit: bool,
+    /// The demand the open window's hits point to: the largest limit in force at a hit times
+    /// [`HIT_GROWTH`], or the larger limit then on its way (NaN: a state saved by an older
+    /// daemon, which kept no guess; the limit in force at the close stands in, as it did).
+    win_guess: f64,
     /// Closed windows' peaks, oldest first, at most [`RING`].
     peaks: VecDeque<f64>,
     /// Windows closed so far (the history's length).
@@ -364,6 +368,7 @@ impl Default for Track {
             win_start: None,
             win_peak: 0.0,
             win_hit: false,
+            win_guess: f64::NAN,
             peaks: VecDeque::with_capacity(RING),
             closed: 0,
             costs: [0.0; M],
@@ -453,8 +458,16 @@ impl Track {
     /// docs/DECISIONS.md, fourth round.)
     fn close(&mut self, r: Resource, lo: f64, hi: f64, hit_guess: f64) {
         let models = &MODELS[index(r)];
+        // A hit is scored from the limit that was hit, taken when it was hit. The limit in force
+        // at the close is, with one check per window (gcd-vms), the limit the hit already
+        // raised: a hit would be scored at HIT_GROWTH squared of the limit hit (round four).
+        let guess = if self.win_guess.is_nan() {
+            hit_guess
+        } else {
+            self.win_guess
+        };
         let demand = if self.win_hit {
-            self.win_peak.max(hit_guess)
+            self.win_peak.max(guess)
         } else {
             self.win_peak
         };
@@ -500,6 +513,7 @@ impl Track {
         }
         self.win_peak = 0.0;
         self.win_hit = false;
+        self.win_guess = f64::NAN;
     }
 
     /// One observation of `used` under `limit` (both in the resource's unit); the move to
@@ -579,6 +593,17 @@ impl Track {
             Some(a) if since_move < PENDING_SECS => limit.max(a),
             _ => limit,
         };
+        if hit {
+            // With a larger limit on its way (an apply delay), that limit is the guess: the
+            // policy already sized the demand this hit shows, and a hit per check of the delay
+            // is not new evidence.
+            let guess = if reference > limit {
+                reference
+            } else {
+                limit * HIT_GROWTH
+            };
+            self.win_guess = guess.max(self.win_guess);
+        }
         let want = if !act {
             None
         } else if hit && reference > limit {
@@ -735,7 +760,11 @@ impl Learned {
                 " | {} {} {} {} {} {} {} {}",
                 t.win_start.map_or("-".into(), |v| v.to_string()),
                 t.win_peak,
-                u8::from(t.win_hit),
+                match (t.win_hit, t.win_guess.is_nan()) {
+                    (false, _) => "0".to_string(),
+                    (true, true) => "1".to_string(),
+                    (true, false) => format!("1:{}", t.win_guess),
+                },
                 t.closed,
                 t.chosen,
                 t.last_move.map_or("-".into(), |v| v.to_string()),
@@ -784,10 +813,19 @@ fn decode_track(r: Resource, text: &str) -> Option<Track> {
             v.parse().ok().map(Some)
         }
     }
+    let win_start = maybe(tok()?)?;
+    let win_peak = tok()?.parse().ok()?;
+    // "0", "1" (a hit, as older daemons wrote it, with no guess kept) or "1:GUESS".
+    let (win_hit, win_guess) = match tok()? {
+        "0" => (false, f64::NAN),
+        "1" => (true, f64::NAN),
+        h => (true, h.strip_prefix("1:")?.parse().ok()?),
+    };
     let mut t = Track {
-        win_start: maybe(tok()?)?,
-        win_peak: tok()?.parse().ok()?,
-        win_hit: tok()? == "1",
+        win_start,
+        win_peak,
+        win_hit,
+        win_guess,
         closed: tok()?.parse().ok()?,
         chosen: tok()?.parse().ok().filter(|&c: &usize| c < M)?,
         last_move: maybe(tok()?)?,

@@ -259,3 +259,23 @@ fn cpu_peaks_are_means_over_the_rate_span_whatever_the_interval() {
     }
     assert_eq!(t.win_peak, 3.0 * GIB as f64);
 }
+
+/// A hit's guessed demand is kept with the open window ("1:GUESS"); text from an older
+/// daemon, which wrote only "1", still loads (the guess is then the limit at the close).
+#[test]
+fn a_hit_guess_is_kept_and_older_text_still_loads() {
+    let (bounds, current) = two_cores();
+    let mut l = Learned::default();
+    let now = Millis::from_secs(60);
+    let u = Usage::from_demand(now, 2.0, 0.0).expect("valid");
+    l.observe(&bounds, &current, &u, now);
+    let text = l.encode();
+    assert!(text.contains(" 1:300 "), "{text}");
+    assert_eq!(
+        Learned::decode(&text).map(|b| b.encode()),
+        Some(text.clone())
+    );
+    let older = text.replacen(" 1:300 ", " 1 ", 1);
+    let back = Learned::decode(&older).expect("an older daemon's text loads");
+    assert_eq!(back.encode(), older);
+}
