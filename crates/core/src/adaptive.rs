@@ -25,10 +25,13 @@
 //! - **Up at once when a limit is hit** (our `headroom`, VPA's OOM bump): demand above a limit
 //!   is invisible (throttling, an OOM kill), so a hit limit grows by [`HIT_GROWTH`] at once,
 //!   as does one under memory pressure. No streak, no cooldown on the way up.
-//! - **Room for a short history** (VPA's confidence): a recommendation adds the range of the
-//!   peaks seen times [`CONFIDENCE_HOURS`] / hours of history (memory: a factor on the whole
-//!   limit), so a steady unit is sized close to its level within a few windows and a bursty one
-//!   keeps room until its history shows how high it goes.
+//! - **Room for the unit's own spikes** (fifth round): a CPU or task limit is never under the
+//!   current level plus a high quantile of the unit's window-to-window rises over 8 hours
+//!   ([`Track::maxima`]), so a steady unit is sized close to its level and a spiky one keeps
+//!   standing room for its next spike, however long ago the last one was.
+//! - **Room for a short history** (VPA's confidence), memory only: x(1 +
+//!   [`CONFIDENCE_HOURS`] / hours of history), since a working set that has not jumped yet
+//!   shows no spike.
 //! - **Down only with evidence** (the spec's rules): never while the unit is starving, not
 //!   before [`MIN_HISTORY_SECS`] of history, not within [`HOLD_SECS`] of the last move, and
 //!   only when the recommendation is at least [`DOWN_GAP`] under the limit. A new unit
@@ -85,15 +88,11 @@ pub const HOLD_SECS: f64 = 3600.0;
 /// expected at `d` more by then (a linear trend over one window). Without it a ramp meets the
 /// limit before the model raises it: a narrow margin only follows, one hit per step.
 pub const TREND_WINDOWS: f64 = 1.0;
-/// The extra room for a short history, as VPA widens its bounds by 1/confidence: the
-/// recommendation for CPU and tasks adds the range of the window peaks seen (highest minus
-/// lowest, over the longest model window) times this / hours of history, so half the range
-/// after an hour, an eighth after four, a fiftieth after a day. The range is the unit's own
-/// scale of variation: a steady unit shows its level within a few windows and needs little
-/// room, a bursty one keeps much. (A factor on the whole limit, x(1 + this / hours), the
-/// first design, charged a steady unit as much as a bursty one: x1.5 after an hour.) Memory
-/// keeps that factor: a working set that has not yet jumped shows no range, and a kill costs
-/// the work whatever its size.
+/// The extra room for a short history of memory, as VPA widens its bounds by 1/confidence:
+/// x(1 + this / hours of history), so x1.5 after an hour, x1.125 after four, x1.02 after a
+/// day. A working set that has not yet jumped shows no spike, and a kill costs the work
+/// whatever its size. CPU and tasks keep room for the unit's own spikes instead (see
+/// [`Track::maxima`]; the fifth round dropped their decaying range room for it).
 pub const CONFIDENCE_HOURS: f64 = 0.5;
 /// No cut before this much history: three windows, the fewest that show a level and two
 /// changes of it (hence a range). A new unit keeps its generous limits until then; the
@@ -352,9 +351,9 @@ struct Track {
     asked: Option<f64>,
     /// Derived, not persisted: [`Track::closed_maxima`] as of the last close.
     closed_max: [f64; 4],
-    /// Derived, not persisted: the range (highest minus lowest) of the window peaks over the
-    /// longest model window, as of the last close.
-    closed_range: f64,
+    /// Derived, not persisted: the unit's spike size as of the last close (see
+    /// [`Track::maxima`]).
+    closed_spike: f64,
     /// Not persisted: CPU use gathered toward its next [`CPU_RATE_SECS`] mean (use x seconds,
     /// seconds), and when the last observation was.
     rate_sum: f64,
@@ -377,7 +376,7 @@ impl Default for Track {
             last_move: None,
             asked: None,
             closed_max: [0.0; 4],
-            closed_range: 0.0,
+            closed_spike: 0.0,
             rate_sum: 0.0,
             rate_secs: 0.0,
             last_at: None,
@@ -389,6 +388,14 @@ impl Track {
     /// For each model length L, the maximum of the newest L - 1 closed windows (what a check
     /// adds the open window to) and of the newest L (what a close recommends from), in one
     /// pass from the newest window, so that a check costs O(1) and a close one pass.
+    ///
+    /// In the same pass, the unit's spike size (lead 3 of round four): a high quantile of the
+    /// rises from one window's peak to the next over every window kept (8 h), the rise met
+    /// about once per longest model window (4 h for CPU and tasks): the largest until the
+    /// history holds two such spans, then the second largest. A limit keeps that much room
+    /// above the current level, so a steady unit gets a narrow margin and a spiky one a wide
+    /// one that does not decay with the hours since its last spike (on gcd-vms 122 of the 130
+    /// short samples were the first sample of a spike, which only standing room can serve).
     fn maxima(&self, models: &[Model; M]) -> ([f64; 4], [f64; 4], f64) {
         let lens = [
             models[0].windows,
@@ -398,14 +405,24 @@ impl Track {
         ];
         let (mut within, mut full) = ([0.0; 4], [0.0; 4]);
         let mut running = 0.0f64;
-        let mut lowest = f64::INFINITY;
+        let (mut rises, mut n, mut newer) = ([0.0f64; 2], 0, f64::NAN);
         for (i, &p) in self.peaks.iter().rev().enumerate() {
             let c = i + 1;
+            if newer.is_finite() {
+                let rise = newer - p;
+                n += 1;
+                if rise > rises[1] {
+                    rises[1] = rise;
+                    if rises[1] > rises[0] {
+                        rises.swap(0, 1);
+                    }
+                }
+            }
+            newer = p;
             if c > lens[3] {
-                break;
+                continue;
             }
             running = running.max(p);
-            lowest = lowest.min(p);
             for k in 0..4 {
                 if c + 1 == lens[k] {
                     within[k] = running;
@@ -424,7 +441,7 @@ impl Track {
                 full[k] = running;
             }
         }
-        (within, full, (running - lowest).max(0.0))
+        (within, full, rises[(n / lens[3]).min(1)])
     }
 
     /// What one observation adds to the window's peak: memory and tasks as they are, CPU as
@@ -478,8 +495,8 @@ impl Track {
         }
         self.peaks.push_back(self.win_peak);
         self.closed += 1;
-        let (within, full, range) = self.maxima(models);
-        self.closed_range = range;
+        let (within, full, spike) = self.maxima(models);
+        self.closed_spike = spike;
         let mut fresh = [0.0; M];
         for (i, (f, m)) in fresh.iter_mut().zip(models).enumerate() {
             *f = (full[i / 4] * m.margin).clamp(lo, hi);
@@ -563,13 +580,21 @@ impl Track {
         // VPA's confidence: with little history the model knows less, so it keeps more room
         // (see [`CONFIDENCE_HOURS`]).
         let unsure = CONFIDENCE_HOURS * 3600.0 / history.max(WINDOW_SECS as f64);
-        let (extra, confidence) = if r == Resource::Memory {
-            (0.0, 1.0 + unsure)
+        let (spike, confidence) = if r == Resource::Memory {
+            (None, 1.0 + unsure)
         } else {
-            (self.closed_range * unsure, 1.0)
+            (Some(self.closed_spike), 1.0)
         };
+        // The unit's own spike on top of its current level: the open window or the last closed
+        // one, whichever is higher, since a limit set now holds through the next window.
+        let floor = spike.map_or(lo, |s| {
+            let level = self.win_peak.max(self.peaks.back().copied().unwrap_or(0.0));
+            round_up(r, (level + s).clamp(lo, hi)).clamp(lo, hi)
+        });
         let size = |p: f64| {
-            round_up(r, ((p + extra) * model.margin * confidence).clamp(lo, hi)).clamp(lo, hi)
+            round_up(r, (p * model.margin * confidence).clamp(lo, hi))
+                .clamp(lo, hi)
+                .max(floor)
         };
         let target = size(ahead);
         let cut_target = size(ahead.max(hold_peak));
@@ -842,7 +867,7 @@ fn decode_track(r: Resource, text: &str) -> Option<Track> {
     for k in 0..M {
         t.recs[k] = tok()?.parse().ok()?;
     }
-    (t.closed_max, _, t.closed_range) = t.maxima(&MODELS[index(r)]);
+    (t.closed_max, _, t.closed_spike) = t.maxima(&MODELS[index(r)]);
     tok().is_none().then_some(t)
 }
 
