@@ -24,7 +24,10 @@
 //!   is clearly cheaper ([`SWITCH_MARGIN`]).
 //! - **Up at once when a limit is hit** (our `headroom`, VPA's OOM bump): demand above a limit
 //!   is invisible (throttling, an OOM kill), so a hit limit grows by [`HIT_GROWTH`] at once,
-//!   as does one under memory pressure. No streak, no cooldown on the way up.
+//!   as does one under memory pressure. No streak, no cooldown on the way up. CPU use near
+//!   the quota with no throttling (97-99%) is demand seen as it is: it grows by the smaller
+//!   [`NEAR_GROWTH`], a raise the hysteresis band keeps, unless moves take more than a check to
+//!   land (an apply delay, learned from the last move).
 //! - **Room for the unit's own spikes** (fifth round): a CPU or task limit is never under the
 //!   current level plus a high quantile of the unit's window-to-window rises over 8 hours
 //!   ([`Track::maxima`]), so a steady unit is sized close to its level and a spiky one keeps
@@ -57,6 +60,16 @@ pub const WINDOW_SECS: i64 = 300;
 pub const HIT_UTIL: f64 = 0.97;
 /// A hit limit grows at least by this factor at once (the "x1.5 when the limit is hit" rule).
 pub const HIT_GROWTH: f64 = 1.5;
+/// CPU use at or above this share of the quota is starvation, as throttling is: a cgroup held
+/// at its quota reads at it, less the accounting's jitter. Use between [`HIT_UTIL`] and this,
+/// with no throttling, is a unit near its quota that got all it asked for.
+pub const AT_QUOTA: f64 = 0.99;
+/// A limit hit only by use near the quota grows at least by this factor, not [`HIT_GROWTH`]:
+/// 1 / (1 - [`DOWN_GAP`]), the largest raise the hysteresis band keeps while use stays where
+/// it is. A larger one is cut back an hour later (c_12104: 740% -> 1110% -> 810% on a drift
+/// at 97% of the quota, most of its moves). With an apply delay (a move that took more than
+/// one check to show) the full [`HIT_GROWTH`] stays: a drift goes on until the raise lands.
+pub const NEAR_GROWTH: f64 = 1.0 / (1.0 - DOWN_GAP);
 /// Demand above the limit costs this many times as much as the same amount of slack: a
 /// throttled or killed unit loses work, an oversized one only wastes room. With linear costs
 /// the best constant limit is then the 1 - 1/(1 + w) quantile of the window peaks, about the
@@ -265,7 +278,9 @@ impl fmt::Display for Verdict {
             let r = m.rec.resource;
             let cause = match (m.cause, r) {
                 (Cause::Hit, Resource::Memory) => "OOM kill or memory pressure, grow at once",
-                (Cause::Hit, Resource::Cpu) => "limit hit (throttled), grow at once",
+                (Cause::Hit, Resource::Cpu) => {
+                    "limit hit (use at or near the quota, or throttled), grow at once"
+                }
                 (Cause::Hit, Resource::Tasks) => "task limit hit, grow at once",
                 (Cause::Model, _) => "the model wants more",
                 (Cause::Cut, _) => "the model shows room unused",
@@ -359,6 +374,11 @@ struct Track {
     rate_sum: f64,
     rate_secs: f64,
     last_at: Option<i64>,
+    /// Not persisted (relearned at the first move after a restart): seconds between the last
+    /// two CPU checks, and how many checks the last move took to show in the limits (1: in
+    /// force at the next check, no apply delay).
+    interval: f64,
+    lag_checks: f64,
 }
 
 impl Default for Track {
@@ -380,6 +400,8 @@ impl Default for Track {
             rate_sum: 0.0,
             rate_secs: 0.0,
             last_at: None,
+            interval: 0.0,
+            lag_checks: 1.0,
         }
     }
 }
@@ -449,6 +471,9 @@ impl Track {
     fn level(&mut self, r: Resource, t: i64, used: f64) -> Option<f64> {
         if r != Resource::Cpu {
             return Some(used);
+        }
+        if let Some(last) = self.last_at {
+            self.interval = (t - last) as f64 / 1000.0;
         }
         let secs = self.last_at.map_or(CPU_RATE_SECS, |last| {
             ((t - last) as f64 / 1000.0).clamp(0.0, CPU_RATE_SECS)
@@ -562,7 +587,11 @@ impl Track {
         if let Some(level) = level {
             self.win_peak = self.win_peak.max(level);
         }
-        let hit = hit || (r == Resource::Cpu && level.is_some_and(|l| l >= HIT_UTIL * limit));
+        // Starved: throttled (or OOM, pressure, tasks at their limit), or CPU use at the quota.
+        // Use near the quota counts as a hit too, with a smaller growth (see [`NEAR_GROWTH`]).
+        let at = |share: f64| r == Resource::Cpu && level.is_some_and(|l| l >= share * limit);
+        let starved = hit || at(AT_QUOTA);
+        let hit = hit || at(HIT_UTIL);
         self.win_hit |= hit;
         let model = models[self.chosen];
         let peak = self.win_peak.max(self.closed_max[self.chosen / 4]);
@@ -609,6 +638,9 @@ impl Track {
         };
         if self.asked.is_some_and(|a| (a - limit).abs() < 0.5) {
             self.asked = None;
+            if let Some(m) = self.last_move {
+                self.lag_checks = (t - m) as f64 / 1e3 / self.interval.max(1.0);
+            }
         }
         let since_move = self
             .last_move
@@ -622,7 +654,10 @@ impl Track {
             // With a larger limit on its way (an apply delay), that limit is the guess: the
             // policy already sized the demand this hit shows, and a hit per check of the delay
             // is not new evidence.
-            let guess = if reference > limit {
+            // Use near the quota, unthrottled, is demand seen as it is.
+            let guess = if !starved {
+                level.unwrap_or(0.0)
+            } else if reference > limit {
                 reference
             } else {
                 limit * HIT_GROWTH
@@ -636,7 +671,15 @@ impl Track {
             // before it lands would compound x1.5 at every check of the delay.
             None
         } else if hit {
-            let grown = round_up(r, (limit * HIT_GROWTH).max(target)).clamp(lo, hi);
+            // A move that took more than one check to show (half a check of slack for timing
+            // jitter) means an apply delay.
+            let delayed = self.lag_checks > 1.5;
+            let growth = if starved || delayed {
+                HIT_GROWTH
+            } else {
+                NEAR_GROWTH
+            };
+            let grown = round_up(r, (limit * growth).max(target)).clamp(lo, hi);
             (grown > limit).then_some((Cause::Hit, grown))
         } else if target > reference * (1.0 + UP_GAP) {
             Some((Cause::Model, target))
