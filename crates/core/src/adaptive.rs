@@ -410,15 +410,7 @@ impl Track {
     /// For each model length L, the maximum of the newest L - 1 closed windows (what a check
     /// adds the open window to) and of the newest L (what a close recommends from), in one
     /// pass from the newest window, so that a check costs O(1) and a close one pass.
-    ///
-    /// In the same pass, the unit's spike size (lead 3 of round four): a high quantile of the
-    /// rises from one window's peak to the next over every window kept (8 h), the rise met
-    /// about once per longest model window (4 h for CPU and tasks): the largest until the
-    /// history holds two such spans, then the second largest. A limit keeps that much room
-    /// above the current level, so a steady unit gets a narrow margin and a spiky one a wide
-    /// one that does not decay with the hours since its last spike (on gcd-vms 122 of the 130
-    /// short samples were the first sample of a spike, which only standing room can serve).
-    fn maxima(&self, models: &[Model; M]) -> ([f64; 4], [f64; 4], f64) {
+    fn maxima(&self, models: &[Model; M]) -> ([f64; 4], [f64; 4]) {
         let lens = [
             models[0].windows,
             models[4].windows,
@@ -427,22 +419,10 @@ impl Track {
         ];
         let (mut within, mut full) = ([0.0; 4], [0.0; 4]);
         let mut running = 0.0f64;
-        let (mut rises, mut n, mut newer) = ([0.0f64; 2], 0, f64::NAN);
         for (i, &p) in self.peaks.iter().rev().enumerate() {
             let c = i + 1;
-            if newer.is_finite() {
-                let rise = newer - p;
-                n += 1;
-                if rise > rises[1] {
-                    rises[1] = rise;
-                    if rises[1] > rises[0] {
-                        rises.swap(0, 1);
-                    }
-                }
-            }
-            newer = p;
             if c > lens[3] {
-                continue;
+                break;
             }
             running = running.max(p);
             for k in 0..4 {
@@ -463,7 +443,33 @@ impl Track {
                 full[k] = running;
             }
         }
-        (within, full, rises[(n / lens[3]).min(1)])
+        (within, full)
+    }
+
+    /// The unit's spike size (lead 3 of round four): a high quantile of the
+    /// rises from one window's peak to the next over every window kept (8 h), the rise met
+    /// about once per longest model window (4 h for CPU and tasks): the largest until the
+    /// history holds two such spans, then the second largest. A limit keeps that much room
+    /// above the current level, so a steady unit gets a narrow margin and a spiky one a wide
+    /// one that does not decay with the hours since its last spike (on gcd-vms 122 of the 130
+    /// short samples were the first sample of a spike, which only standing room can serve).
+    /// `longest` is the longest model window, in windows. One tight pass, kept apart from
+    /// [`Track::maxima`] so memory (which does not use it) pays nothing.
+    fn spike(&self, longest: usize) -> f64 {
+        let (mut first, mut second) = (0.0f64, 0.0f64);
+        let mut older = self.peaks.iter();
+        for (&new, &old) in self.peaks.iter().skip(1).zip(&mut older) {
+            let rise = new - old;
+            if rise > second {
+                if rise > first {
+                    (first, second) = (rise, first);
+                } else {
+                    second = rise;
+                }
+            }
+        }
+        let rises = self.peaks.len().saturating_sub(1);
+        if rises >= longest { second } else { first }
     }
 
     /// What one observation adds to the window's peak: memory and tasks as they are, CPU as
@@ -520,8 +526,10 @@ impl Track {
         }
         self.peaks.push_back(self.win_peak);
         self.closed += 1;
-        let (within, full, spike) = self.maxima(models);
-        self.closed_spike = spike;
+        let (within, full) = self.maxima(models);
+        if r != Resource::Memory {
+            self.closed_spike = self.spike(models[12].windows);
+        }
         let mut fresh = [0.0; M];
         for (i, (f, m)) in fresh.iter_mut().zip(models).enumerate() {
             *f = (full[i / 4] * m.margin).clamp(lo, hi);
@@ -910,7 +918,10 @@ fn decode_track(r: Resource, text: &str) -> Option<Track> {
     for k in 0..M {
         t.recs[k] = tok()?.parse().ok()?;
     }
-    (t.closed_max, _, t.closed_spike) = t.maxima(&MODELS[index(r)]);
+    (t.closed_max, _) = t.maxima(&MODELS[index(r)]);
+    if r != Resource::Memory {
+        t.closed_spike = t.spike(MODELS[index(r)][12].windows);
+    }
     tok().is_none().then_some(t)
 }
 
