@@ -19,8 +19,10 @@
 //!   left unused, and a recommendation that moves by more than the resize gap costs
 //!   [`RESIZE_COST`]. Both are shares of the demand for CPU and tasks, of the model's own
 //!   limit for memory (fourth round: slack then costs at most a window's worth, so the cost
-//!   of an OOM kill weighs more and a jumpy working set earns its margin sooner). Costs decay with a [`COST_HALF_LIFE_SECS`] half-life so the unit's
-//!   recent behaviour counts most. The unit runs the cheapest model, switching only when it
+//!   of an OOM kill weighs more and a jumpy working set earns its margin sooner). A hit hides
+//!   the demand: it is guessed at the limit in force at the hit times [`HIT_GROWTH`] (fifth
+//!   round; it was the limit at the window's close, already raised by the hit). Costs decay
+//!   with a [`COST_HALF_LIFE_SECS`] half-life so the unit's recent behaviour counts most. The unit runs the cheapest model, switching only when it
 //!   is clearly cheaper ([`SWITCH_MARGIN`]).
 //! - **Up at once when a limit is hit** (our `headroom`, VPA's OOM bump): demand above a limit
 //!   is invisible (throttling, an OOM kill), so a hit limit grows by [`HIT_GROWTH`] at once,
@@ -30,7 +32,7 @@
 //!   land (an apply delay, learned from the last move).
 //! - **Room for the unit's own spikes** (fifth round): a CPU or task limit is never under the
 //!   current level plus a high quantile of the unit's window-to-window rises over 8 hours
-//!   ([`Track::maxima`]), so a steady unit is sized close to its level and a spiky one keeps
+//!   (`Track::spike`), so a steady unit is sized close to its level and a spiky one keeps
 //!   standing room for its next spike, however long ago the last one was.
 //! - **Room for a short history** (VPA's confidence), memory only: x(1 +
 //!   [`CONFIDENCE_HOURS`] / hours of history), since a working set that has not jumped yet
@@ -105,7 +107,7 @@ pub const TREND_WINDOWS: f64 = 1.0;
 /// x(1 + this / hours of history), so x1.5 after an hour, x1.125 after four, x1.02 after a
 /// day. A working set that has not yet jumped shows no spike, and a kill costs the work
 /// whatever its size. CPU and tasks keep room for the unit's own spikes instead (see
-/// [`Track::maxima`]; the fifth round dropped their decaying range room for it).
+/// `Track::spike`; the fifth round dropped their decaying range room for it).
 pub const CONFIDENCE_HOURS: f64 = 0.5;
 /// No cut before this much history: three windows, the fewest that show a level and two
 /// changes of it (hence a range). A new unit keeps its generous limits until then; the
@@ -367,7 +369,7 @@ struct Track {
     /// Derived, not persisted: [`Track::closed_maxima`] as of the last close.
     closed_max: [f64; 4],
     /// Derived, not persisted: the unit's spike size as of the last close (see
-    /// [`Track::maxima`]).
+    /// [`Track::spike`]).
     closed_spike: f64,
     /// Not persisted: CPU use gathered toward its next [`CPU_RATE_SECS`] mean (use x seconds,
     /// seconds), and when the last observation was.
