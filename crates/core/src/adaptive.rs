@@ -19,16 +19,24 @@
 //!   left unused, and a recommendation that moves by more than the resize gap costs
 //!   [`RESIZE_COST`]. Both are shares of the demand for CPU and tasks, of the model's own
 //!   limit for memory (fourth round: slack then costs at most a window's worth, so the cost
-//!   of an OOM kill weighs more and a jumpy working set earns its margin sooner). Costs decay with a [`COST_HALF_LIFE_SECS`] half-life so the unit's
-//!   recent behaviour counts most. The unit runs the cheapest model, switching only when it
+//!   of an OOM kill weighs more and a jumpy working set earns its margin sooner). A hit hides
+//!   the demand: it is guessed at the limit in force at the hit times [`HIT_GROWTH`] (fifth
+//!   round; it was the limit at the window's close, already raised by the hit). Costs decay
+//!   with a [`COST_HALF_LIFE_SECS`] half-life so the unit's recent behaviour counts most. The unit runs the cheapest model, switching only when it
 //!   is clearly cheaper ([`SWITCH_MARGIN`]).
 //! - **Up at once when a limit is hit** (our `headroom`, VPA's OOM bump): demand above a limit
 //!   is invisible (throttling, an OOM kill), so a hit limit grows by [`HIT_GROWTH`] at once,
-//!   as does one under memory pressure. No streak, no cooldown on the way up.
-//! - **Room for a short history** (VPA's confidence): a recommendation adds the range of the
-//!   peaks seen times [`CONFIDENCE_HOURS`] / hours of history (memory: a factor on the whole
-//!   limit), so a steady unit is sized close to its level within a few windows and a bursty one
-//!   keeps room until its history shows how high it goes.
+//!   as does one under memory pressure. No streak, no cooldown on the way up. CPU use near
+//!   the quota with no throttling (97-99%) is demand seen as it is: it grows by the smaller
+//!   [`NEAR_GROWTH`], a raise the hysteresis band keeps, unless moves take more than a check to
+//!   land (an apply delay, learned from the last move).
+//! - **Room for the unit's own spikes** (fifth round): a CPU or task limit is never under the
+//!   current level plus a high quantile of the unit's window-to-window rises over 8 hours
+//!   (`Track::spike`), so a steady unit is sized close to its level and a spiky one keeps
+//!   standing room for its next spike, however long ago the last one was.
+//! - **Room for a short history** (VPA's confidence), memory only: x(1 +
+//!   [`CONFIDENCE_HOURS`] / hours of history), since a working set that has not jumped yet
+//!   shows no spike.
 //! - **Down only with evidence** (the spec's rules): never while the unit is starving, not
 //!   before [`MIN_HISTORY_SECS`] of history, not within [`HOLD_SECS`] of the last move, and
 //!   only when the recommendation is at least [`DOWN_GAP`] under the limit. A new unit
@@ -54,6 +62,16 @@ pub const WINDOW_SECS: i64 = 300;
 pub const HIT_UTIL: f64 = 0.97;
 /// A hit limit grows at least by this factor at once (the "x1.5 when the limit is hit" rule).
 pub const HIT_GROWTH: f64 = 1.5;
+/// CPU use at or above this share of the quota is starvation, as throttling is: a cgroup held
+/// at its quota reads at it, less the accounting's jitter. Use between [`HIT_UTIL`] and this,
+/// with no throttling, is a unit near its quota that got all it asked for.
+pub const AT_QUOTA: f64 = 0.99;
+/// A limit hit only by use near the quota grows at least by this factor, not [`HIT_GROWTH`]:
+/// 1 / (1 - [`DOWN_GAP`]), the largest raise the hysteresis band keeps while use stays where
+/// it is. A larger one is cut back an hour later (c_12104: 740% -> 1110% -> 810% on a drift
+/// at 97% of the quota, most of its moves). With an apply delay (a move that took more than
+/// one check to show) the full [`HIT_GROWTH`] stays: a drift goes on until the raise lands.
+pub const NEAR_GROWTH: f64 = 1.0 / (1.0 - DOWN_GAP);
 /// Demand above the limit costs this many times as much as the same amount of slack: a
 /// throttled or killed unit loses work, an oversized one only wastes room. With linear costs
 /// the best constant limit is then the 1 - 1/(1 + w) quantile of the window peaks, about the
@@ -85,15 +103,11 @@ pub const HOLD_SECS: f64 = 3600.0;
 /// expected at `d` more by then (a linear trend over one window). Without it a ramp meets the
 /// limit before the model raises it: a narrow margin only follows, one hit per step.
 pub const TREND_WINDOWS: f64 = 1.0;
-/// The extra room for a short history, as VPA widens its bounds by 1/confidence: the
-/// recommendation for CPU and tasks adds the range of the window peaks seen (highest minus
-/// lowest, over the longest model window) times this / hours of history, so half the range
-/// after an hour, an eighth after four, a fiftieth after a day. The range is the unit's own
-/// scale of variation: a steady unit shows its level within a few windows and needs little
-/// room, a bursty one keeps much. (A factor on the whole limit, x(1 + this / hours), the
-/// first design, charged a steady unit as much as a bursty one: x1.5 after an hour.) Memory
-/// keeps that factor: a working set that has not yet jumped shows no range, and a kill costs
-/// the work whatever its size.
+/// The extra room for a short history of memory, as VPA widens its bounds by 1/confidence:
+/// x(1 + this / hours of history), so x1.5 after an hour, x1.125 after four, x1.02 after a
+/// day. A working set that has not yet jumped shows no spike, and a kill costs the work
+/// whatever its size. CPU and tasks keep room for the unit's own spikes instead (see
+/// `Track::spike`; the fifth round dropped their decaying range room for it).
 pub const CONFIDENCE_HOURS: f64 = 0.5;
 /// No cut before this much history: three windows, the fewest that show a level and two
 /// changes of it (hence a range). A new unit keeps its generous limits until then; the
@@ -266,7 +280,9 @@ impl fmt::Display for Verdict {
             let r = m.rec.resource;
             let cause = match (m.cause, r) {
                 (Cause::Hit, Resource::Memory) => "OOM kill or memory pressure, grow at once",
-                (Cause::Hit, Resource::Cpu) => "limit hit (throttled), grow at once",
+                (Cause::Hit, Resource::Cpu) => {
+                    "limit hit (use at or near the quota, or throttled), grow at once"
+                }
                 (Cause::Hit, Resource::Tasks) => "task limit hit, grow at once",
                 (Cause::Model, _) => "the model wants more",
                 (Cause::Cut, _) => "the model shows room unused",
@@ -335,6 +351,10 @@ struct Track {
     win_start: Option<i64>,
     win_peak: f64,
     win_hit: bool,
+    /// The demand the open window's hits point to: the largest limit in force at a hit times
+    /// [`HIT_GROWTH`], or the larger limit then on its way (NaN: a state saved by an older
+    /// daemon, which kept no guess; the limit in force at the close stands in, as it did).
+    win_guess: f64,
     /// Closed windows' peaks, oldest first, at most [`RING`].
     peaks: VecDeque<f64>,
     /// Windows closed so far (the history's length).
@@ -348,14 +368,19 @@ struct Track {
     asked: Option<f64>,
     /// Derived, not persisted: [`Track::closed_maxima`] as of the last close.
     closed_max: [f64; 4],
-    /// Derived, not persisted: the range (highest minus lowest) of the window peaks over the
-    /// longest model window, as of the last close.
-    closed_range: f64,
+    /// Derived, not persisted: the unit's spike size as of the last close (see
+    /// [`Track::spike`]).
+    closed_spike: f64,
     /// Not persisted: CPU use gathered toward its next [`CPU_RATE_SECS`] mean (use x seconds,
     /// seconds), and when the last observation was.
     rate_sum: f64,
     rate_secs: f64,
     last_at: Option<i64>,
+    /// Not persisted (relearned at the first move after a restart): seconds between the last
+    /// two CPU checks, and how many checks the last move took to show in the limits (1: in
+    /// force at the next check, no apply delay).
+    interval: f64,
+    lag_checks: f64,
 }
 
 impl Default for Track {
@@ -364,6 +389,7 @@ impl Default for Track {
             win_start: None,
             win_peak: 0.0,
             win_hit: false,
+            win_guess: f64::NAN,
             peaks: VecDeque::with_capacity(RING),
             closed: 0,
             costs: [0.0; M],
@@ -372,10 +398,12 @@ impl Default for Track {
             last_move: None,
             asked: None,
             closed_max: [0.0; 4],
-            closed_range: 0.0,
+            closed_spike: 0.0,
             rate_sum: 0.0,
             rate_secs: 0.0,
             last_at: None,
+            interval: 0.0,
+            lag_checks: 1.0,
         }
     }
 }
@@ -384,7 +412,7 @@ impl Track {
     /// For each model length L, the maximum of the newest L - 1 closed windows (what a check
     /// adds the open window to) and of the newest L (what a close recommends from), in one
     /// pass from the newest window, so that a check costs O(1) and a close one pass.
-    fn maxima(&self, models: &[Model; M]) -> ([f64; 4], [f64; 4], f64) {
+    fn maxima(&self, models: &[Model; M]) -> ([f64; 4], [f64; 4]) {
         let lens = [
             models[0].windows,
             models[4].windows,
@@ -393,14 +421,12 @@ impl Track {
         ];
         let (mut within, mut full) = ([0.0; 4], [0.0; 4]);
         let mut running = 0.0f64;
-        let mut lowest = f64::INFINITY;
         for (i, &p) in self.peaks.iter().rev().enumerate() {
             let c = i + 1;
             if c > lens[3] {
                 break;
             }
             running = running.max(p);
-            lowest = lowest.min(p);
             for k in 0..4 {
                 if c + 1 == lens[k] {
                     within[k] = running;
@@ -419,7 +445,33 @@ impl Track {
                 full[k] = running;
             }
         }
-        (within, full, (running - lowest).max(0.0))
+        (within, full)
+    }
+
+    /// The unit's spike size (lead 3 of round four): a high quantile of the
+    /// rises from one window's peak to the next over every window kept (8 h), the rise met
+    /// about once per longest model window (4 h for CPU and tasks): the largest until the
+    /// history holds two such spans, then the second largest. A limit keeps that much room
+    /// above the current level, so a steady unit gets a narrow margin and a spiky one a wide
+    /// one that does not decay with the hours since its last spike (on gcd-vms 122 of the 130
+    /// short samples were the first sample of a spike, which only standing room can serve).
+    /// `longest` is the longest model window, in windows. One tight pass, kept apart from
+    /// [`Track::maxima`] so memory (which does not use it) pays nothing.
+    fn spike(&self, longest: usize) -> f64 {
+        let (mut first, mut second) = (0.0f64, 0.0f64);
+        let mut older = self.peaks.iter();
+        for (&new, &old) in self.peaks.iter().skip(1).zip(&mut older) {
+            let rise = new - old;
+            if rise > second {
+                if rise > first {
+                    (first, second) = (rise, first);
+                } else {
+                    second = rise;
+                }
+            }
+        }
+        let rises = self.peaks.len().saturating_sub(1);
+        if rises >= longest { second } else { first }
     }
 
     /// What one observation adds to the window's peak: memory and tasks as they are, CPU as
@@ -427,6 +479,9 @@ impl Track {
     fn level(&mut self, r: Resource, t: i64, used: f64) -> Option<f64> {
         if r != Resource::Cpu {
             return Some(used);
+        }
+        if let Some(last) = self.last_at {
+            self.interval = (t - last) as f64 / 1000.0;
         }
         let secs = self.last_at.map_or(CPU_RATE_SECS, |last| {
             ((t - last) as f64 / 1000.0).clamp(0.0, CPU_RATE_SECS)
@@ -453,8 +508,16 @@ impl Track {
     /// docs/DECISIONS.md, fourth round.)
     fn close(&mut self, r: Resource, lo: f64, hi: f64, hit_guess: f64) {
         let models = &MODELS[index(r)];
+        // A hit is scored from the limit that was hit, taken when it was hit. The limit in force
+        // at the close is, with one check per window (gcd-vms), the limit the hit already
+        // raised: a hit would be scored at HIT_GROWTH squared of the limit hit (round four).
+        let guess = if self.win_guess.is_nan() {
+            hit_guess
+        } else {
+            self.win_guess
+        };
         let demand = if self.win_hit {
-            self.win_peak.max(hit_guess)
+            self.win_peak.max(guess)
         } else {
             self.win_peak
         };
@@ -465,8 +528,10 @@ impl Track {
         }
         self.peaks.push_back(self.win_peak);
         self.closed += 1;
-        let (within, full, range) = self.maxima(models);
-        self.closed_range = range;
+        let (within, full) = self.maxima(models);
+        if r != Resource::Memory {
+            self.closed_spike = self.spike(models[12].windows);
+        }
         let mut fresh = [0.0; M];
         for (i, (f, m)) in fresh.iter_mut().zip(models).enumerate() {
             *f = (full[i / 4] * m.margin).clamp(lo, hi);
@@ -500,6 +565,7 @@ impl Track {
         }
         self.win_peak = 0.0;
         self.win_hit = false;
+        self.win_guess = f64::NAN;
     }
 
     /// One observation of `used` under `limit` (both in the resource's unit); the move to
@@ -531,7 +597,11 @@ impl Track {
         if let Some(level) = level {
             self.win_peak = self.win_peak.max(level);
         }
-        let hit = hit || (r == Resource::Cpu && level.is_some_and(|l| l >= HIT_UTIL * limit));
+        // Starved: throttled (or OOM, pressure, tasks at their limit), or CPU use at the quota.
+        // Use near the quota counts as a hit too, with a smaller growth (see [`NEAR_GROWTH`]).
+        let at = |share: f64| r == Resource::Cpu && level.is_some_and(|l| l >= share * limit);
+        let starved = hit || at(AT_QUOTA);
+        let hit = hit || at(HIT_UTIL);
         self.win_hit |= hit;
         let model = models[self.chosen];
         let peak = self.win_peak.max(self.closed_max[self.chosen / 4]);
@@ -549,13 +619,21 @@ impl Track {
         // VPA's confidence: with little history the model knows less, so it keeps more room
         // (see [`CONFIDENCE_HOURS`]).
         let unsure = CONFIDENCE_HOURS * 3600.0 / history.max(WINDOW_SECS as f64);
-        let (extra, confidence) = if r == Resource::Memory {
-            (0.0, 1.0 + unsure)
+        let (spike, confidence) = if r == Resource::Memory {
+            (None, 1.0 + unsure)
         } else {
-            (self.closed_range * unsure, 1.0)
+            (Some(self.closed_spike), 1.0)
         };
+        // The unit's own spike on top of its current level: the open window or the last closed
+        // one, whichever is higher, since a limit set now holds through the next window.
+        let floor = spike.map_or(lo, |s| {
+            let level = self.win_peak.max(self.peaks.back().copied().unwrap_or(0.0));
+            round_up(r, (level + s).clamp(lo, hi)).clamp(lo, hi)
+        });
         let size = |p: f64| {
-            round_up(r, ((p + extra) * model.margin * confidence).clamp(lo, hi)).clamp(lo, hi)
+            round_up(r, (p * model.margin * confidence).clamp(lo, hi))
+                .clamp(lo, hi)
+                .max(floor)
         };
         let target = size(ahead);
         let cut_target = size(ahead.max(hold_peak));
@@ -570,6 +648,9 @@ impl Track {
         };
         if self.asked.is_some_and(|a| (a - limit).abs() < 0.5) {
             self.asked = None;
+            if let Some(m) = self.last_move {
+                self.lag_checks = (t - m) as f64 / 1e3 / self.interval.max(1.0);
+            }
         }
         let since_move = self
             .last_move
@@ -579,6 +660,20 @@ impl Track {
             Some(a) if since_move < PENDING_SECS => limit.max(a),
             _ => limit,
         };
+        if hit {
+            // With a larger limit on its way (an apply delay), that limit is the guess: the
+            // policy already sized the demand this hit shows, and a hit per check of the delay
+            // is not new evidence.
+            // Use near the quota, unthrottled, is demand seen as it is.
+            let guess = if !starved {
+                level.unwrap_or(0.0)
+            } else if reference > limit {
+                reference
+            } else {
+                limit * HIT_GROWTH
+            };
+            self.win_guess = guess.max(self.win_guess);
+        }
         let want = if !act {
             None
         } else if hit && reference > limit {
@@ -586,7 +681,15 @@ impl Track {
             // before it lands would compound x1.5 at every check of the delay.
             None
         } else if hit {
-            let grown = round_up(r, (limit * HIT_GROWTH).max(target)).clamp(lo, hi);
+            // A move that took more than one check to show (half a check of slack for timing
+            // jitter) means an apply delay.
+            let delayed = self.lag_checks > 1.5;
+            let growth = if starved || delayed {
+                HIT_GROWTH
+            } else {
+                NEAR_GROWTH
+            };
+            let grown = round_up(r, (limit * growth).max(target)).clamp(lo, hi);
             (grown > limit).then_some((Cause::Hit, grown))
         } else if target > reference * (1.0 + UP_GAP) {
             Some((Cause::Model, target))
@@ -735,7 +838,11 @@ impl Learned {
                 " | {} {} {} {} {} {} {} {}",
                 t.win_start.map_or("-".into(), |v| v.to_string()),
                 t.win_peak,
-                u8::from(t.win_hit),
+                match (t.win_hit, t.win_guess.is_nan()) {
+                    (false, _) => "0".to_string(),
+                    (true, true) => "1".to_string(),
+                    (true, false) => format!("1:{}", t.win_guess),
+                },
                 t.closed,
                 t.chosen,
                 t.last_move.map_or("-".into(), |v| v.to_string()),
@@ -784,10 +891,19 @@ fn decode_track(r: Resource, text: &str) -> Option<Track> {
             v.parse().ok().map(Some)
         }
     }
+    let win_start = maybe(tok()?)?;
+    let win_peak = tok()?.parse().ok()?;
+    // "0", "1" (a hit, as older daemons wrote it, with no guess kept) or "1:GUESS".
+    let (win_hit, win_guess) = match tok()? {
+        "0" => (false, f64::NAN),
+        "1" => (true, f64::NAN),
+        h => (true, h.strip_prefix("1:")?.parse().ok()?),
+    };
     let mut t = Track {
-        win_start: maybe(tok()?)?,
-        win_peak: tok()?.parse().ok()?,
-        win_hit: tok()? == "1",
+        win_start,
+        win_peak,
+        win_hit,
+        win_guess,
         closed: tok()?.parse().ok()?,
         chosen: tok()?.parse().ok().filter(|&c: &usize| c < M)?,
         last_move: maybe(tok()?)?,
@@ -804,7 +920,10 @@ fn decode_track(r: Resource, text: &str) -> Option<Track> {
     for k in 0..M {
         t.recs[k] = tok()?.parse().ok()?;
     }
-    (t.closed_max, _, t.closed_range) = t.maxima(&MODELS[index(r)]);
+    (t.closed_max, _) = t.maxima(&MODELS[index(r)]);
+    if r != Resource::Memory {
+        t.closed_spike = t.spike(MODELS[index(r)][12].windows);
+    }
     tok().is_none().then_some(t)
 }
 

@@ -259,3 +259,46 @@ fn cpu_peaks_are_means_over_the_rate_span_whatever_the_interval() {
     }
     assert_eq!(t.win_peak, 3.0 * GIB as f64);
 }
+
+/// A hit's guessed demand is kept with the open window ("1:GUESS"); text from an older
+/// daemon, which wrote only "1", still loads (the guess is then the limit at the close).
+#[test]
+fn a_hit_guess_is_kept_and_older_text_still_loads() {
+    let (bounds, current) = two_cores();
+    let mut l = Learned::default();
+    let now = Millis::from_secs(60);
+    let u = Usage::from_demand(now, 2.0, 0.0).expect("valid");
+    l.observe(&bounds, &current, &u, now);
+    let text = l.encode();
+    assert!(text.contains(" 1:300 "), "{text}");
+    assert_eq!(
+        Learned::decode(&text).map(|b| b.encode()),
+        Some(text.clone())
+    );
+    let older = text.replacen(" 1:300 ", " 1 ", 1);
+    let back = Learned::decode(&older).expect("an older daemon's text loads");
+    assert_eq!(back.encode(), older);
+}
+
+/// Use near the quota, unthrottled, grows the limit by [`NEAR_GROWTH`] (a raise the band keeps);
+/// use at the quota, or the same evidence under an apply delay, by [`HIT_GROWTH`].
+#[test]
+fn use_near_the_quota_grows_less_than_starvation() {
+    let grow = |used: f64, lag_checks: f64| {
+        let mut t = Track::default();
+        for k in 0..24 {
+            let now = Millis::from_secs(k * WINDOW_SECS);
+            t.observe(Resource::Cpu, now, 780.0, 800.0, false, 50.0, 3200.0, false);
+        }
+        t.lag_checks = lag_checks;
+        let now = Millis::from_secs(24 * WINDOW_SECS);
+        let (want, _) = t.observe(Resource::Cpu, now, used, 800.0, false, 50.0, 3200.0, true);
+        want.expect("a hit grows the limit")
+    };
+    let near = grow(785.0, 1.0);
+    assert_eq!(near.0, Cause::Hit);
+    assert!(near.1 < 800.0 * HIT_GROWTH, "{near:?}");
+    assert!(near.1 >= 800.0 * NEAR_GROWTH, "{near:?}");
+    assert_eq!(grow(800.0, 1.0).1, 800.0 * HIT_GROWTH);
+    assert_eq!(grow(785.0, 10.0).1, 800.0 * HIT_GROWTH);
+}
