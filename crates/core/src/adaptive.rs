@@ -33,7 +33,9 @@
 //! - **Room for the unit's own spikes** (fifth round): a CPU or task limit is never under the
 //!   current level plus a high quantile of the unit's window-to-window rises over 8 hours
 //!   (`Track::spike`), so a steady unit is sized close to its level and a spiky one keeps
-//!   standing room for its next spike, however long ago the last one was.
+//!   standing room for its next spike, however long ago the last one was. The room reaches
+//!   no higher than the unit's highest 8-hour peak times the model's margin (sixth round): a
+//!   step load at its top is not held at twice its peak.
 //! - **Room for a short history** (VPA's confidence), memory only: x(1 +
 //!   [`CONFIDENCE_HOURS`] / hours of history), since a working set that has not jumped yet
 //!   shows no spike.
@@ -625,10 +627,15 @@ impl Track {
             (Some(self.closed_spike), 1.0)
         };
         // The unit's own spike on top of its current level: the open window or the last closed
-        // one, whichever is higher, since a limit set now holds through the next window.
+        // one, whichever is higher, since a limit set now holds through the next window. It is
+        // room for what the unit has done, so it reaches no higher than the unit's highest peak
+        // over the spike's own horizon with the model's margin: a unit already at that peak (a
+        // step load at its top) is sized by its model, and a new high is a hit that grows the
+        // limit at once.
         let floor = spike.map_or(lo, |s| {
             let level = self.win_peak.max(self.peaks.back().copied().unwrap_or(0.0));
-            round_up(r, (level + s).clamp(lo, hi)).clamp(lo, hi)
+            let highest = self.win_peak.max(self.closed_max[3]) * model.margin;
+            round_up(r, (level + s).min(highest).clamp(lo, hi)).clamp(lo, hi)
         });
         let size = |p: f64| {
             round_up(r, (p * model.margin * confidence).clamp(lo, hi))
