@@ -109,6 +109,7 @@ impl Store {
         check_version(&writer, path)?;
         check_integrity(&writer, path)?;
         set_pragmas(&writer, path)?;
+        set_cache_size(&writer, path)?;
         schema::migrations().to_latest(&mut writer).map_err(|e| {
             let hint = match &e {
                 rusqlite_migration::Error::RusqliteError { err, .. } => busy_hint(err),
@@ -132,6 +133,7 @@ impl Store {
         reader
             .pragma_update(None, "query_only", true)
             .map_err(|e| sql_error(e, path, "setting the reader connection query_only"))?;
+        set_cache_size(&reader, path)?;
 
         let last_history_id = writer
             .query_row(
@@ -257,6 +259,17 @@ fn connect(path: &Path, flags: OpenFlags) -> anyhow::Result<Connection> {
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| sql_error(e, path, "setting busy_timeout"))?;
     Ok(conn)
+}
+
+/// Each connection's page cache, as SQLite counts it: negative means KiB. The default is
+/// 2 MiB per connection, and the writer's fills up within minutes of samples; writes append
+/// to the newest pages and reads go through the OS's page cache anyway. Set once the file is
+/// known to be a database this build opens (the pragma reads its header).
+const CACHE_KIB: i64 = -512;
+
+fn set_cache_size(conn: &Connection, path: &Path) -> anyhow::Result<()> {
+    conn.pragma_update(None, "cache_size", CACHE_KIB)
+        .map_err(|e| sql_error(e, path, "setting cache_size"))
 }
 
 /// Refuses, before anything is written, a file this build must not migrate.
