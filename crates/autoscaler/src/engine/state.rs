@@ -224,11 +224,20 @@ impl UnitState {
         self.controller.reset_streaks();
     }
 
-    /// Keeps a unit's first reading after a start or a gap, which has no CPU rate yet, as the
-    /// base of the next one. True when it was such a first reading.
+    /// Keeps a unit's first reading after a start or a gap, or the first from a cgroup made
+    /// anew, which has no CPU rate yet, as the base of the next one. True when it was such a
+    /// reading.
     pub fn prime(&mut self, sampled: &Sampled, limits: Limits) -> bool {
-        if self.prev.is_some() {
+        // CPU time that went backwards means a cgroup made anew (a restart seen only now, or
+        // between a stop and a start): no rate across it, and no streak begun before it.
+        let anew = self
+            .prev
+            .is_some_and(|p| sampled.counters.cpu_usage_usec < p.cpu_usage_usec);
+        if self.prev.is_some() && !anew {
             return false;
+        }
+        if anew {
+            self.controller.reset_streaks();
         }
         self.prev = Some(sampled.counters);
         self.unit_error = None;
