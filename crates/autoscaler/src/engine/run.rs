@@ -11,7 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use autoscaler_core::{Bounds, Host, Millis, UnitName};
+use autoscaler_core::{Bounds, Host, Millis, Mode, UnitName};
 use autoscaler_store::Store;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -429,6 +429,11 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
     fn wake(&mut self, i: usize, source: Source) {
         let now = self.clock.instant();
         self.units[i].woken(source);
+        // Only a unit scaled automatically gains from checks sooner: in `disabled` and
+        // `manual` nothing would be done with them, and samples keep their interval.
+        if self.units[i].config.mode() != Mode::Enabled {
+            return;
+        }
         let until = now + BURST_WINDOW;
         let first = self.bursts[i].is_none();
         // Every event of the burst is named in the reason of a change it leads to.
