@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use autoscaler_testkit::{Daemon, SMALL_HOST_BOUNDS, Sandbox, wait_until};
+use autoscaler_testkit::{Daemon, SMALL_HOST_BOUNDS, Sandbox, python_after, wait_until};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -206,21 +206,14 @@ fn ramp_run(
         "ramp-{k}-{}.service",
         if events { "events" } else { "control" }
     );
-    let go = dir.join(format!("go-{unit}"));
-    sb.write_unit(
-        &unit,
-        &format!(
-            "[Service]\nExecStart=/bin/sh -c 'while [ ! -e {} ]; do sleep 0.01; done; python3 {}; sleep infinity'\n\
-             MemoryMax=1G\nOOMPolicy=continue\nCPUQuota=200%\nTasksMax=100\n",
-            go.display(),
-            dir.join("ramp.py").display()
-        ),
-    )?;
-    sb.start_unit(&unit)?;
-    let d = daemon(bin, sb, &unit, events)?;
-    let limit = cgroup_file(sb, &unit, "memory", "memory.limit_in_bytes", "memory.max")?;
-    let (ooms, key) = oom_counter(sb, &unit)?;
-    let before = read_num(&limit, None)?;
+    let MemoryRun {
+        daemon: d,
+        go,
+        limit,
+        ooms,
+        key,
+        before,
+    } = memory_run(bin, sb, dir, &unit, "ramp.py", events)?;
     let start = Instant::now();
     fs::write(&go, "")?;
     let raised = first_time(start, Duration::from_secs(6), || {
@@ -239,6 +232,43 @@ fn ramp_run(
     Ok((raised.is_some() && !killed, raised))
 }
 
+/// A memory run's unit under way: its daemon, its start file, and the cgroup files watched.
+struct MemoryRun {
+    daemon: Daemon,
+    go: PathBuf,
+    limit: PathBuf,
+    ooms: PathBuf,
+    key: &'static str,
+    /// The memory limit in the kernel before the load.
+    before: u64,
+}
+
+/// Starts `unit` (the testkit's `python_after` with `dir/script`) and a daemon managing it.
+fn memory_run(
+    bin: &Path,
+    sb: &Sandbox,
+    dir: &Path,
+    unit: &str,
+    script: &str,
+    events: bool,
+) -> anyhow::Result<MemoryRun> {
+    let go = dir.join(format!("go-{unit}"));
+    sb.write_unit(unit, &python_after(&go, &dir.join(script)))?;
+    sb.start_unit(unit)?;
+    let daemon = daemon(bin, sb, unit, events)?;
+    let limit = cgroup_file(sb, unit, "memory", "memory.limit_in_bytes", "memory.max")?;
+    let (ooms, key) = oom_counter(sb, unit)?;
+    let before = read_num(&limit, None)?;
+    Ok(MemoryRun {
+        daemon,
+        go,
+        limit,
+        ooms,
+        key,
+        before,
+    })
+}
+
 /// The unit's OOM kill counter: the file and the key of its line.
 fn oom_counter(sb: &Sandbox, unit: &str) -> anyhow::Result<(PathBuf, &'static str)> {
     let f = cgroup_file(sb, unit, "memory", "memory.oom_control", "memory.events")?;
@@ -247,21 +277,14 @@ fn oom_counter(sb: &Sandbox, unit: &str) -> anyhow::Result<(PathBuf, &'static st
 
 fn oom_run(bin: &Path, sb: &Sandbox, dir: &Path, k: usize) -> anyhow::Result<Option<f64>> {
     let unit = format!("oom-{k}.service");
-    let go = dir.join(format!("go-{unit}"));
-    sb.write_unit(
-        &unit,
-        &format!(
-            "[Service]\nExecStart=/bin/sh -c 'while [ ! -e {} ]; do sleep 0.01; done; python3 {}; sleep infinity'\n\
-             MemoryMax=1G\nOOMPolicy=continue\nCPUQuota=200%\nTasksMax=100\n",
-            go.display(),
-            dir.join("oom.py").display()
-        ),
-    )?;
-    sb.start_unit(&unit)?;
-    let d = daemon(bin, sb, &unit, true)?;
-    let limit = cgroup_file(sb, &unit, "memory", "memory.limit_in_bytes", "memory.max")?;
-    let (ooms, key) = oom_counter(sb, &unit)?;
-    let before = read_num(&limit, None)?;
+    let MemoryRun {
+        daemon: d,
+        go,
+        limit,
+        ooms,
+        key,
+        before,
+    } = memory_run(bin, sb, dir, &unit, "oom.py", true)?;
     let start = Instant::now();
     fs::write(&go, "")?;
     let mut killed_at = None;

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use autoscaler_testkit::{Daemon, SMALL_HOST_BOUNDS, Sandbox, World, wait_until};
+use autoscaler_testkit::{
+    Daemon, IDLE_LIMITED_UNIT, SMALL_HOST_BOUNDS, Sandbox, World, python_after, wait_until,
+};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_autoscaler");
@@ -203,10 +205,7 @@ fn notification_fds(pid: u32) -> anyhow::Result<Vec<String>> {
 fn units_that_come_and_go_leave_no_descriptors_behind() -> anyhow::Result<()> {
     const CYCLES: usize = 50;
     let sb = Sandbox::start()?;
-    sb.write_unit(
-        UNIT,
-        "[Service]\nExecStart=/bin/sleep infinity\nCPUQuota=50%\nMemoryMax=1G\nTasksMax=100\n",
-    )?;
+    sb.write_unit(UNIT, IDLE_LIMITED_UNIT)?;
     sb.start_unit(UNIT)?;
     let w = World::start(BIN, sb, &[UNIT], &[])?;
     w.put_config(r#"{"check_interval_seconds": 1}"#)?;
@@ -253,17 +252,11 @@ fn units_that_come_and_go_leave_no_descriptors_behind() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A unit whose shell waits for `go` in `dir`, then runs `python3 -c CODE` as its child (an
-/// OOM kill then leaves the unit, and its cgroup, up), under `MemoryMax=1G`.
+/// The unit of [`python_after`] with `code` written to `dir/script`, started by `dir/go`.
 fn memory_unit(dir: &Path, script: &str, code: &str) -> anyhow::Result<String> {
     let path = dir.join(script);
     fs::write(&path, code)?;
-    Ok(format!(
-        "[Service]\nExecStart=/bin/sh -c 'while [ ! -e {go} ]; do sleep 0.01; done; python3 {py}; sleep infinity'\n\
-         MemoryMax=1G\nOOMPolicy=continue\nCPUQuota=200%\nTasksMax=100\n",
-        go = dir.join("go").display(),
-        py = path.display()
-    ))
+    Ok(python_after(&dir.join("go"), &path))
 }
 
 /// The memory threshold's eventfd: a working set growing to 1.25 GiB over about 4 s under a

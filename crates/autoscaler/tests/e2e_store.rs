@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use autoscaler_testkit::{Daemon, Http, SMALL_HOST_BOUNDS, Sandbox, wait_until};
+use autoscaler_testkit::{Daemon, Http, IDLE_LIMITED_UNIT, SMALL_HOST_BOUNDS, Sandbox, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_autoscaler");
 const UNIT: &str = "store.service";
@@ -137,10 +137,7 @@ fn recovered_with_nothing_lost(
 fn a_full_disk_degrades_health_loses_no_history_and_recovers() -> anyhow::Result<()> {
     const BEFORE: &str = "before the disk fills";
     let sb = Sandbox::start()?;
-    sb.write_unit(
-        UNIT,
-        "[Service]\nExecStart=/bin/sleep infinity\nCPUQuota=50%\nMemoryMax=1G\nTasksMax=100\n",
-    )?;
+    sb.write_unit(UNIT, IDLE_LIMITED_UNIT)?;
     sb.start_unit(UNIT)?;
     let scratch = tempfile::tempdir()?;
     let bin = wrapper(scratch.path(), "2m", "")?;
@@ -245,10 +242,7 @@ fn a_database_made_read_only_while_running_degrades_keeps_its_writes_and_recover
 -> anyhow::Result<()> {
     const BEFORE: &str = "before the database turns read-only";
     let sb = Sandbox::start()?;
-    sb.write_unit(
-        UNIT,
-        "[Service]\nExecStart=/bin/sleep infinity\nCPUQuota=50%\nMemoryMax=1G\nTasksMax=100\n",
-    )?;
+    sb.write_unit(UNIT, IDLE_LIMITED_UNIT)?;
     sb.start_unit(UNIT)?;
     let daemon = Daemon::start(Path::new(BIN), &sb, &["--unit", UNIT])?;
     let http = daemon.http();

@@ -713,6 +713,23 @@ pub fn wait_for_eq<T: PartialEq + Debug>(
     .with_context(|| format!("wanted {want:?}, last value {last:?}"))
 }
 
+/// An idle service (`sleep infinity`) with all three limits set, so it has a directory in the
+/// cpu, memory and pids hierarchies.
+pub const IDLE_LIMITED_UNIT: &str =
+    "[Service]\nExecStart=/bin/sleep infinity\nCPUQuota=50%\nMemoryMax=1G\nTasksMax=100\n";
+
+/// A service under `MemoryMax=1G` whose shell waits for the file `go`, then runs
+/// `python3 script` as its child: an OOM kill of the script leaves the unit, and its cgroup, up
+/// (`OOMPolicy=continue`).
+pub fn python_after(go: &Path, script: &Path) -> String {
+    format!(
+        "[Service]\nExecStart=/bin/sh -c 'while [ ! -e {} ]; do sleep 0.01; done; python3 {}; sleep infinity'\n\
+         MemoryMax=1G\nOOMPolicy=continue\nCPUQuota=200%\nTasksMax=100\n",
+        go.display(),
+        script.display()
+    )
+}
+
 /// A service running `cpus` busy loops (`yes > /dev/null`), with start rate limiting off so
 /// tests may restart it freely.
 pub fn busy_unit(cpus: u32) -> String {
