@@ -21,6 +21,9 @@ use crate::profile::{Profile, fit_profile};
 use crate::time::Millis;
 use crate::trend::{Trend, TrendSummary, summarize};
 
+mod recent;
+pub use recent::{POINTS_PER_WINDOW, Recent};
+
 /// The horizons every forecast is made at: 5, 15 and 30 minutes.
 pub const HORIZONS_SECS: [f64; 3] = crate::forecast::online::HORIZONS_SECS;
 

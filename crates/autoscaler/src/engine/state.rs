@@ -10,7 +10,7 @@ use autoscaler_cgroup::events::Source;
 use autoscaler_core::adaptive::Verdict;
 use autoscaler_core::decide::{Inputs, evaluate};
 use autoscaler_core::predict::{
-    FeatureLedger, FeatureUsage, Forecaster, Prediction, Sample, anticipate, predict,
+    FeatureLedger, FeatureUsage, Forecaster, Prediction, Recent, Sample, anticipate, predict,
 };
 use autoscaler_core::{
     Action, Bounds, Config, Controller, Counters, Decision, Evaluation, Host, Learned, Limits,
@@ -104,17 +104,36 @@ pub(super) struct UnitState {
     action_counts: BTreeMap<(Action, Status), u64>,
     last_scale_time: Option<Millis>,
     last_prune: Millis,
-    /// Recent samples for trends, forecasts and profiles, oldest first.
-    recent: VecDeque<Sample>,
+    /// Recent samples for trends, forecasts and profiles, at a bounded resolution.
+    recent: Recent,
     /// Online forecasts, fed every sample kept in `recent`.
     forecaster: Forecaster,
     features: FeatureLedger,
     prediction: Option<Arc<Prediction>>,
+    /// What `prediction` was computed from: it is computed again only when one of these
+    /// changed (see [`Recent::version`]).
+    predicted_from: Option<PredictedFrom>,
     adaptive: Option<Verdict>,
     /// When the last changes were attempted, for the rate limit.
     changes: VecDeque<Millis>,
     events: Vec<SourceState>,
     wakes: u64,
+}
+
+/// What a unit's prediction was computed from (see `UnitState::predict`).
+#[derive(Debug, Clone, PartialEq)]
+struct PredictedFrom {
+    version: u64,
+    config: Config,
+    limits: Limits,
+    bounds: Option<Bounds>,
+}
+
+/// The forecast window and how long recent samples are kept (an hour, or the window if
+/// longer), in seconds.
+fn recent_spans(config: &Config) -> (f64, f64) {
+    let window = f64::from(config.forecast_window_minutes() * 60);
+    (window, window.max(3600.0))
 }
 
 impl UnitState {
@@ -160,6 +179,11 @@ impl UnitState {
             })
             .collect::<Vec<Sample>>();
         let forecaster = Forecaster::from_samples(&recent);
+        let mut kept = Recent::default();
+        let (window, keep) = recent_spans(&config);
+        for s in recent {
+            kept.push(s, window, keep);
+        }
         // What the adaptive policy learned survives a restart; a state that does not decode
         // (another version) starts learning afresh, which only means generous limits a while.
         let learned = store
@@ -181,10 +205,11 @@ impl UnitState {
             action_counts,
             last_scale_time: last,
             last_prune: Millis(0),
-            recent: recent.into(),
+            recent: kept,
             forecaster,
             features: FeatureLedger::default(),
             prediction: None,
+            predicted_from: None,
             adaptive: None,
             changes,
             events: Vec::new(),
@@ -285,16 +310,8 @@ impl UnitState {
                 .record(&sampled.features, cores, usage.memory_bytes as f64);
         }
         // Bounds that cannot be met leave the controller out; the evaluation is still shown.
-        let prediction = predict(
-            self.recent.make_contiguous(),
-            &self.forecaster,
-            &self.config,
-            &limits,
-            bounds,
-            at,
-        );
+        let prediction = self.predict(&limits, bounds, at);
         let anticipated = anticipate(&prediction, &self.config, &limits);
-        self.prediction = Some(Arc::new(prediction));
         let inputs = Inputs {
             config: &self.config,
             bounds: bounds.unwrap_or(&Bounds::ZERO),
@@ -326,18 +343,44 @@ impl UnitState {
     }
 
     /// Keeps a sample for trends, forecasts and profiles: an hour, or the forecast window if
-    /// longer.
+    /// longer, merged to the resolution [`Recent`] keeps.
     fn remember(&mut self, sample: Sample) {
-        let keep_secs = f64::from(self.config.forecast_window_minutes() * 60).max(3600.0);
-        while self
-            .recent
-            .front()
-            .is_some_and(|s| sample.at.secs_since(s.at) > keep_secs)
-        {
-            self.recent.pop_front();
-        }
+        let (window, keep) = recent_spans(&self.config);
         self.forecaster.observe(&sample);
-        self.recent.push_back(sample);
+        self.recent.push(sample, window, keep);
+    }
+
+    /// The unit's prediction: computed again when a point was added to or dropped from the
+    /// recent samples, or the config, limits or bounds changed; otherwise the last one. At
+    /// the default interval that is every check; at 1 s, every 15 s or so (a step of the
+    /// forecast window, see [`Recent`]), not every second over thousands of samples.
+    fn predict(&mut self, limits: &Limits, bounds: Option<&Bounds>, at: Millis) -> Arc<Prediction> {
+        let from = PredictedFrom {
+            version: self.recent.version(),
+            config: self.config.clone(),
+            limits: *limits,
+            bounds: bounds.cloned(),
+        };
+        if let (Some(p), Some(f)) = (&self.prediction, &self.predicted_from)
+            && *f == from
+        {
+            return p.clone();
+        }
+        let (window, _) = recent_spans(&self.config);
+        let mut p = predict(
+            self.recent.points(),
+            &self.forecaster,
+            &self.config,
+            limits,
+            bounds,
+            at,
+        );
+        // Samples, not points: what the window holds is what the user configured it for.
+        p.samples = self.recent.samples_within(at, window);
+        let p = Arc::new(p);
+        self.prediction = Some(p.clone());
+        self.predicted_from = Some(from);
+        p
     }
 
     /// What to store of the last observation: its sample, if it has a CPU rate, and under

@@ -1,0 +1,246 @@
+//! A unit's recent samples at a bounded resolution: what [`predict`](super::predict) reads.
+//!
+//! The engine kept every sample of the last hour or forecast window (two hours by default).
+//! At a 1 s check interval that was 7,200 samples a unit, 345 KB, and every check ran the
+//! trends, forecasts and profiles over all of them: about 2-4 ms a check after two hours, a
+//! cost the first minutes of a benchmark do not show. A regression over two hours gains
+//! nothing from one point a second that one point every 15-30 s does not give it; the noise
+//! the extra points carry is averaged away anyway.
+//!
+//! So samples closer together than half a step ([`POINTS_PER_WINDOW`] steps make the forecast
+//! window) are merged into one point, their mean (time included), and each point remembers
+//! how many samples it holds. At the spec's defaults (30 s checks, a 120-minute window, so a
+//! 30 s step) no two samples are ever merged and every figure is as before; a faster interval
+//! keeps at most `2 x POINTS_PER_WINDOW` points per window. [`Recent::version`] changes only
+//! when a point is added or dropped, so a caller can redo the O(points) work once per point
+//! rather than once per sample.
+
+use std::collections::VecDeque;
+
+use super::Sample;
+use crate::time::Millis;
+
+/// Points per forecast window at which samples start to be merged: the spec's default window
+/// (120 minutes) over its default check interval (30 s). Finer sampling changes nothing at
+/// that resolution but the work per check.
+pub const POINTS_PER_WINDOW: u32 = 240;
+
+/// The recent samples, oldest first, merged to at most two points per step.
+#[derive(Debug, Clone, Default)]
+pub struct Recent {
+    /// The points, oldest first; the newest is `open`'s mean while it is open.
+    points: VecDeque<Sample>,
+    /// Samples merged into each point, in the same order.
+    weights: VecDeque<u32>,
+    /// The newest point's sums, while samples may still be merged into it.
+    open: Option<Open>,
+    version: u64,
+}
+
+/// Running sums of the samples merged into the newest point.
+#[derive(Debug, Clone, Copy)]
+struct Open {
+    first: Millis,
+    n: u32,
+    /// Milliseconds after `first`, summed.
+    offset_ms: f64,
+    cpu: f64,
+    memory: f64,
+    tasks: f64,
+    agents: f64,
+    testing: f64,
+    features: f64,
+    features_n: u32,
+}
+
+impl Open {
+    fn new(s: &Sample) -> Open {
+        let mut o = Open {
+            first: s.at,
+            n: 0,
+            offset_ms: 0.0,
+            cpu: 0.0,
+            memory: 0.0,
+            tasks: 0.0,
+            agents: 0.0,
+            testing: 0.0,
+            features: 0.0,
+            features_n: 0,
+        };
+        o.add(s);
+        o
+    }
+
+    fn add(&mut self, s: &Sample) {
+        self.n += 1;
+        self.offset_ms += s.at.0.saturating_sub(self.first.0) as f64;
+        self.cpu += s.cpu_cores;
+        self.memory += s.memory_bytes;
+        self.tasks += s.tasks;
+        self.agents += f64::from(s.agents);
+        self.testing += f64::from(s.testing_agents);
+        if let Some(f) = s.features_pending {
+            self.features += f64::from(f);
+            self.features_n += 1;
+        }
+    }
+
+    /// The mean of the merged samples. Counts are rounded: a profile fits usage against whole
+    /// agents.
+    fn mean(&self) -> Sample {
+        let n = f64::from(self.n.max(1));
+        let count = |sum: f64, n: f64| (sum / n).round().clamp(0.0, f64::from(u32::MAX)) as u32;
+        Sample {
+            at: Millis(self.first.0 + (self.offset_ms / n).round() as i64),
+            cpu_cores: self.cpu / n,
+            memory_bytes: self.memory / n,
+            tasks: self.tasks / n,
+            agents: count(self.agents, n),
+            testing_agents: count(self.testing, n),
+            features_pending: (self.features_n > 0)
+                .then(|| count(self.features, f64::from(self.features_n))),
+        }
+    }
+}
+
+impl Recent {
+    /// Takes a sample, merging it into the newest point when that point's first sample is
+    /// less than half a step older (a step is `window_secs / POINTS_PER_WINDOW`), and drops
+    /// the points older than `keep_secs` before the sample.
+    pub fn push(&mut self, s: Sample, window_secs: f64, keep_secs: f64) {
+        let half_step_ms = window_secs * 1000.0 / f64::from(POINTS_PER_WINDOW) / 2.0;
+        while self
+            .points
+            .front()
+            .is_some_and(|p| s.at.secs_since(p.at) > keep_secs)
+        {
+            self.points.pop_front();
+            self.weights.pop_front();
+            self.version += 1;
+        }
+        if self.points.is_empty() {
+            self.open = None;
+        }
+        match &mut self.open {
+            Some(o) if ((s.at.0 - o.first.0) as f64) < half_step_ms && s.at >= o.first => {
+                o.add(&s);
+                if let (Some(p), Some(w)) = (self.points.back_mut(), self.weights.back_mut()) {
+                    *p = o.mean();
+                    *w = o.n;
+                }
+            }
+            _ => {
+                self.open = Some(Open::new(&s));
+                self.points.push_back(s);
+                self.weights.push_back(1);
+                self.version += 1;
+            }
+        }
+    }
+
+    /// The points, oldest first.
+    pub fn points(&mut self) -> &[Sample] {
+        self.points.make_contiguous()
+    }
+
+    /// How many points there are.
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    /// Changes when a point is added or dropped, not when one is merged into the newest.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Samples (not points) taken less than `window_secs` before `now`, and not after it.
+    pub fn samples_within(&self, now: Millis, window_secs: f64) -> usize {
+        self.points
+            .iter()
+            .zip(&self.weights)
+            .filter(|(p, _)| p.at <= now && now.secs_since(p.at) < window_secs)
+            .map(|(_, w)| *w as usize)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: f64, cpu: f64) -> Sample {
+        Sample {
+            at: Millis((secs * 1000.0) as i64),
+            cpu_cores: cpu,
+            memory_bytes: 1e9,
+            tasks: 4.0,
+            agents: 1,
+            testing_agents: 0,
+            features_pending: None,
+        }
+    }
+
+    #[test]
+    fn samples_at_the_default_interval_are_never_merged() {
+        let mut r = Recent::default();
+        // 120-minute window: a 30 s step. Checks 30 s apart, early or late by up to 2 s.
+        for k in 0..300 {
+            let jitter = [0.0, -2.0, 1.5, 2.0][k % 4];
+            r.push(at(k as f64 * 30.0 + jitter, 0.5), 7200.0, 7200.0);
+        }
+        assert_eq!(r.len(), 241, "two hours of 30 s checks, the oldest dropped");
+        assert_eq!(
+            r.samples_within(Millis(299 * 30_000), 7200.0),
+            240,
+            "the window holds 240 samples"
+        );
+    }
+
+    #[test]
+    fn a_fast_interval_keeps_at_most_two_points_per_step_of_means() {
+        let mut r = Recent::default();
+        for k in 0..7200 {
+            let cpu = if k % 2 == 0 { 1.0 } else { 0.0 };
+            r.push(at(f64::from(k), cpu), 7200.0, 7200.0);
+        }
+        // 15 s per point over two hours.
+        assert_eq!(r.len(), 480);
+        let points = r.points().to_vec();
+        assert!(
+            points.iter().all(|p| (p.cpu_cores - 0.5).abs() < 0.04),
+            "means"
+        );
+        // A point's time is its samples' mean time: the first holds 0..=14 s.
+        assert_eq!(points[0].at, Millis(7_000));
+        assert_eq!(r.samples_within(Millis(7_199_000), 7200.0), 7200);
+    }
+
+    #[test]
+    fn the_version_moves_with_points_not_with_merges() {
+        let mut r = Recent::default();
+        r.push(at(0.0, 1.0), 7200.0, 7200.0);
+        let v = r.version();
+        r.push(at(1.0, 3.0), 7200.0, 7200.0);
+        assert_eq!(r.version(), v, "merged into the newest point");
+        assert_eq!(r.points()[0].cpu_cores, 2.0);
+        r.push(at(20.0, 1.0), 7200.0, 7200.0);
+        assert_ne!(r.version(), v, "a new point");
+        assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn old_points_go_and_a_gap_opens_a_new_point() {
+        let mut r = Recent::default();
+        r.push(at(0.0, 1.0), 7200.0, 60.0);
+        r.push(at(100.0, 2.0), 7200.0, 60.0);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.points()[0].cpu_cores, 2.0);
+        // A clock that went back does not merge into a point from the future.
+        r.push(at(90.0, 4.0), 7200.0, 60.0);
+        assert_eq!(r.len(), 2);
+    }
+}
