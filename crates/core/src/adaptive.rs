@@ -29,7 +29,9 @@
 //!   as does one under memory pressure. No streak, no cooldown on the way up. CPU use near
 //!   the quota with no throttling (97-99%) is demand seen as it is: it grows by the smaller
 //!   [`NEAR_GROWTH`], a raise the hysteresis band keeps, unless moves take more than a check to
-//!   land (an apply delay, learned from the last move).
+//!   land (an apply delay, learned from the last move). A model raise outgrown within the
+//!   window it was made in (a ramp, checked more often than once a window) steps by
+//!   [`NEAR_GROWTH`] too (seventh round).
 //! - **Room for the unit's own spikes** (fifth round): a CPU or task limit is never under the
 //!   current level plus a high quantile of the unit's window-to-window rises over 8 hours
 //!   (`Track::spike`), so a steady unit is sized close to its level and a spiky one keeps
@@ -73,6 +75,9 @@ pub const AT_QUOTA: f64 = 0.99;
 /// it is. A larger one is cut back an hour later (c_12104: 740% -> 1110% -> 810% on a drift
 /// at 97% of the quota, most of its moves). With an apply delay (a move that took more than
 /// one check to show) the full [`HIT_GROWTH`] stays: a drift goes on until the raise lands.
+/// A raise on the model's say within a window of the last move grows at least as much: the
+/// ramp outgrew the one-window trend, and one small step a check was most of c_12104's
+/// raises (1100% -> 1220 -> 1365 -> 1510 -> 1660 -> 1805% in six minutes).
 pub const NEAR_GROWTH: f64 = 1.0 / (1.0 - DOWN_GAP);
 /// Demand above the limit costs this many times as much as the same amount of slack: a
 /// throttled or killed unit loses work, an oversized one only wastes room. With linear costs
@@ -699,7 +704,17 @@ impl Track {
             let grown = round_up(r, (limit * growth).max(target)).clamp(lo, hi);
             (grown > limit).then_some((Cause::Hit, grown))
         } else if target > reference * (1.0 + UP_GAP) {
-            Some((Cause::Model, target))
+            // A limit outgrown within the window it was set in (checks closer than a window
+            // apart) shows a ramp steeper than the one-window trend foresaw: step by the band
+            // (see [`NEAR_GROWTH`]), not by a few percent at every check. With one check a
+            // window (gcd-vms) this never applies.
+            let growth = if since_move < WINDOW_SECS as f64 {
+                NEAR_GROWTH
+            } else {
+                1.0
+            };
+            let grown = round_up(r, (reference * growth).max(target)).clamp(lo, hi);
+            Some((Cause::Model, grown))
         } else if !self.win_hit
             && history >= MIN_HISTORY_SECS
             && since_move >= HOLD_SECS

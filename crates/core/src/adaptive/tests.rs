@@ -302,3 +302,34 @@ fn use_near_the_quota_grows_less_than_starvation() {
     assert_eq!(grow(800.0, 1.0).1, 800.0 * HIT_GROWTH);
     assert_eq!(grow(785.0, 10.0).1, 800.0 * HIT_GROWTH);
 }
+
+/// A ramp checked every minute that outgrows a model raise within the window it was made in
+/// is followed in steps the band keeps (at least [`NEAR_GROWTH`]), not a small step a check.
+#[test]
+fn a_ramp_that_outgrows_a_raise_within_a_window_steps_by_the_band() {
+    let mut t = Track::default();
+    for k in 0..24 {
+        let now = Millis::from_secs(k * WINDOW_SECS);
+        t.observe(Resource::Cpu, now, 500.0, 600.0, false, 50.0, 3200.0, false);
+    }
+    let start = 24 * WINDOW_SECS;
+    let mut limit = 600.0;
+    let mut raises = Vec::new();
+    for m in 0..15 {
+        let used = (500.0 + 40.0 * m as f64).min(limit);
+        let now = Millis::from_secs(start + m * 60);
+        let (want, _) = t.observe(Resource::Cpu, now, used, limit, false, 50.0, 3200.0, true);
+        if let Some((cause, to)) = want {
+            raises.push((m, cause, limit, to));
+            limit = to;
+        }
+    }
+    let pairs: Vec<_> = raises
+        .windows(2)
+        .filter(|w| w[1].0 - w[0].0 < WINDOW_SECS / 60 && w[1].1 == Cause::Model)
+        .collect();
+    assert!(!pairs.is_empty(), "{raises:?}");
+    for w in pairs {
+        assert!(w[1].3 >= w[1].2 * NEAR_GROWTH, "{raises:?}");
+    }
+}
