@@ -14,7 +14,6 @@
 //! (`autoscaler_checks_total`), and one unit's row in one of cgtop's iterations.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,12 +32,8 @@ fn main() -> anyhow::Result<()> {
     let ticks = clock_ticks()?;
 
     let sandbox = Sandbox::start()?;
-    // The testkit favours the sandbox's CPU (large cpu.shares) for tests with busy units; the
-    // units here are idle, and the two measured processes run outside the sandbox anyway.
-    let shares = Path::new("/sys/fs/cgroup/cpu")
-        .join(sandbox.name())
-        .join("cpu.shares");
-    std::fs::write(&shares, "1024").with_context(|| format!("writing {}", shares.display()))?;
+    // The units here are idle, and the two measured processes run outside the sandbox anyway.
+    common::default_cpu_weight(&sandbox)?;
 
     let names = common::start_idle_units(&sandbox, units, &[])?;
 

@@ -8,13 +8,17 @@
 //!
 //! What it measures, once every unit has been read twice:
 //! - for SECONDS, `GET /api/autoscaler/status` every 100 ms over a fresh loopback connection
-//!   (as a dashboard or `curl` would): its p50, p99 and max;
+//!   (as a dashboard or `curl` would): its p50, p99 and max, and its p99 and the checks a
+//!   second before the load starts (on this 2-core host the loaded unit, once scaled up,
+//!   takes most of the CPU, the daemon's included);
 //! - the loop's lag: `autoscaler_loop_lag_max_seconds`, the worst since the daemon started
 //!   (start-up, with every unit's first two readings, included);
 //! - halfway, the loaded unit (`CPUQuota=30%`, mode `enabled` with the e2e tests' fast-path
 //!   config, strategy `live`) starts two busy loops without being restarted: the time from
 //!   then until the kernel's quota for its cgroup is raised;
 //! - the daemon's CPU per unit sample and its RSS, as `bench_collect` counts them.
+//!
+//! The sandbox has the default CPU weight, as the daemon (outside it) has.
 //!
 //! The idle units run in mode `disabled` (set in the daemon's config file): they are read,
 //! stored and shown every second, and never changed.
@@ -40,6 +44,10 @@ fn main() -> anyhow::Result<()> {
     let ticks = clock_ticks()?;
 
     let sandbox = Sandbox::start()?;
+    // Until the third round the sandbox kept the testkit's 64-fold CPU weight: once scaled up,
+    // the loaded unit's busy loops then took nearly all the CPU from the daemon, whose loop,
+    // checks and status answers crawled for the second half of every run.
+    common::default_cpu_weight(&sandbox)?;
     // The loaded unit waits for a marker file, then runs two busy loops in its own process
     // tree (as the e2e fast-path test does): the load starts at a known instant.
     let marker = sandbox.home().join("load-now");
@@ -101,6 +109,8 @@ fn main() -> anyhow::Result<()> {
     let checks0 = value(&metrics(&daemon)?, "autoscaler_checks_total").context("no checks")?;
     let (cpu0, t0) = (cpu_ticks(daemon_pid)?, Instant::now());
     std::thread::sleep(Duration::from_secs(seconds / 2));
+    let checks_half = value(&metrics(&daemon)?, "autoscaler_checks_total").context("no checks")?;
+    let half = t0.elapsed();
     let quota0 = sandbox.cfs_quota(LOADED)?;
     std::fs::write(&marker, b"").context("creating the load marker")?;
     let load_started = Instant::now();
@@ -114,9 +124,22 @@ fn main() -> anyhow::Result<()> {
     let (cpu1, elapsed) = (cpu_ticks(daemon_pid)?, t0.elapsed());
     let rss = rss_kib(daemon_pid)?;
     stop.store(true, Ordering::Relaxed);
-    let mut lat = prober
+    let timed = prober
         .join()
         .map_err(|_| anyhow::anyhow!("the status prober panicked"))??;
+    let p99_of = |mut lat: Vec<Duration>| -> f64 {
+        lat.sort_unstable();
+        let i = ((lat.len() as f64 * 0.99).ceil() as usize).clamp(1, lat.len().max(1)) - 1;
+        lat.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    };
+    let before_load = p99_of(
+        timed
+            .iter()
+            .filter(|(at, _)| *at < load_started)
+            .map(|(_, d)| *d)
+            .collect(),
+    );
+    let mut lat: Vec<Duration> = timed.iter().map(|(_, d)| *d).collect();
     let m = metrics(&daemon)?;
     let checks1 = value(&m, "autoscaler_checks_total").context("no checks")?;
     let lag_max = value(&m, "autoscaler_loop_lag_max_seconds").unwrap_or(f64::NAN);
@@ -154,13 +177,17 @@ fn main() -> anyhow::Result<()> {
         pct(0.99),
         pct(1.0)
     );
+    eprintln!(
+        "before the load started: {:.0} checks/s, GET /api/autoscaler/status p99 {before_load:.1} ms",
+        (checks_half - checks0) / half.as_secs_f64()
+    );
     eprintln!("scale-up of the loaded unit after its load started: {scale_up_s}");
     if still != all {
         bail!("only {still} of {all} units were available at the end");
     }
     println!(
         "| {} | {label} | {all} | {seconds} | {load1} | {per:.0} | {:.1} MiB | {:.0} ms | {:.1} ms \
-         | {:.1} ms | {scale_up_s} |",
+         | {:.1} ms ({before_load:.1} ms before the load) | {scale_up_s} |",
         today(),
         rss as f64 / 1024.0,
         lag_max * 1000.0,
@@ -171,8 +198,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// `GET /api/autoscaler/status` every 100 ms until `stop`, each over a new connection: how
-/// long each took to be answered in full.
-fn status_latencies(addr: SocketAddr, stop: &AtomicBool) -> anyhow::Result<Vec<Duration>> {
+/// long each took to be answered in full, and when it was sent.
+fn status_latencies(
+    addr: SocketAddr,
+    stop: &AtomicBool,
+) -> anyhow::Result<Vec<(Instant, Duration)>> {
     let mut took = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let t = Instant::now();
@@ -189,7 +219,7 @@ fn status_latencies(addr: SocketAddr, stop: &AtomicBool) -> anyhow::Result<Vec<D
             "GET /api/autoscaler/status: {}",
             String::from_utf8_lossy(&text[..text.len().min(200)])
         );
-        took.push(d);
+        took.push((t, d));
         std::thread::sleep(Duration::from_millis(100).saturating_sub(d));
     }
     Ok(took)

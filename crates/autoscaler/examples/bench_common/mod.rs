@@ -68,6 +68,16 @@ pub fn start_daemon(
     Ok((daemon, config))
 }
 
+/// Gives the sandbox the default CPU weight. The testkit favours the sandbox's CPU (large
+/// `cpu.shares`, for tests with busy units); the daemon runs outside it, so a loaded unit in
+/// a favoured sandbox would take the daemon's CPU as well (at 64 times its weight).
+pub fn default_cpu_weight(sandbox: &Sandbox) -> anyhow::Result<()> {
+    let shares = std::path::Path::new("/sys/fs/cgroup/cpu")
+        .join(sandbox.name())
+        .join("cpu.shares");
+    std::fs::write(&shares, "1024").with_context(|| format!("writing {}", shares.display()))
+}
+
 /// `UNITS` idle services with the three limits the daemon manages, so each has a directory of
 /// its own in the cpu, memory and pids hierarchies (as managed units do). Written at once,
 /// loaded with one reload; started (with `extra`, already written) with one call.

@@ -35,6 +35,10 @@ pub(super) const BURST_SPACING: Duration = Duration::from_millis(100);
 /// burst's checks then start before usage breaches, and a streak is complete soon after.
 pub(super) const THRESHOLD_LEAD: f64 = 0.9;
 
+/// Units armed at once: every unit is armed after its first reading, and a blocking-pool job
+/// each at once for 1000 units made the pool start hundreds of threads at start-up.
+static ARMING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// What a watch reports to the engine.
 pub(super) enum Note {
     /// `source` fired for unit `unit`.
@@ -109,7 +113,10 @@ pub(super) fn watch<P: Probe>(
 ) -> Watch {
     let threshold = key.threshold;
     let task = tokio::spawn(async move {
-        let armed = tokio::task::spawn_blocking(move || probe.arm(&name, &view, threshold)).await;
+        let armed = {
+            let _turn = ARMING.acquire().await;
+            tokio::task::spawn_blocking(move || probe.arm(&name, &view, threshold)).await
+        };
         let Ok(Some(armed)) = armed else { return };
         let mut sources: Vec<SourceState> = armed
             .notifiers

@@ -21,7 +21,8 @@
 //!   [`EngineError`] (what a front shows).
 //! - `handle.rs`: [`EngineHandle`], the fronts' access; `range.rs`: its range query.
 //! - `run.rs`: the event loop and scheduling.
-//! - `sampler.rs`: a unit's reading, taken off the engine task with a timeout.
+//! - `sampler.rs`: units' readings, taken off the engine task by a reader on the blocking
+//!   pool that reads the due units in a row, with a watchdog for a read that hangs.
 //! - `apply.rs`: config changes, manual scales and applying limits, with their brakes; every
 //!   change is journalled in the store before systemd is asked.
 //! - [`writer`]: every store write, on one thread with a queue, retried until stored.
@@ -30,8 +31,9 @@
 //! - `state.rs`: one unit's state and the snapshot fronts read.
 //!
 //! **Invariant:** the engine task never blocks and never waits on a unit's probe: readings
-//! run in their own tasks (the synchronous [`Probe::sample`] on tokio's blocking pool) under
-//! a timeout, and come back as events. A stuck read delays only its own unit and shows on it.
+//! are taken off it (systemd's view in one task per round, the synchronous [`Probe::sample`]
+//! by a reader on tokio's blocking pool) under a timeout, and come back as events. A stuck
+//! read shows on its own unit and delays the others by about `sampler::STALL` (200 ms).
 
 mod apply;
 pub mod clock;
@@ -57,7 +59,7 @@ pub use clock::{Clock, SystemClock, now};
 pub use errors::{ApplyError, ApplyErrorKind, EngineError, Rollback};
 pub use events::SourceState;
 pub use handle::EngineHandle;
-pub use state::{Failure, Observation, Snapshot, UnitSnapshot};
+pub use state::{Failure, Observation, Snapshot, UnitSnapshot, Units};
 
 use run::Engine;
 use state::UnitState;
@@ -86,8 +88,8 @@ pub trait Probe: Send + Sync + 'static {
     /// The unit as systemd sees it now; `Err` says why it cannot be managed (not loaded, no bus).
     fn inspect(&self, unit: &UnitName) -> impl Future<Output = anyhow::Result<UnitView>> + Send;
     /// Cgroup counters and workload signals of a running unit. It may block on files (cgroup,
-    /// /proc, AutoCoder's SQLite): the engine runs it on tokio's blocking pool, under
-    /// [`SAMPLE_TIMEOUT`], never on its own task.
+    /// /proc, AutoCoder's SQLite): the engine's reader runs it on tokio's blocking pool, one
+    /// unit after the other, under [`SAMPLE_TIMEOUT`], never on the engine's task.
     fn sample(&self, unit: &UnitName, view: &UnitView, at: Millis) -> anyhow::Result<Sampled>;
     /// Arms the kernel's notifications for a running unit, with a memory usage threshold of
     /// `threshold` bytes where the host has them (see [`autoscaler_cgroup::events`]). It may
@@ -206,7 +208,7 @@ pub fn start<P: Probe, A: Actuator>(
     }
     let (tx, rx) = mpsc::channel(64);
     let (snapshot_tx, snap_rx) = watch::channel(Arc::new(Snapshot {
-        units: Vec::new(),
+        units: Units::default(),
         strategy: actuator.strategy(),
         host: setup.host,
         loop_stats: LoopStats::default(),

@@ -30,11 +30,13 @@ const OFFSET_STEP_MS: i64 = 100;
 /// How long a stopping engine waits for its queued store writes.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
 use super::handle::Command;
-use super::sampler::{self, Outcome, Reading, StuckRead};
+use super::sampler::{Outcome, Reader, Reading};
 use super::state::UnitState;
-use super::{
-    Actuator, Clock, EngineError, LoopStats, Probe, SAMPLE_TIMEOUT, Snapshot, UnitSnapshot,
-};
+use super::{Actuator, Clock, EngineError, LoopStats, Probe, SAMPLE_TIMEOUT, Snapshot, Units};
+
+/// The most readings handled before the snapshot is published: what is already back when
+/// one comes in is handled first, so a publish (a copy of the unit list) serves many.
+const READINGS_PER_PUBLISH: usize = 64;
 
 /// How soon after a unit's first reading the second is taken: a CPU rate needs two. The
 /// second belongs to the same check: it does not move the unit's schedule.
@@ -63,8 +65,11 @@ pub(super) struct Engine<P, A> {
     follow_up: Vec<Option<Instant>>,
     /// A unit whose reading is under way gets no second one.
     reading: Vec<bool>,
-    /// A unit's blocking read that outlived its timeout and has not returned yet.
-    stuck: Vec<Option<StuckRead>>,
+    /// Where readings are taken (see [`Reader`]).
+    reader: Reader<P>,
+    /// The units whose reading starts at the end of this round, with when their check
+    /// started: handed to the reader together.
+    to_read: Vec<(usize, UnitName, Instant)>,
     /// Each unit's kernel notifications, once armed.
     watches: Vec<Option<Watch>>,
     /// A unit woken by the kernel is checked every [`BURST_SPACING`] until this, and why.
@@ -87,7 +92,6 @@ pub(super) struct Engine<P, A> {
     /// Where the fronts read the state: published after every event, and while a change is
     /// being applied (so `applying` can be seen).
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
-    readings_tx: mpsc::Sender<Box<Reading>>,
     readings_rx: Option<mpsc::Receiver<Box<Reading>>>,
     notes_tx: mpsc::Sender<Note>,
     notes_rx: Option<mpsc::Receiver<Note>>,
@@ -96,7 +100,7 @@ pub(super) struct Engine<P, A> {
     /// Each unit's snapshot as last published: an event about one unit rebuilds only that
     /// unit's (at 1000 units, rebuilding all of them after every reading was a million unit
     /// snapshots a second).
-    published: Vec<Arc<UnitSnapshot>>,
+    published: Units,
 }
 
 impl<P: Probe, A: Actuator> Engine<P, A> {
@@ -121,7 +125,8 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             due: units.iter().map(|_| now).collect(),
             follow_up: units.iter().map(|_| None).collect(),
             reading: units.iter().map(|_| false).collect(),
-            stuck: units.iter().map(|_| None).collect(),
+            reader: Reader::new(probe.clone(), clock.clone(), timeline, readings_tx),
+            to_read: Vec::new(),
             watches: units.iter().map(|_| None).collect(),
             bursts: units.iter().map(|_| None).collect(),
             generation: 0,
@@ -134,12 +139,11 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             clock,
             loop_stats: LoopStats::default(),
             snapshot_tx,
-            readings_tx,
             readings_rx: Some(readings_rx),
             notes_tx,
             notes_rx: Some(notes_rx),
             rounds: watch::Sender::new(0),
-            published: Vec::new(),
+            published: Units::default(),
         })
     }
 
@@ -192,6 +196,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         };
         self.reconcile().await;
         self.publish();
+        let watchdog = tokio::spawn(self.reader.watchdog());
         loop {
             self.rounds.send_modify(|n| *n = n.wrapping_add(1));
             self.watch_the_wall_clock();
@@ -257,7 +262,16 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                 Event::Reading(r) => {
                     let i = r.unit;
                     self.finish_check(r).await;
-                    self.publish_unit(i);
+                    self.refresh(i);
+                    // The readings already back are handled before one publish: they come
+                    // a reader's pace apart, a thousand a second at 1000 units.
+                    for _ in 0..READINGS_PER_PUBLISH {
+                        let Ok(r) = readings.try_recv() else { break };
+                        let i = r.unit;
+                        self.finish_check(r).await;
+                        self.refresh(i);
+                    }
+                    self.send();
                 }
                 Event::Note(Note::Wake { unit, source }) => {
                     self.wake(unit, source);
@@ -275,7 +289,11 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                     }
                 }
             }
+            // The readings this round asked for start together.
+            let due = std::mem::take(&mut self.to_read);
+            self.reader.read(due);
         }
+        watchdog.abort();
         // What is queued is written before the engine says it stopped, for a while.
         let writer = self.writer.clone();
         let _ = tokio::task::spawn_blocking(move || writer.close(CLOSE_DEADLINE)).await;
@@ -289,11 +307,12 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
     }
 
     fn rebuild(&mut self) {
-        self.published = self
-            .units
-            .iter()
-            .map(|u| Arc::new(u.snapshot(&self.host)))
-            .collect();
+        self.published = Units::from_vec(
+            self.units
+                .iter()
+                .map(|u| Arc::new(u.snapshot(&self.host)))
+                .collect(),
+        );
     }
 
     /// Publishes the current state, where only unit `i` changed since the last publish.
@@ -305,7 +324,8 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
     /// Rebuilds unit `i`'s snapshot, to be published by the next [`Self::send`].
     fn refresh(&mut self, i: usize) {
         if i < self.units.len() && self.published.len() == self.units.len() {
-            self.published[i] = Arc::new(self.units[i].snapshot(&self.host));
+            self.published
+                .set(i, Arc::new(self.units[i].snapshot(&self.host)));
         } else {
             self.rebuild();
         }
@@ -380,48 +400,26 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         self.start_read(i, started);
     }
 
-    /// Starts reading a unit in a task of its own, unless a reading is still under way or
+    /// Has unit `i` read at the end of this round, unless a reading is still under way or
     /// stuck.
     fn start_read(&mut self, i: usize, started: Instant) {
         if self.reading[i] {
             return;
         }
-        if let Some(job) = &self.stuck[i] {
-            if !job.is_finished() {
-                let limits = self.units[i].limits();
-                self.units[i].unavailable(
-                    format!(
-                        "an earlier read of its cgroup, processes or AutoCoder's databases \
-                         did not finish within {} s and has still not returned: a file or \
-                         database is stuck",
-                        SAMPLE_TIMEOUT.as_secs()
-                    ),
-                    limits,
-                );
-                return;
-            }
-            self.stuck[i] = None;
+        if self.reader.is_stuck(i) {
+            let limits = self.units[i].limits();
+            self.units[i].unavailable(
+                format!(
+                    "an earlier read of its cgroup, processes or AutoCoder's databases did not \
+                     finish within {} s and has still not returned: a file or database is stuck",
+                    SAMPLE_TIMEOUT.as_secs()
+                ),
+                limits,
+            );
+            return;
         }
         self.reading[i] = true;
-        let (probe, clock, timeline, tx) = (
-            self.probe.clone(),
-            self.clock.clone(),
-            self.timeline,
-            self.readings_tx.clone(),
-        );
-        let name = self.units[i].name.clone();
-        tokio::spawn(async move {
-            let (outcome, stuck) = sampler::read(probe, clock, timeline, name).await;
-            // The engine may have stopped; then nobody needs the reading.
-            let _ = tx
-                .send(Box::new(Reading {
-                    unit: i,
-                    started,
-                    outcome,
-                    stuck,
-                }))
-                .await;
-        });
+        self.to_read.push((i, self.units[i].name.clone(), started));
     }
 
     /// The kernel says unit `i` starves, nears its memory limit or lost a process: check it
@@ -492,7 +490,6 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         let r = *r;
         let i = r.unit;
         self.reading[i] = false;
-        self.stuck[i] = r.stuck;
         let event = self.go_on_with_burst(i);
         let s = &mut self.loop_stats;
         s.checks += 1;

@@ -1,25 +1,46 @@
-//! A unit's reading, taken off the engine task.
+//! Units' readings, taken off the engine task.
 //!
-//! [`read`] runs in a task of its own: it asks systemd what the unit is (async, under
-//! [`INSPECT_TIMEOUT`]), then reads its cgroup, processes and AutoCoder's databases on tokio's
-//! blocking pool (synchronous file and SQLite reads, under [`SAMPLE_TIMEOUT`]). The engine
-//! gets the outcome back as an event. A read that does not return in time is reported on its
-//! unit and handed back still running, so the engine starts no second read of that unit
-//! until it has returned: a stuck file costs one blocked thread, not one per check.
+//! [`Reader::read`] takes the units whose check is due: one task asks systemd what each is
+//! (async, under [`INSPECT_TIMEOUT`], all at once), and the running ones are queued for a
+//! reader on tokio's blocking pool, which reads their cgroups, processes and AutoCoder's
+//! databases in a row (synchronous file and SQLite reads) and sends each reading back to the
+//! engine as an event. A reader goes back to the pool when the queue is empty.
+//!
+//! Why one reader and not one blocking job per unit: at 1000 units a second, a job (and a
+//! task) per unit kept about 130 threads in the pool, created and retired all the time, with
+//! about 9000 futex calls a second, and held the loop at about 700 checks a second
+//! (docs/BENCHMARKS.md, "Scale: 1000 units at 1 s").
+//!
+//! A file that hangs must not hold the others, so a watchdog task looks at the readers while
+//! they work. A reader on one unit for longer than [`STALL`] is left to it, and a new reader
+//! takes the queue; a reader still on it after [`SAMPLE_TIMEOUT`] has its unit reported as
+//! stuck, and that unit is not read again until the read returns: a stuck file costs one
+//! blocked thread, not one per check, and delays the units queued behind it by [`STALL`]
+//! and at most one watchdog tick.
 //!
 //! This module decides nothing and touches no unit state.
 
-use std::sync::Arc;
+use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use autoscaler_core::{Limits, Millis, UnitName};
-use tokio::task::JoinHandle;
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, timeout};
 
 use super::clock::Timeline;
 use super::{Clock, INSPECT_TIMEOUT, Probe, SAMPLE_TIMEOUT, Sampled, UnitView};
 
-/// A blocking read still running after its timeout.
-pub(super) type StuckRead = JoinHandle<anyhow::Result<Sampled>>;
+/// How long a reader may spend on one unit before the units queued behind it go to a new
+/// reader. A reading takes about 100 µs; AutoCoder's databases wait up to 500 ms for a lock.
+pub(super) const STALL: Duration = Duration::from_millis(200);
+
+/// How often the watchdog looks at the readers while one is at work.
+const TICK: Duration = Duration::from_millis(100);
 
 /// What one check of one unit read.
 pub(super) struct Reading {
@@ -28,8 +49,6 @@ pub(super) struct Reading {
     /// When the check started (monotonic), for the loop's statistics.
     pub started: Instant,
     pub outcome: Outcome,
-    /// The blocking read, when it did not return in time.
-    pub stuck: Option<StuckRead>,
 }
 
 pub(super) enum Outcome {
@@ -50,57 +69,322 @@ fn unavailable(reason: String, limits: Option<Limits>) -> Outcome {
     Outcome::Unavailable { reason, limits }
 }
 
-/// Reads one unit: systemd's view, then its usage. Never fails: a failure is an outcome.
-pub(super) async fn read<P: Probe>(
+/// A unit to read: which, as systemd sees it, and when its check started.
+struct Job {
+    unit: usize,
+    name: UnitName,
+    view: UnitView,
+    started: Instant,
+}
+
+/// A reader at work, as the watchdog sees it.
+struct Worker {
+    id: u64,
+    /// The job it is reading (unit, limits, when its check started), and since when.
+    on: Option<(usize, Limits, Instant, Instant)>,
+    /// Left to its current job: it sends that job's reading and stops.
+    left: bool,
+    /// Its unit was reported stuck: what it reads, when it returns, is dropped.
+    reported: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    queue: VecDeque<Job>,
+    workers: Vec<Worker>,
+    next_id: u64,
+    /// Units whose read was reported stuck and has not returned.
+    stuck: HashSet<usize>,
+}
+
+impl Shared {
+    fn worker(&mut self, id: u64) -> Option<&mut Worker> {
+        self.workers.iter_mut().find(|w| w.id == id)
+    }
+
+    /// A new reader's number, when the queue has jobs and no reader takes them.
+    fn hire(&mut self) -> Option<u64> {
+        if self.queue.is_empty() || self.workers.iter().any(|w| !w.left) {
+            return None;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.workers.push(Worker {
+            id,
+            on: None,
+            left: false,
+            reported: false,
+        });
+        Some(id)
+    }
+}
+
+struct Inner<P> {
+    shared: Mutex<Shared>,
     probe: Arc<P>,
     clock: Arc<dyn Clock>,
     timeline: Timeline,
+    tx: mpsc::Sender<Box<Reading>>,
+    /// Tells the watchdog that a reader started.
+    hired: Notify,
+}
+
+impl<P> Inner<P> {
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The engine's readers: where due units go to be read, and whose readings come back on the
+/// engine's channel.
+pub(super) struct Reader<P> {
+    inner: Arc<Inner<P>>,
+}
+
+impl<P: Probe> Reader<P> {
+    pub(super) fn new(
+        probe: Arc<P>,
+        clock: Arc<dyn Clock>,
+        timeline: Timeline,
+        tx: mpsc::Sender<Box<Reading>>,
+    ) -> Reader<P> {
+        Reader {
+            inner: Arc::new(Inner {
+                shared: Mutex::new(Shared::default()),
+                probe,
+                clock,
+                timeline,
+                tx,
+                hired: Notify::new(),
+            }),
+        }
+    }
+
+    /// Whether an earlier read of unit `unit` was reported stuck and has not returned.
+    pub(super) fn is_stuck(&self, unit: usize) -> bool {
+        self.inner.lock().stuck.contains(&unit)
+    }
+
+    /// Reads the units given (index, name, when the check started); each reading comes back
+    /// on the engine's channel. Never fails: a failure is an outcome.
+    pub(super) fn read(&self, units: Vec<(usize, UnitName, Instant)>) {
+        if units.is_empty() {
+            return;
+        }
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let mut pending: FuturesUnordered<_> = units
+                .into_iter()
+                .map(|(unit, name, started)| inspect(inner.probe.clone(), unit, name, started))
+                .collect();
+            // systemd's view of a unit comes from a cache in the steady state: most answers
+            // are ready at once, and go to the readers together.
+            while let Some(first) = pending.next().await {
+                let mut jobs = Vec::new();
+                let mut answers = Vec::new();
+                let mut take = |r: Result<Job, Box<Reading>>| match r {
+                    Ok(job) => jobs.push(job),
+                    Err(reading) => answers.push(reading),
+                };
+                take(first);
+                while let Some(Some(r)) = pending.next().now_or_never() {
+                    take(r);
+                }
+                submit(&inner, jobs);
+                for r in answers {
+                    // The engine may have stopped; then nobody needs the reading.
+                    let _ = inner.tx.send(r).await;
+                }
+            }
+        });
+    }
+
+    /// Watches the readers until the engine stops: leaves a reader stalled on one unit to it
+    /// (a new one takes the queue), and reports a unit whose read outlived
+    /// [`SAMPLE_TIMEOUT`].
+    pub(super) fn watchdog(&self) -> impl Future<Output = ()> + Send + 'static {
+        let inner = self.inner.clone();
+        async move {
+            loop {
+                // A reader whose unit was reported stuck needs no more watching.
+                let idle = inner.lock().workers.iter().all(|w| w.reported);
+                let wait = async {
+                    if idle {
+                        inner.hired.notified().await;
+                    } else {
+                        tokio::time::sleep(TICK).await;
+                    }
+                };
+                tokio::select! {
+                    () = wait => {}
+                    () = inner.tx.closed() => return,
+                }
+                let now = inner.clock.instant();
+                let mut reports = Vec::new();
+                let hire = {
+                    let mut s = inner.lock();
+                    let mut stuck = Vec::new();
+                    for w in &mut s.workers {
+                        let Some((unit, limits, started, since)) = w.on else {
+                            continue;
+                        };
+                        let busy = now.saturating_duration_since(since);
+                        w.left |= busy >= STALL;
+                        if busy >= SAMPLE_TIMEOUT && !w.reported {
+                            w.reported = true;
+                            stuck.push(unit);
+                            reports.push(Box::new(Reading {
+                                unit,
+                                started,
+                                outcome: unavailable(stuck_reason(), Some(limits)),
+                            }));
+                        }
+                    }
+                    s.stuck.extend(stuck);
+                    s.hire()
+                };
+                if let Some(id) = hire {
+                    let inner = inner.clone();
+                    tokio::task::spawn_blocking(move || work(&inner, id));
+                }
+                for r in reports {
+                    let _ = inner.tx.send(r).await;
+                }
+            }
+        }
+    }
+}
+
+fn stuck_reason() -> String {
+    format!(
+        "reading its cgroup, processes and AutoCoder's databases did not finish within {} s: \
+         a file or database is stuck (an unresponsive filesystem, a locked database); the \
+         unit is not read again until that read returns",
+        SAMPLE_TIMEOUT.as_secs()
+    )
+}
+
+/// systemd's view of one unit: a job for a reader when it runs, else the reading that says
+/// why it cannot be read.
+async fn inspect<P: Probe>(
+    probe: Arc<P>,
+    unit: usize,
     name: UnitName,
-) -> (Outcome, Option<StuckRead>) {
+    started: Instant,
+) -> Result<Job, Box<Reading>> {
+    let done = |outcome| {
+        Err(Box::new(Reading {
+            unit,
+            started,
+            outcome,
+        }))
+    };
     let view = match timeout(INSPECT_TIMEOUT, probe.inspect(&name)).await {
         Ok(Ok(v)) => v,
-        Ok(Err(e)) => return (unavailable(format!("{e:#}"), None), None),
+        Ok(Err(e)) => return done(unavailable(format!("{e:#}"), None)),
         Err(_) => {
             let reason = format!(
                 "systemd did not answer within {} s",
                 INSPECT_TIMEOUT.as_secs()
             );
-            return (unavailable(reason, None), None);
+            return done(unavailable(reason, None));
         }
     };
     if view.active_state != "active" && view.active_state != "reloading" {
         let reason = format!("unit is {}; start it to manage it", view.active_state);
-        return (unavailable(reason, Some(view.limits)), None);
+        return done(unavailable(reason, Some(view.limits)));
     }
-    let at = timeline.at(clock.instant());
-    let mut job = {
-        let (probe, name, view) = (probe.clone(), name.clone(), view.clone());
-        tokio::task::spawn_blocking(move || probe.sample(&name, &view, at))
+    Ok(Job {
+        unit,
+        name,
+        view,
+        started,
+    })
+}
+
+/// Queues `jobs`, and starts a reader when none is taking the queue.
+fn submit<P: Probe>(inner: &Arc<Inner<P>>, jobs: Vec<Job>) {
+    if jobs.is_empty() {
+        return;
+    }
+    let hire = {
+        let mut s = inner.lock();
+        s.queue.extend(jobs);
+        s.hire()
     };
-    match timeout(SAMPLE_TIMEOUT, &mut job).await {
-        Ok(Ok(Ok(sampled))) => {
-            let sampled = Box::new(sampled);
-            (Outcome::Sampled { view, sampled, at }, None)
+    if let Some(id) = hire {
+        let worker = inner.clone();
+        tokio::task::spawn_blocking(move || work(&worker, id));
+        inner.hired.notify_one();
+    }
+}
+
+/// A reader: reads the queued units in a row until the queue is empty, or until the
+/// watchdog leaves it to a unit that takes too long.
+fn work<P: Probe>(inner: &Inner<P>, id: u64) {
+    loop {
+        let job = {
+            let mut s = inner.lock();
+            let Some(job) = s.queue.pop_front() else {
+                s.workers.retain(|w| w.id != id);
+                return;
+            };
+            let since = inner.clock.instant();
+            if let Some(w) = s.worker(id) {
+                w.on = Some((job.unit, job.view.limits, job.started, since));
+            }
+            job
+        };
+        let at = inner.timeline.at(inner.clock.instant());
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            inner.probe.sample(&job.name, &job.view, at)
+        }));
+        let (reported, left) = {
+            let mut s = inner.lock();
+            let (reported, left) = s.worker(id).map_or((false, true), |w| {
+                w.on = None;
+                (w.reported, w.left)
+            });
+            if reported {
+                s.stuck.remove(&job.unit);
+            }
+            if left {
+                s.workers.retain(|w| w.id != id);
+            }
+            (reported, left)
+        };
+        // A unit reported stuck was told so; its next check reads it afresh.
+        if !reported {
+            let outcome = match result {
+                Ok(Ok(sampled)) => Outcome::Sampled {
+                    view: job.view,
+                    sampled: Box::new(sampled),
+                    at,
+                },
+                Ok(Err(e)) => unavailable(
+                    format!("cannot read its cgroup: {e:#}"),
+                    Some(job.view.limits),
+                ),
+                Err(_) => unavailable(
+                    "reading its cgroup stopped unexpectedly (a panic, in the log)".into(),
+                    Some(job.view.limits),
+                ),
+            };
+            let reading = Box::new(Reading {
+                unit: job.unit,
+                started: job.started,
+                outcome,
+            });
+            // The engine may have stopped; then nobody needs the reading.
+            if inner.tx.blocking_send(reading).is_err() {
+                let mut s = inner.lock();
+                s.queue.clear();
+                s.workers.retain(|w| w.id != id);
+                return;
+            }
         }
-        Ok(Ok(Err(e))) => (
-            unavailable(format!("cannot read its cgroup: {e:#}"), Some(view.limits)),
-            None,
-        ),
-        Ok(Err(e)) => (
-            unavailable(
-                format!("reading its cgroup stopped unexpectedly: {e}"),
-                Some(view.limits),
-            ),
-            None,
-        ),
-        Err(_) => {
-            let reason = format!(
-                "reading its cgroup, processes and AutoCoder's databases did not finish within \
-                 {} s: a file or database is stuck (an unresponsive filesystem, a locked \
-                 database); the unit is not read again until that read returns",
-                SAMPLE_TIMEOUT.as_secs()
-            );
-            (unavailable(reason, Some(view.limits)), Some(job))
+        if left {
+            return;
         }
     }
 }
