@@ -34,11 +34,6 @@ pub const PERMANENT_TRIES: u32 = 3;
 const MAX_PAUSE: Duration = Duration::from_secs(2);
 /// The most samples written in one transaction.
 const BATCH: usize = 256;
-/// How long a run of samples waits for more before it is written: the units read in one
-/// round come back one by one within a few ms, and one transaction for all of them costs
-/// about what one costs for each (at 50 units a second, the writer committed once per
-/// sample). Far under any interval, and a journal entry or a config never waits for it.
-const LINGER: Duration = Duration::from_millis(20);
 
 /// One write to the store.
 #[derive(Debug, Clone)]
@@ -356,23 +351,7 @@ fn run(shared: &Shared, store: &Store) {
                 }
                 q = shared.wake.wait(q).unwrap_or_else(PoisonError::into_inner);
             }
-            let deadline = Instant::now() + LINGER;
-            while !q.closing
-                && q.jobs.len() < BATCH
-                && q.jobs.iter().all(|j| matches!(j.write, Write::Metric(_)))
-            {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                q = match shared.wake.wait_timeout(q, left) {
-                    Ok((q, _)) => q,
-                    Err(e) => e.into_inner().0,
-                };
-            }
-            let Some(front) = q.jobs.front_mut() else {
-                continue;
-            };
+            let front = q.jobs.front_mut().expect("a job is queued");
             if let Some((_, flag)) = &front.reply {
                 let _ =
                     flag.compare_exchange(PENDING, STARTED, Ordering::AcqRel, Ordering::Acquire);
