@@ -11,7 +11,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use autoscaler_core::predict::{Forecaster, Recent, Sample, predict};
+use autoscaler_core::predict::{Forecaster, Recent, Sample, predict, predict_recent};
 use autoscaler_core::{Config, GIB, Limits, Millis};
 
 const SAMPLES: usize = 7200;
@@ -68,8 +68,8 @@ fn main() {
             recent.push(*s, window, window);
             if version != Some(recent.version()) {
                 version = Some(recent.version());
-                black_box(predict(
-                    recent.points(),
+                black_box(predict_recent(
+                    &mut recent,
                     &forecaster,
                     &cfg,
                     &limits,

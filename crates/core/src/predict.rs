@@ -211,6 +211,22 @@ pub fn predict(
     }
 }
 
+/// [`predict`] over a unit's [`Recent`] points. Its `samples` counts the samples merged into
+/// the window's points, not the points: what the window holds is what the user set it for.
+pub fn predict_recent(
+    recent: &mut Recent,
+    forecaster: &Forecaster,
+    cfg: &Config,
+    current: &Limits,
+    bounds: Option<&Bounds>,
+    now: Millis,
+) -> Prediction {
+    let window = f64::from(cfg.forecast_window_minutes) * 60.0;
+    let mut p = predict(recent.points(), forecaster, cfg, current, bounds, now);
+    p.samples = recent.samples_within(now, window);
+    p
+}
+
 /// A forecast at [`HORIZONS_SECS`], refused when the samples span less time than the
 /// shortest horizon: 15 seconds of a service warming up do not tell the next half hour.
 fn forecast_spanning(

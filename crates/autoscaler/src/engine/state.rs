@@ -10,7 +10,7 @@ use autoscaler_cgroup::events::Source;
 use autoscaler_core::adaptive::Verdict;
 use autoscaler_core::decide::{Inputs, evaluate};
 use autoscaler_core::predict::{
-    FeatureLedger, FeatureUsage, Forecaster, Prediction, Recent, Sample, anticipate, predict,
+    FeatureLedger, FeatureUsage, Forecaster, Prediction, Recent, Sample, anticipate, predict_recent,
 };
 use autoscaler_core::{
     Action, Bounds, Config, Controller, Counters, Decision, Evaluation, Host, Learned, Limits,
@@ -424,31 +424,30 @@ impl UnitState {
     /// the default interval that is every check; at 1 s, every 15 s or so (a step of the
     /// forecast window, see [`Recent`]), not every second over thousands of samples.
     fn predict(&mut self, limits: &Limits, bounds: Option<&Bounds>, at: Millis) -> Arc<Prediction> {
-        let from = PredictedFrom {
-            version: self.recent.version(),
-            config: self.config.clone(),
-            limits: *limits,
-            bounds: bounds.cloned(),
-        };
+        let version = self.recent.version();
         if let (Some(p), Some(f)) = (&self.prediction, &self.predicted_from)
-            && *f == from
+            && f.version == version
+            && f.limits == *limits
+            && f.bounds.as_ref() == bounds
+            && f.config == self.config
         {
             return p.clone();
         }
-        let (window, _) = recent_spans(&self.config);
-        let mut p = predict(
-            self.recent.points(),
+        let p = Arc::new(predict_recent(
+            &mut self.recent,
             &self.forecaster,
             &self.config,
             limits,
             bounds,
             at,
-        );
-        // Samples, not points: what the window holds is what the user configured it for.
-        p.samples = self.recent.samples_within(at, window);
-        let p = Arc::new(p);
+        ));
         self.prediction = Some(p.clone());
-        self.predicted_from = Some(from);
+        self.predicted_from = Some(PredictedFrom {
+            version,
+            config: self.config.clone(),
+            limits: *limits,
+            bounds: bounds.cloned(),
+        });
         p
     }
 
