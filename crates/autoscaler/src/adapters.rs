@@ -14,9 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use autoscaler_cgroup::events::{self, Armed, Source};
-use autoscaler_cgroup::{
-    CgroupFiles, CgroupPaths, Mounts, SignalSources, agent_processes, signals_of,
-};
+use autoscaler_cgroup::{AgentCache, CgroupFiles, CgroupPaths, Mounts, SignalSources, signals_of};
 use autoscaler_core::{Limits, Millis, UnitName};
 use autoscaler_systemd::{Bus, Systemd, Watch};
 
@@ -119,8 +117,16 @@ struct Located {
 /// The open files, and the kernel's limits as last read through them.
 struct Files {
     files: CgroupFiles,
+    /// The limits the kernel enforced at the last look, and when that was.
     kernel: Option<Limits>,
+    limits_read: Option<Millis>,
+    agents: AgentCache,
 }
+
+/// How often a unit's limits are read from its cgroup to see whether someone else changed
+/// them (`systemctl set-property`): such a change is seen within this long, or at the
+/// unit's next check when its interval is longer.
+const LIMITS_EVERY_MS: i64 = 5_000;
 
 pub struct SystemProbe {
     managers: Arc<Managers>,
@@ -191,6 +197,8 @@ impl SystemProbe {
         let files = Arc::new(Mutex::new(Files {
             files: CgroupFiles::new(paths),
             kernel: None,
+            limits_read: None,
+            agents: AgentCache::default(),
         }));
         cache.insert(
             unit.clone(),
@@ -226,18 +234,33 @@ impl Probe for SystemProbe {
     }
 
     fn sample(&self, unit: &UnitName, view: &UnitView, at: Millis) -> anyhow::Result<Sampled> {
+        let src = self
+            .signals
+            .get(unit)
+            .context("the unit has no signal sources: not a managed unit")?;
         let files = self.files(unit, view)?;
-        let (reading, limits_moved) = {
+        let (reading, agents, limits_moved) = {
             let mut f = files.lock().unwrap_or_else(|e| e.into_inner());
             let reading = f.files.read(at);
             // systemd does not signal new limits: the kernel's, read through the open files,
-            // tell when systemd's view should be read again.
-            let kernel = reading.is_ok().then(|| f.files.limits());
+            // tell when systemd's view should be read again. Read at most every
+            // LIMITS_EVERY_MS: four files of a unit sample's fourteen, for news that is rare.
+            let due = f
+                .limits_read
+                .is_none_or(|then| at.0.saturating_sub(then.0) >= LIMITS_EVERY_MS);
+            let kernel = (reading.is_ok() && due).then(|| f.files.limits());
             let moved = kernel.is_some() && f.kernel.is_some() && kernel != f.kernel;
             if kernel.is_some() {
                 f.kernel = kernel;
+                f.limits_read = Some(at);
             }
-            (reading, moved)
+            // The pids come with the counters: a failed listing fails the reading, so unknown
+            // processes never read as "no agents running" (idle: a scale-down).
+            let agents = match &reading {
+                Ok(r) => f.agents.agents(src, &r.pids, at),
+                Err(_) => Vec::new(),
+            };
+            (reading, agents, moved)
         };
         if limits_moved {
             tracing::debug!(unit = %unit, "the cgroup's limits changed; reading systemd's view again");
@@ -256,16 +279,8 @@ impl Probe for SystemProbe {
                 return Err(e);
             }
         };
-        // The pids come with the counters: a failed listing fails the reading, so unknown
-        // processes never read as "no agents running" (idle: a scale-down).
-        let (counters, pids) = (reading.counters, reading.pids);
-        let src = self
-            .signals
-            .get(unit)
-            .context("the unit has no signal sources: not a managed unit")?;
-        let agents = agent_processes(src, &pids);
         Ok(Sampled {
-            counters,
+            counters: reading.counters,
             signals: signals_of(src, &agents),
             features: agents.into_iter().map(|a| a.feature_id).collect(),
         })

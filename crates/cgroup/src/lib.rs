@@ -33,4 +33,6 @@ pub use host::read_host;
 pub use locate::CgroupPaths;
 pub use mounts::{Mount, Mounts};
 pub use read::{CgroupFiles, UnitReading, read_cgroup_limits, read_counters};
-pub use signals::{AgentKind, AgentProc, SignalSources, agent_processes, signals_of};
+pub use signals::{
+    AgentCache, AgentKind, AgentProc, CMDLINE_KEPT_MS, SignalSources, agent_processes, signals_of,
+};

@@ -10,12 +10,14 @@
 //! quota, which the API shows as `null` rather than a made-up number.
 
 use std::collections::BTreeSet;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
-use autoscaler_core::Signals;
+use autoscaler_core::{Millis, Signals};
 use rusqlite::{Connection, OpenFlags};
 
 /// Where the signals come from. Every path is a parameter so tests can use temp dirs.
@@ -85,9 +87,7 @@ pub fn signals_of(src: &SignalSources, agents: &[AgentProc]) -> Signals {
 pub fn agent_processes(src: &SignalSources, pids: &[u32]) -> Vec<AgentProc> {
     pids.iter()
         .filter_map(|&pid| {
-            let path = src.proc_root.join(pid.to_string()).join("cmdline");
-            let cmdline = std::fs::read(&path).ok()?;
-            let (kind, feature_id) = parse_agent_cmdline(src, &cmdline)?;
+            let (kind, feature_id) = agent_of(src, pid)??;
             Some(AgentProc {
                 pid,
                 kind,
@@ -95,6 +95,56 @@ pub fn agent_processes(src: &SignalSources, pids: &[u32]) -> Vec<AgentProc> {
             })
         })
         .collect()
+}
+
+/// How long a process's command line, once read, is taken as still true.
+///
+/// A command line changes at `exec`: a process seen between its `fork` and its `exec` shows
+/// its parent's. Read again after this long, such a process is counted as the agent it became
+/// within a few seconds; at a 1 s interval, the unit's processes are read once every few
+/// checks, not at every one (a third of a unit sample's system calls; docs/BENCHMARKS.md).
+pub const CMDLINE_KEPT_MS: i64 = 5_000;
+
+/// What a command line says a process is: a counted agent's kind and feature, or `None`.
+type Seen = Option<(AgentKind, Option<String>)>;
+
+/// A unit's agent processes, from command lines remembered for [`CMDLINE_KEPT_MS`] by pid.
+#[derive(Debug, Default)]
+pub struct AgentCache {
+    /// What each pid's command line said, and when it was read.
+    known: HashMap<u32, (Seen, Millis)>,
+}
+
+impl AgentCache {
+    /// The agent processes among `pids` (sorted, no repeats) at time `at`. Processes that
+    /// exit while we look are skipped; pids no longer in the unit are forgotten.
+    pub fn agents(&mut self, src: &SignalSources, pids: &[u32], at: Millis) -> Vec<AgentProc> {
+        self.known.retain(|pid, (_, read)| {
+            pids.binary_search(pid).is_ok() && at.0.saturating_sub(read.0) < CMDLINE_KEPT_MS
+        });
+        pids.iter()
+            .filter_map(|&pid| {
+                let (seen, _) = match self.known.entry(pid) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) => e.insert((agent_of(src, pid)?, at)),
+                };
+                let (kind, feature_id) = seen.clone()?;
+                Some(AgentProc {
+                    pid,
+                    kind,
+                    feature_id,
+                })
+            })
+            .collect()
+    }
+}
+
+/// What process `pid`'s command line says it is: `None` when it has exited (or cannot be
+/// read), `Some(None)` when it is not a counted agent.
+fn agent_of(src: &SignalSources, pid: u32) -> Option<Seen> {
+    let path = src.proc_root.join(pid.to_string()).join("cmdline");
+    let cmdline = std::fs::read(&path).ok()?;
+    Some(parse_agent_cmdline(src, &cmdline))
 }
 
 /// An agent's kind and feature from its NUL-separated command line; `None` when it is not

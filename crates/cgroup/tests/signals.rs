@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 
 use autoscaler_cgroup::signals::{AgentKind, AgentProc, features_pending};
-use autoscaler_cgroup::{SignalSources, Signals, agent_processes, signals_of};
+use autoscaler_cgroup::{
+    AgentCache, CMDLINE_KEPT_MS, SignalSources, Signals, agent_processes, signals_of,
+};
+use autoscaler_core::Millis;
 use rusqlite::Connection;
 
 /// A temp dir with a fake /proc, four projects and a registry.
@@ -247,5 +250,41 @@ fn agent_processes_carry_feature_ids() {
     assert_eq!(
         kinds,
         vec![(101, AgentKind::Testing), (103, AgentKind::Testing)]
+    );
+}
+
+/// The cache reads a process's command line once per `CMDLINE_KEPT_MS`: a process that
+/// became an agent (an `exec` after our first look) is counted once that time has passed, a
+/// pid that left the unit is forgotten, and one that could not be read is tried again.
+#[test]
+fn agent_cache_rereads_command_lines_after_a_while() {
+    let w = World::new();
+    let src = w.sources(None, &[], None);
+    let mut cache = AgentCache::default();
+    let pids = |a: &[AgentProc]| a.iter().map(|a| a.pid).collect::<Vec<_>>();
+    let t0 = Millis(1_000_000);
+    // 106 does not exist yet: not an agent, and not remembered as "not an agent".
+    assert_eq!(pids(&cache.agents(&src, &[100, 102, 106], t0)), [100]);
+    // 102 execs into a coding agent and 106 appears as one.
+    let agent = b"python3\0/opt/autocoder/autonomous_agent_demo.py\0--agent-type\0coding\0";
+    w.write("proc/102/cmdline", agent);
+    w.write("proc/106/cmdline", agent);
+    let soon = Millis(t0.0 + CMDLINE_KEPT_MS - 1);
+    assert_eq!(
+        pids(&cache.agents(&src, &[100, 102, 106], soon)),
+        [100, 106],
+        "102's command line is the one read at t0 until CMDLINE_KEPT_MS has passed"
+    );
+    let later = Millis(t0.0 + CMDLINE_KEPT_MS);
+    assert_eq!(
+        pids(&cache.agents(&src, &[100, 102, 106], later)),
+        [100, 102, 106]
+    );
+    // 100 leaves the unit, and its pid comes back as another program: read afresh.
+    assert_eq!(pids(&cache.agents(&src, &[102, 106], later)), [102, 106]);
+    w.write("proc/100/cmdline", b"sleep\0infinity\0");
+    assert_eq!(
+        pids(&cache.agents(&src, &[100, 102, 106], later)),
+        [102, 106]
     );
 }
