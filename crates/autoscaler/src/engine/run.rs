@@ -20,7 +20,7 @@ use super::IDLE_WAKE;
 use super::apply::Change;
 use super::clock::{CLOCK_JUMP_MS, Timeline};
 use super::events::{self, BURST_SPACING, BURST_WINDOW, Key, Note, Seen, THRESHOLD_LEAD, Watch};
-use super::writer::{Write, Writer};
+use super::writer::{self, Write, Writer};
 use autoscaler_cgroup::events::Source;
 
 /// The smallest move of the wall clock against the timeline that stored times follow (see
@@ -34,9 +34,12 @@ use super::sampler::{Outcome, Reader, Reading};
 use super::state::UnitState;
 use super::{Actuator, Clock, EngineError, LoopStats, Probe, SAMPLE_TIMEOUT, Snapshot, Units};
 
-/// The most readings handled before the snapshot is published: what is already back when
-/// one comes in is handled first, so a publish (a copy of the unit list) serves many.
-const READINGS_PER_PUBLISH: usize = 64;
+/// The most readings handled before the snapshot is published and the engine lets other
+/// tasks run: what is already back when one comes in is handled first, so a publish (a copy
+/// of the unit list) serves many. Readers send their readings in batches of up to 32, so a
+/// backlog is the rule at 1000 units; a task woken on the engine's worker meanwhile (an API
+/// request) waits for the batch, and 16 readings take about a millisecond there.
+const READINGS_PER_PUBLISH: usize = 16;
 
 /// How soon after a unit's first reading the second is taken: a CPU rate needs two. The
 /// second belongs to the same check: it does not move the unit's schedule.
@@ -265,13 +268,14 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                     self.refresh(i);
                     // The readings already back are handled before one publish: they come
                     // a reader's pace apart, a thousand a second at 1000 units.
-                    for _ in 0..READINGS_PER_PUBLISH {
+                    for _ in 1..READINGS_PER_PUBLISH {
                         let Ok(r) = readings.try_recv() else { break };
                         let i = r.unit;
                         self.finish_check(r).await;
                         self.refresh(i);
                     }
                     self.send();
+                    tokio::task::yield_now().await;
                 }
                 Event::Note(Note::Wake { unit, source }) => {
                     self.wake(unit, source);
@@ -289,6 +293,13 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                     }
                 }
             }
+            // A round's samples go to the store together, once its last reading is in: a
+            // round's readings come back in several batches (as systemd's answers and the
+            // readers come), and a transaction per batch wrote the same pages again each
+            // time. A large round has its samples written as they fill a transaction.
+            let round_done = !self.reading.contains(&true);
+            self.writer
+                .flush(if round_done { 1 } else { writer::BATCH });
             // The readings this round asked for start together.
             let due = std::mem::take(&mut self.to_read);
             self.reader.read(due);
@@ -517,15 +528,16 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         let bounds = Bounds::new(&unit.config, &self.host);
         let decision = unit.observe(*sampled, view.limits, bounds.as_ref().ok(), &self.host, at);
         let wall_offset = self.wall_offset_ms;
+        // Written with the rest of its round (the loop flushes).
         for w in unit.writes(wall_offset) {
-            self.writer.keep(w);
+            self.writer.keep_later(w);
         }
         if unit.should_prune(at) {
             let keep_ms = i64::from(unit.config.metrics_retention_hours()) * 3_600_000;
             // Retention counts the time that really passed: a wall clock that jumped ahead
             // since the start does not age the samples stored before it.
             let now = Millis(at.0 + wall_offset.min(0));
-            self.writer.keep(Write::Prune {
+            self.writer.keep_later(Write::Prune {
                 unit: name.clone(),
                 now,
                 keep_ms,

@@ -42,6 +42,14 @@ pub(super) const STALL: Duration = Duration::from_millis(200);
 /// How often the watchdog looks at the readers while one is at work.
 const TICK: Duration = Duration::from_millis(100);
 
+/// The most readings a reader keeps before it sends them to the engine. It sends them when
+/// the queue is empty, so a round's readings wake the engine (and then the store's writer)
+/// once, not once each: at 50 units a wake per reading was a third of the daemon's CPU
+/// (docs/BENCHMARKS.md). At 1000 units, batches of this size keep the engine working while
+/// the reader goes on. Readings kept by a reader that then hangs are sent by the watchdog
+/// at its next tick.
+const OUTBOX: usize = 32;
+
 /// What one check of one unit read.
 pub(super) struct Reading {
     /// The unit's index in the engine.
@@ -95,6 +103,10 @@ struct Shared {
     next_id: u64,
     /// Units whose read was reported stuck and has not returned.
     stuck: HashSet<usize>,
+    /// Readings taken and not yet sent to the engine (see [`OUTBOX`]), boxed as the
+    /// engine's channel takes them.
+    #[allow(clippy::vec_box)]
+    outbox: Vec<Box<Reading>>,
 }
 
 impl Shared {
@@ -187,8 +199,23 @@ impl<P: Probe> Reader<P> {
                     Err(reading) => answers.push(reading),
                 };
                 take(first);
-                while let Some(Some(r)) = pending.next().now_or_never() {
-                    take(r);
+                // tokio's budget holds back answers that are ready once the task has done
+                // enough work: one yield resets it. Without it a round's answers came in four
+                // or five batches, each woke a reader thread, and each the engine.
+                let mut yielded = false;
+                loop {
+                    match pending.next().now_or_never() {
+                        Some(Some(r)) => {
+                            take(r);
+                            yielded = false;
+                        }
+                        Some(None) => break,
+                        None if !yielded => {
+                            tokio::task::yield_now().await;
+                            yielded = true;
+                        }
+                        None => break,
+                    }
                 }
                 submit(&inner, jobs);
                 for r in answers {
@@ -241,6 +268,8 @@ impl<P: Probe> Reader<P> {
                         }
                     }
                     s.stuck.extend(stuck);
+                    // What a reader took before it stalled.
+                    reports.append(&mut s.outbox);
                     s.hire()
                 };
                 if let Some(id) = hire {
@@ -354,6 +383,7 @@ fn work<P: Probe>(inner: &Inner<P>, id: u64) {
             (reported, left)
         };
         // A unit reported stuck was told so; its next check reads it afresh.
+        let mut send = Vec::new();
         if !reported {
             let outcome = match result {
                 Ok(Ok(sampled)) => Outcome::Sampled {
@@ -375,6 +405,13 @@ fn work<P: Probe>(inner: &Inner<P>, id: u64) {
                 started: job.started,
                 outcome,
             });
+            let mut s = inner.lock();
+            s.outbox.push(reading);
+            if left || s.queue.is_empty() || s.outbox.len() >= OUTBOX {
+                send = std::mem::take(&mut s.outbox);
+            }
+        }
+        for reading in send {
             // The engine may have stopped; then nobody needs the reading.
             if inner.tx.blocking_send(reading).is_err() {
                 let mut s = inner.lock();

@@ -33,7 +33,7 @@ pub const PERMANENT_TRIES: u32 = 3;
 /// The longest pause between two tries of a write that failed.
 const MAX_PAUSE: Duration = Duration::from_secs(2);
 /// The most samples written in one transaction.
-const BATCH: usize = 256;
+pub const BATCH: usize = 256;
 
 /// One write to the store.
 #[derive(Debug, Clone)]
@@ -140,6 +140,8 @@ struct Queue {
     state: StoreState,
     failing_since: Option<Instant>,
     closing: bool,
+    /// Jobs queued by [`Writer::keep_later`] that the thread was not woken for.
+    unannounced: usize,
 }
 
 struct Shared {
@@ -177,7 +179,9 @@ impl Writer {
         })
     }
 
-    fn push(&self, job: Job) {
+    /// Queues `job`, and wakes the writer thread for it unless `later` (see
+    /// [`Self::keep_later`]).
+    fn push(&self, job: Job, later: bool) {
         let mut q = self.shared.lock();
         if matches!(job.write, Write::Metric(_)) {
             if q.samples >= MAX_QUEUED_SAMPLES {
@@ -187,31 +191,61 @@ impl Writer {
             q.samples += 1;
         }
         q.jobs.push_back(job);
+        if later {
+            q.unannounced += 1;
+            return;
+        }
+        q.unannounced = 0;
         drop(q);
         self.shared.wake.notify_one();
+    }
+
+    fn retried(write: Write) -> Job {
+        Job {
+            write,
+            retry: true,
+            reply: None,
+            tries: 0,
+        }
     }
 
     /// Queues a write that is retried until it is stored (a sample may be dropped when the
     /// queue is full).
     pub fn keep(&self, write: Write) {
-        self.push(Job {
-            write,
-            retry: true,
-            reply: None,
-            tries: 0,
-        });
+        self.push(Writer::retried(write), false);
+    }
+
+    /// Queues a write like [`Self::keep`], but the writer thread starts on it only at the
+    /// next [`Self::flush`] (or the next write that does wake it). The engine queues a
+    /// batch of readings' samples this way: one wake and one transaction for the batch, where
+    /// a wake per sample cost a context switch and a commit each (docs/BENCHMARKS.md).
+    pub fn keep_later(&self, write: Write) {
+        self.push(Writer::retried(write), true);
+    }
+
+    /// Wakes the writer thread for the writes queued by [`Self::keep_later`], if there are at
+    /// least `at_least` of them (1: any).
+    pub fn flush(&self, at_least: usize) {
+        let mut q = self.shared.lock();
+        if q.unannounced == 0 || q.unannounced < at_least {
+            return;
+        }
+        q.unannounced = 0;
+        drop(q);
+        self.shared.wake.notify_one();
     }
 
     /// Queues a write that is retried until stored, and waits up to `timeout` for it to be:
     /// `false` when it is still queued then (it stays queued).
     pub async fn keep_and_wait(&self, write: Write, timeout: Duration) -> bool {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.push(Job {
-            write,
-            retry: true,
-            reply: Some((tx, Arc::new(AtomicU8::new(PENDING)))),
-            tries: 0,
-        });
+        self.push(
+            Job {
+                reply: Some((tx, Arc::new(AtomicU8::new(PENDING)))),
+                ..Writer::retried(write)
+            },
+            false,
+        );
         matches!(
             wait(Arc::new(Mutex::new(rx)), Some(timeout)).await,
             Ok(Ok(()))
@@ -232,12 +266,15 @@ impl Writer {
         }
         let (tx, rx) = mpsc::sync_channel(1);
         let flag = Arc::new(AtomicU8::new(PENDING));
-        self.push(Job {
-            write,
-            retry: false,
-            reply: Some((tx, flag.clone())),
-            tries: 0,
-        });
+        self.push(
+            Job {
+                write,
+                retry: false,
+                reply: Some((tx, flag.clone())),
+                tries: 0,
+            },
+            false,
+        );
         let rx = Arc::new(Mutex::new(rx));
         match wait(rx.clone(), Some(timeout)).await {
             Ok(r) => r,
@@ -428,5 +465,83 @@ fn run(shared: &Shared, store: &Store) {
                 pause = (pause * 2).min(MAX_PAUSE);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(unit: &UnitName, at: i64) -> Write {
+        Write::Metric(MetricRow {
+            unit: unit.clone(),
+            at: Millis(at),
+            cpu_percent: 10.0,
+            cpu_cores: 0.1,
+            memory_bytes: 1 << 20,
+            tasks: 1,
+            process_count: 1,
+            agent_count: 0,
+            testing_agent_count: 0,
+            api_quota_remaining: None,
+            features_pending: None,
+            cpu_quota: None,
+            memory_max: None,
+            tasks_max: None,
+            throttled_ratio: None,
+            cpu_pressure: None,
+            memory_pressure: None,
+            oom_kills: 0,
+        })
+    }
+
+    fn stored(store: &Store, unit: &UnitName) -> usize {
+        store
+            .metrics_since(unit, Millis(0), Millis(i64::MAX))
+            .expect("reading the samples back")
+            .len()
+    }
+
+    /// Samples queued with `keep_later` wait, while the thread is idle, for a flush with
+    /// enough of them, and a write that wakes the thread takes them along, in order.
+    #[test]
+    fn samples_kept_for_later_are_written_at_the_flush() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let unit = UnitName::parse("a.service").expect("a unit name");
+        let store = Store::open(&dir.path().join("a.db"), &unit).expect("opening the store");
+        let writer = Writer::start(store.clone()).expect("starting the writer");
+        let settle = || std::thread::sleep(Duration::from_millis(300));
+        // The thread waits for work (one already awake takes whatever is queued).
+        settle();
+        writer.keep_later(sample(&unit, 1_000));
+        writer.keep_later(sample(&unit, 2_000));
+        settle();
+        assert_eq!(
+            stored(&store, &unit),
+            0,
+            "nothing is written before a flush"
+        );
+        writer.flush(3);
+        settle();
+        assert_eq!(
+            stored(&store, &unit),
+            0,
+            "two samples are fewer than the three asked"
+        );
+        assert_eq!(writer.state().queued, 2);
+        writer.flush(1);
+        writer.close(Duration::from_secs(10));
+        assert_eq!(stored(&store, &unit), 2);
+
+        // A write that wakes the thread takes the samples queued before it along.
+        let writer = Writer::start(store.clone()).expect("starting the writer again");
+        writer.keep_later(sample(&unit, 3_000));
+        writer.keep(sample(&unit, 4_000));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stored(&store, &unit) < 4 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(stored(&store, &unit), 4);
+        writer.close(Duration::from_secs(10));
     }
 }
