@@ -24,7 +24,7 @@ use autoscaler_testkit::{Sandbox, wait_until};
 
 #[path = "bench_common/mod.rs"]
 mod common;
-use common::{available, clock_ticks, cpu_ticks, metrics, rss_kib, today, value};
+use common::{available, clock_ticks, cpu_ticks, metrics, rss_anon_kib, rss_kib, today, value};
 
 fn main() -> anyhow::Result<()> {
     let args = common::Args::parse("bench_collect", 50, 60, 5)?;
@@ -75,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         t0.elapsed(),
     );
     let (drss, crss) = (rss_kib(daemon_pid)?, rss_kib(cgtop.pid())?);
+    let (danon, canon) = (rss_anon_kib(daemon_pid)?, rss_anon_kib(cgtop.pid())?);
     let m = metrics(&daemon)?;
     let checks1 = value(&m, "autoscaler_checks_total").context("no checks")?;
     let lag_max = value(&m, "autoscaler_loop_lag_max_seconds").unwrap_or(f64::NAN);
@@ -95,20 +96,22 @@ fn main() -> anyhow::Result<()> {
     );
     eprintln!(
         "daemon: {:.0} unit samples ({} units available at the end), {:.0} ms CPU, {daemon_per:.1} \
-         µs per unit sample, RSS {:.1} MiB, loop lag max {:.1} ms",
+         µs per unit sample, RSS {:.1} MiB ({:.1} MiB anonymous), loop lag max {:.1} ms",
         daemon_samples,
         still_available,
         usec(d1 - d0) / 1000.0,
         mib(drss),
+        mib(danon),
         lag_max * 1000.0
     );
     eprintln!(
         "systemd-cgtop: {} iterations of {rows} rows ({} unit samples), {:.0} ms CPU, \
-         {cgtop_per:.1} µs per unit sample, RSS {:.1} MiB",
+         {cgtop_per:.1} µs per unit sample, RSS {:.1} MiB ({:.1} MiB anonymous)",
         it1 - it0,
         cgtop_samples,
         usec(c1 - c0) / 1000.0,
-        mib(crss)
+        mib(crss),
+        mib(canon)
     );
     eprintln!("ratio daemon/cgtop: {:.2}x", daemon_per / cgtop_per);
     if still_available != units {
@@ -116,11 +119,13 @@ fn main() -> anyhow::Result<()> {
     }
     println!(
         "| {} | {label} | {units} | {seconds} | {load1} | {daemon_per:.0} | {cgtop_per:.0} | \
-         {:.2}x | {:.1} MiB | {:.1} MiB | {:.0} ms |",
+         {:.2}x | {:.1} MiB ({:.1} anon) | {:.1} MiB ({:.1} anon) | {:.0} ms |",
         today(),
         daemon_per / cgtop_per,
         mib(drss),
+        mib(danon),
         mib(crss),
+        mib(canon),
         lag_max * 1000.0
     );
     Ok(())

@@ -34,7 +34,7 @@ use autoscaler_testkit::{Sandbox, fast_path_config, unit_path, wait_until};
 
 #[path = "bench_common/mod.rs"]
 mod common;
-use common::{available, clock_ticks, cpu_ticks, metrics, rss_kib, today, value};
+use common::{available, clock_ticks, cpu_ticks, metrics, rss_anon_kib, rss_kib, today, value};
 
 const LOADED: &str = "bench-loaded.service";
 
@@ -122,7 +122,7 @@ fn main() -> anyhow::Result<()> {
     let rest = Duration::from_secs(seconds).saturating_sub(t0.elapsed());
     std::thread::sleep(rest);
     let (cpu1, elapsed) = (cpu_ticks(daemon_pid)?, t0.elapsed());
-    let rss = rss_kib(daemon_pid)?;
+    let (rss, anon) = (rss_kib(daemon_pid)?, rss_anon_kib(daemon_pid)?);
     stop.store(true, Ordering::Relaxed);
     let timed = prober
         .join()
@@ -165,9 +165,10 @@ fn main() -> anyhow::Result<()> {
     );
     eprintln!(
         "daemon: {samples:.0} unit samples ({:.0}/s), {per:.1} µs CPU per unit sample, RSS {:.1} \
-         MiB, loop lag max {:.1} ms (since start)",
+         MiB ({:.1} MiB anonymous), loop lag max {:.1} ms (since start)",
         samples / elapsed.as_secs_f64(),
         rss as f64 / 1024.0,
+        anon as f64 / 1024.0,
         lag_max * 1000.0
     );
     eprintln!(
@@ -186,10 +187,11 @@ fn main() -> anyhow::Result<()> {
         bail!("only {still} of {all} units were available at the end");
     }
     println!(
-        "| {} | {label} | {all} | {seconds} | {load1} | {per:.0} | {:.1} MiB | {:.0} ms | {:.1} ms \
-         | {:.1} ms ({before_load:.1} ms before the load) | {scale_up_s} |",
+        "| {} | {label} | {all} | {seconds} | {load1} | {per:.0} | {:.1} MiB ({:.1} anon) | {:.0} ms \
+         | {:.1} ms | {:.1} ms ({before_load:.1} ms before the load) | {scale_up_s} |",
         today(),
         rss as f64 / 1024.0,
+        anon as f64 / 1024.0,
         lag_max * 1000.0,
         pct(0.5),
         pct(0.99),

@@ -127,12 +127,22 @@ pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
 }
 
 pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// The anonymous part of a process's RSS (heap, stacks), without the pages of its binary
+/// and libraries mapped from files (`RssFile`), which the kernel can drop and read again.
+pub fn rss_anon_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "RssAnon")
+}
+
+fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     text.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .with_context(|| format!("no VmRSS in {path}"))
+        .with_context(|| format!("no {field} in {path}"))
 }
 
 pub fn clock_ticks() -> anyhow::Result<u64> {
