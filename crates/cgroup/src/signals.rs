@@ -102,7 +102,8 @@ pub fn agent_processes(src: &SignalSources, pids: &[u32]) -> Vec<AgentProc> {
 /// A command line changes at `exec`: a process seen between its `fork` and its `exec` shows
 /// its parent's. Read again after this long, such a process is counted as the agent it became
 /// within a few seconds; at a 1 s interval, the unit's processes are read once every few
-/// checks, not at every one (a third of a unit sample's system calls; docs/BENCHMARKS.md).
+/// checks, not at every one (five system calls per process: `openat`, `statx`, two `read`s
+/// and a `close`; docs/BENCHMARKS.md).
 pub const CMDLINE_KEPT_MS: i64 = 5_000;
 
 /// What a command line says a process is: a counted agent's kind and feature, or `None`.

@@ -43,11 +43,10 @@ pub(super) const STALL: Duration = Duration::from_millis(200);
 const TICK: Duration = Duration::from_millis(100);
 
 /// The most readings a reader keeps before it sends them to the engine. It sends them when
-/// the queue is empty, so a round's readings wake the engine (and then the store's writer)
-/// once, not once each: at 50 units a wake per reading was a third of the daemon's CPU
-/// (docs/BENCHMARKS.md). At 1000 units, batches of this size keep the engine working while
-/// the reader goes on. Readings kept by a reader that then hangs are sent by the watchdog
-/// at its next tick.
+/// the queue is empty, so a round's readings wake the engine a few times, not once each
+/// (docs/BENCHMARKS.md, "Fewer wakes and reads per sample"). At 1000 units, batches of this
+/// size keep the engine working while the reader goes on. Readings kept by a reader that
+/// then hangs are sent by the watchdog at its next tick.
 const OUTBOX: usize = 32;
 
 /// What one check of one unit read.
@@ -268,7 +267,7 @@ impl<P: Probe> Reader<P> {
                         }
                     }
                     s.stuck.extend(stuck);
-                    // What a reader took before it stalled.
+                    // Readings a reader holds: one that stalled cannot send them.
                     reports.append(&mut s.outbox);
                     s.hire()
                 };

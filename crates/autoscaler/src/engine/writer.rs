@@ -216,9 +216,10 @@ impl Writer {
     }
 
     /// Queues a write like [`Self::keep`], but the writer thread starts on it only at the
-    /// next [`Self::flush`] (or the next write that does wake it). The engine queues a
-    /// batch of readings' samples this way: one wake and one transaction for the batch, where
-    /// a wake per sample cost a context switch and a commit each (docs/BENCHMARKS.md).
+    /// next [`Self::flush`] (or the next write that does wake it; a thread already at work
+    /// takes it too). The engine queues a round's samples this way: one wake and one
+    /// transaction for the round, where a wake per sample cost a context switch and a commit
+    /// each (docs/BENCHMARKS.md, "Fewer wakes and reads per sample").
     pub fn keep_later(&self, write: Write) {
         self.push(Writer::retried(write), true);
     }
