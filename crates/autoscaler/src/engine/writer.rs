@@ -228,7 +228,7 @@ impl Writer {
     /// least `at_least` of them (1: any).
     pub fn flush(&self, at_least: usize) {
         let mut q = self.shared.lock();
-        if q.unannounced == 0 || q.unannounced < at_least {
+        if q.unannounced < at_least.max(1) {
             return;
         }
         q.unannounced = 0;
