@@ -314,6 +314,15 @@ impl Systemd {
             if c.contains_key("MainPID") {
                 info.main_pid = Some(take::<u32>(&mut c, "MainPID", unit)?).filter(|p| *p != 0);
             }
+            // The two interfaces are read one after the other: a unit that stopped between
+            // them reads as running without a cgroup. Its state read again after the cgroup
+            // is at least as new, so the view says what the unit is now (stopping, stopped).
+            let running = matches!(info.active_state.as_str(), "active" | "reloading");
+            if running && info.control_group.is_none() {
+                let mut again = self.get_all(&path, unit_iface, unit).await?;
+                info.active_state = take(&mut again, "ActiveState", unit)?;
+                info.sub_state = take(&mut again, "SubState", unit)?;
+            }
         }
         Ok(info)
     }
