@@ -4,8 +4,9 @@
 //! Covers the rate limit and its 429, the cooldown and streaks across a restart (same SQLite
 //! file), a timeout of each probe and actuator call, a failed apply with a rollback that
 //! worked and one that did not, a unit that vanishes and comes back, a config change used
-//! from the next check, the `oom_kills` regression, and the API answering while one unit's
-//! read hangs. The real-systemd end-to-end tests (`e2e_*.rs`, `api.rs`) stay as they are.
+//! from the next check, the `oom_kills` regression, the API answering while one unit's read
+//! hangs, and a front reading its own writes. The real-systemd end-to-end tests (`e2e_*.rs`,
+//! `api.rs`) stay as they are.
 
 use std::path::Path;
 use std::time::Duration;
@@ -450,5 +451,38 @@ async fn the_api_answers_status_within_50_ms_while_a_probe_hangs() {
         );
     }
     sys.release();
+    d.stop().await.expect("stop");
+}
+
+/// A change's answer comes after it is published: a front that reads right after its own
+/// write sees it, every time (CI once saw the old interval in `GET config` after a `PUT`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_front_reads_its_own_writes() {
+    let (_dir, _sys, _units, d) = fresh(&["app.service"]);
+    for k in 0..300u32 {
+        let percent = 60 + k % 30;
+        let body = format!(r#"{{"scale_up_cpu_percent": {percent}}}"#);
+        d.ok("PUT", "/api/autoscaler/config", Some(&body))
+            .await
+            .expect("put config");
+        let c = d
+            .ok("GET", "/api/autoscaler/config", None)
+            .await
+            .expect("config");
+        assert_eq!(c["scale_up_cpu_percent"], percent, "write {k}: {c}");
+        let mode = if k % 2 == 0 { "disabled" } else { "enabled" };
+        d.ok(
+            "POST",
+            "/api/autoscaler/mode",
+            Some(&format!(r#"{{"mode": "{mode}"}}"#)),
+        )
+        .await
+        .expect("mode");
+        let s = d
+            .ok("GET", "/api/autoscaler/status", None)
+            .await
+            .expect("status");
+        assert_eq!(s["mode"], mode, "write {k}: {s}");
+    }
     d.stop().await.expect("stop");
 }

@@ -237,10 +237,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                 Event::Shutdown => break,
                 // Nothing changed: the round counter moved, no snapshot to publish.
                 Event::Idle => continue,
-                Event::Command(cmd) => {
-                    self.handle(cmd).await;
-                    self.publish();
-                }
+                Event::Command(cmd) => self.handle(cmd).await,
                 Event::Due(i, when) => {
                     self.start_check(i, when);
                     self.refresh(i);
@@ -361,10 +358,14 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             })
     }
 
+    /// Runs a command, publishes what it changed, then answers it: a front that reads the
+    /// state after the answer sees the change (read your writes).
     async fn handle(&mut self, cmd: Command) {
         match cmd {
             Command::SetMode(unit, mode, reply) => {
-                let _ = reply.send(self.set_mode(&unit, mode).await);
+                let r = self.set_mode(&unit, mode).await;
+                self.publish();
+                let _ = reply.send(r);
             }
             Command::SetPolicy(unit, policy, reply) => {
                 let r = match self.index(&unit) {
@@ -374,6 +375,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                         .map(|_| self.units[i].snapshot(&self.host)),
                     Err(e) => Err(e),
                 };
+                self.publish();
                 let _ = reply.send(r);
             }
             Command::SetConfig(unit, changes, reply) => {
@@ -381,6 +383,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                     Ok(i) => self.update_config(i, |c| Ok(c.apply(&changes)?)).await,
                     Err(e) => Err(e),
                 };
+                self.publish();
                 let _ = reply.send(r);
             }
             Command::Scale(unit, req, reply) => {
@@ -388,6 +391,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                     Ok(i) => self.manual_scale(i, req).await,
                     Err(e) => Err(e),
                 };
+                self.publish();
                 let _ = reply.send(r);
             }
         }
