@@ -29,7 +29,7 @@ const OFFSET_STEP_MS: i64 = 100;
 
 /// How long a stopping engine waits for its queued store writes.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
-use super::handle::Command;
+use super::handle::{Command, Reply};
 use super::sampler::{Outcome, Reader, Reading};
 use super::state::UnitState;
 use super::{Actuator, Clock, EngineError, LoopStats, Probe, SAMPLE_TIMEOUT, Snapshot, Units};
@@ -361,12 +361,16 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
     /// Runs a command, publishes what it changed, then answers it: a front that reads the
     /// state after the answer sees the change (read your writes).
     async fn handle(&mut self, cmd: Command) {
-        match cmd {
-            Command::SetMode(unit, mode, reply) => {
-                let r = self.set_mode(&unit, mode).await;
-                self.publish();
+        fn answer<T: Send + 'static>(
+            reply: Reply<T>,
+            r: Result<T, EngineError>,
+        ) -> Box<dyn FnOnce() + Send> {
+            Box::new(move || {
                 let _ = reply.send(r);
-            }
+            })
+        }
+        let answer = match cmd {
+            Command::SetMode(unit, mode, reply) => answer(reply, self.set_mode(&unit, mode).await),
             Command::SetPolicy(unit, policy, reply) => {
                 let r = match self.index(&unit) {
                     Ok(i) => self
@@ -375,26 +379,25 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                         .map(|_| self.units[i].snapshot(&self.host)),
                     Err(e) => Err(e),
                 };
-                self.publish();
-                let _ = reply.send(r);
+                answer(reply, r)
             }
             Command::SetConfig(unit, changes, reply) => {
                 let r = match self.index(&unit) {
                     Ok(i) => self.update_config(i, |c| Ok(c.apply(&changes)?)).await,
                     Err(e) => Err(e),
                 };
-                self.publish();
-                let _ = reply.send(r);
+                answer(reply, r)
             }
             Command::Scale(unit, req, reply) => {
                 let r = match self.index(&unit) {
                     Ok(i) => self.manual_scale(i, req).await,
                     Err(e) => Err(e),
                 };
-                self.publish();
-                let _ = reply.send(r);
+                answer(reply, r)
             }
-        }
+        };
+        self.publish();
+        answer();
     }
 
     /// A unit's check is due: schedule the next one, and start reading it unless a reading
