@@ -83,18 +83,10 @@ pub fn signals_of(src: &SignalSources, agents: &[AgentProc]) -> Signals {
     }
 }
 
-/// The agent processes among `pids`. Processes that exit while we look are skipped.
+/// The agent processes among `pids`, every command line read now (the daemon keeps them a
+/// while: [`AgentCache`]). Processes that exit while we look are skipped.
 pub fn agent_processes(src: &SignalSources, pids: &[u32]) -> Vec<AgentProc> {
-    pids.iter()
-        .filter_map(|&pid| {
-            let (kind, feature_id) = agent_of(src, pid)??;
-            Some(AgentProc {
-                pid,
-                kind,
-                feature_id,
-            })
-        })
-        .collect()
+    AgentCache::default().agents(src, pids, Millis(0))
 }
 
 /// How long a process's command line, once read, is taken as still true.
