@@ -16,17 +16,13 @@ use std::time::Duration;
 use autoscaler_core::{GIB, Limits, UnitName};
 use autoscaler_testkit::fakes::{FakeClock, FakeDaemon, FakeSystemd, HOST, T0};
 
-/// The process's anonymous resident memory (heap, stacks, SQLite's caches), from
-/// `/proc/self/status`.
+#[path = "bench_common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+/// This process's anonymous resident memory (heap, stacks, SQLite's caches), in KiB.
 fn live_kib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("RssAnon:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(f64::NAN)
+    common::rss_anon_kib(std::process::id()).map_or(f64::NAN, |k| k as f64)
 }
 
 fn main() -> anyhow::Result<()> {
