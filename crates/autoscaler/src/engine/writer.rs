@@ -512,6 +512,14 @@ mod tests {
         let store = Store::open(&dir.path().join("a.db"), &unit).expect("opening the store");
         let writer = Writer::start(store.clone()).expect("starting the writer");
         let settle = || std::thread::sleep(Duration::from_millis(300));
+        // The samples stored once `n` are, or after 10 s.
+        let stored_by_then = |n: usize| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while stored(&store, &unit) < n && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            stored(&store, &unit)
+        };
         // The thread waits for work (one already awake takes whatever is queued).
         settle();
         writer.keep_later(sample(&unit, 1_000));
@@ -530,19 +538,17 @@ mod tests {
             "two samples are fewer than the three asked"
         );
         assert_eq!(writer.state().queued, 2);
+        // Any number will do: the thread wakes and writes both (not `close`, which would
+        // write them anyway).
         writer.flush(1);
+        assert_eq!(stored_by_then(2), 2, "the flush woke the thread");
         writer.close(Duration::from_secs(10));
-        assert_eq!(stored(&store, &unit), 2);
 
         // A write that wakes the thread takes the samples queued before it along.
         let writer = Writer::start(store.clone()).expect("starting the writer again");
         writer.keep_later(sample(&unit, 3_000));
         writer.keep(sample(&unit, 4_000));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while stored(&store, &unit) < 4 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert_eq!(stored(&store, &unit), 4);
+        assert_eq!(stored_by_then(4), 4);
         writer.close(Duration::from_secs(10));
     }
 }
