@@ -207,7 +207,16 @@ pub fn arm(paths: &CgroupPaths, threshold: Option<u64>, windows: &[(u64, u64)]) 
 fn psi_trigger(source: Source, file: &Path, windows: &[(u64, u64)]) -> io::Result<Notifier> {
     let mut last = io::Error::other("no trigger window to try");
     for (stall, window) in windows {
-        let mut f = OpenOptions::new().read(true).write(true).open(file)?;
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(file)
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot open {} for a PSI trigger: {e}", file.display()),
+                )
+            })?;
         let line = format!("some {stall} {window}");
         // The trigger lives as long as this descriptor.
         match f.write_all(format!("{line}\0").as_bytes()) {
