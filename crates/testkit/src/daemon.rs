@@ -25,6 +25,8 @@ pub struct Daemon {
     pub log: PathBuf,
     dir: TempDir,
     bin: PathBuf,
+    /// A command the daemon runs under (e.g. `unshare --user --map-root-user --`), if any.
+    wrapper: Vec<String>,
     env: Vec<(String, String)>,
     args: Vec<String>,
     /// Environment for the next start only (e.g. a crash point).
@@ -45,6 +47,18 @@ impl Daemon {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> anyhow::Result<Daemon> {
+        Daemon::start_wrapped(&[], bin, sandbox, args, env)
+    }
+
+    /// Like [`Daemon::start_with_env`], run as `WRAPPER... BIN serve ...`: a wrapper that
+    /// `exec`s the daemon (so the child's pid is the daemon's), such as `unshare`.
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        bin: &Path,
+        sandbox: &Sandbox,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Daemon> {
         let dir = tempfile::tempdir().context("creating the daemon's temp dir")?;
         let mut env_all = sandbox.env();
         env_all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -55,6 +69,7 @@ impl Daemon {
             log: dir.path().join("daemon.log"),
             dir,
             bin: bin.to_path_buf(),
+            wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
             env: env_all,
             args: args.iter().map(|s| s.to_string()).collect(),
             once: Vec::new(),
@@ -131,7 +146,14 @@ impl Daemon {
             .open(&self.log)
             .with_context(|| format!("opening {}", self.log.display()))?;
         let start_len = fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0) as usize;
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = match self.wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
         cmd.arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
