@@ -123,3 +123,43 @@ fn the_samples_stored_under_a_known_load_match_the_cgroups_counters() -> anyhow:
     );
     Ok(())
 }
+
+/// Processes in a cgroup below the unit's (a delegated payload, a container) are the unit's
+/// too. The daemon walks the unit's directory only when the kernel's `cgroup.stat` counts a
+/// cgroup below it, so this checks both answers on the real kernel: none at first, then one
+/// that this test makes and moves a process into.
+#[test]
+fn processes_in_a_child_cgroup_are_counted() -> anyhow::Result<()> {
+    let sb = Sandbox::start()?;
+    sb.write_unit(UNIT, &busy_unit(1))?;
+    sb.start_unit(UNIT)?;
+    let w = World::start(BIN, sb, &[UNIT], &["--strategy", "dry-run"])?;
+    w.put_config(json!({ "mode": "disabled", "check_interval_seconds": 1 }))?;
+    w.wait_checks(UNIT, 2)?;
+    let store = w.store()?;
+    let unit = UnitName::parse(UNIT)?;
+    let own = read(&w.sandbox, "unified", "cgroup.procs")?.lines().count() as u64;
+    let stored_since = |from: i64, want: u64| {
+        w.wait(30, "a sample with the processes counted", || {
+            let rows = store.metrics_since(&unit, Millis(from), Millis(wall_ms()))?;
+            Ok(rows.iter().any(|r| r.process_count == want).then_some(()))
+        })
+    };
+    stored_since(wall_ms(), own)?;
+
+    let child = w.sandbox.cgroup_dir("unified", UNIT).join("payload");
+    fs::create_dir(&child).with_context(|| format!("creating {}", child.display()))?;
+    let mut sleeper = std::process::Command::new("sleep").arg("60").spawn()?;
+    let moved = fs::write(child.join("cgroup.procs"), sleeper.id().to_string());
+    let counted = moved
+        .context("moving a process into the child cgroup")
+        .and_then(|()| stored_since(wall_ms(), own + 1));
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    // The child is empty once the sleeper is reaped; systemd removes the unit's cgroup at stop
+    // only if nothing is left below it.
+    let removed = fs::remove_dir(&child);
+    counted?;
+    removed.with_context(|| format!("removing {}", child.display()))?;
+    Ok(())
+}

@@ -268,7 +268,9 @@ impl CgroupFiles {
 
     /// The process ids in the unit's cgroup and its child cgroups (not sorted): the top
     /// directory's `cgroup.procs` through the open file, the children's read afresh (they
-    /// come and go).
+    /// come and go). A v2 directory's `cgroup.stat` says whether it has children at all, so
+    /// a unit without (most services) costs one read, not a walk of its directory (open,
+    /// stat, two `getdents64`, close).
     fn pids(&mut self) -> anyhow::Result<Vec<u32>> {
         let d = [Dir::Unified, Dir::Pids, Dir::Memory, Dir::Cpu, Dir::Cpuacct]
             .into_iter()
@@ -282,7 +284,13 @@ impl CgroupFiles {
             .with_context(what)?
             .with_context(|| format!("{shown} is missing"))?;
         let mut ids: Vec<u32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
-        if let Some(dir) = self.dir(d) {
+        let children = match d {
+            Dir::Unified => self
+                .optional(d, "cgroup.stat")
+                .and_then(|t| keyed(&t, "nr_descendants")),
+            _ => None,
+        };
+        if let Some(dir) = self.dir(d).filter(|_| children != Some(0)) {
             ids_below(dir, file, &mut ids).with_context(what)?;
         }
         Ok(ids)

@@ -45,6 +45,11 @@ const HYBRID: Files = &[
         "sys/fs/cgroup/unified/probe1/app.slice/probe-yes.service/cgroup.procs",
         "4242\n4243\n",
     ),
+    // A leaf service: no cgroup below, so its directory is not walked.
+    (
+        "sys/fs/cgroup/unified/probe1/app.slice/probe-yes.service/cgroup.stat",
+        "nr_descendants 0\nnr_dying_descendants 0\n",
+    ),
     (
         "sys/fs/cgroup/unified/probe1/app.slice/probe-yes.service/cpu.pressure",
         "some avg10=24.23 avg60=4.73 avg300=1.00 total=3477211\nfull avg10=1.50 avg60=0.50 avg300=0.10 total=1000\n",
@@ -109,6 +114,10 @@ const PURE_V2: Files = &[
     (
         "sys/fs/cgroup/probe1/app.slice/probe-yes.service/cgroup.procs",
         "10\n11\n",
+    ),
+    (
+        "sys/fs/cgroup/probe1/app.slice/probe-yes.service/cgroup.stat",
+        "nr_descendants 1\nnr_dying_descendants 0\n",
     ),
     // A delegated child cgroup: its processes are the unit's too.
     (
