@@ -59,6 +59,14 @@ fn a_starved_unit_is_raised_within_seconds_at_the_default_interval() -> anyhow::
     println!("armed: {list:#?}");
     let cpu = source(&list, "cpu_pressure")?;
     ensure!(cpu["armed"] == true, "CPU pressure trigger refused: {cpu}");
+    // A trigger on a longer window than the first tried says why, so a user knows what the
+    // reaction time costs and what would shorten it.
+    let detail = cpu["detail"].as_str().unwrap_or("");
+    ensure!(
+        detail.starts_with("PSI trigger \"some 50000 500000\"")
+            != detail.contains("CAP_SYS_RESOURCE"),
+        "{cpu}"
+    );
 
     ensure!(
         w.sandbox.cpu_quota(UNIT)? == Some(20),

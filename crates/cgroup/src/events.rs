@@ -206,6 +206,7 @@ pub fn arm(paths: &CgroupPaths, threshold: Option<u64>, windows: &[(u64, u64)]) 
 /// A PSI trigger on `file`, with the first of `windows` the kernel takes.
 fn psi_trigger(source: Source, file: &Path, windows: &[(u64, u64)]) -> io::Result<Notifier> {
     let mut last = io::Error::other("no trigger window to try");
+    let mut refused = Vec::new();
     for (stall, window) in windows {
         let mut f = OpenOptions::new()
             .read(true)
@@ -221,15 +222,25 @@ fn psi_trigger(source: Source, file: &Path, windows: &[(u64, u64)]) -> io::Resul
         // The trigger lives as long as this descriptor.
         match f.write_all(format!("{line}\0").as_bytes()) {
             Ok(()) => {
+                let mut detail = format!("PSI trigger \"{line}\" on {}", file.display());
+                if !refused.is_empty() {
+                    detail.push_str(&format!(
+                        " (the kernel refused {}: since Linux 6.4 a window that is not a whole \
+                         multiple of 2 s needs CAP_SYS_RESOURCE, and a trigger set without it is \
+                         checked every 2 s)",
+                        refused.join(", ")
+                    ));
+                }
                 return Ok(Notifier {
                     source,
                     wait: Wait::Priority,
-                    detail: format!("PSI trigger \"{line}\" on {}", file.display()),
+                    detail,
                     fd: f.into(),
                     _watched: None,
                 });
             }
             Err(e) => {
+                refused.push(format!("\"{line}\""));
                 last = io::Error::new(
                     e.kind(),
                     format!(
