@@ -41,6 +41,14 @@ use super::{Actuator, Clock, EngineError, LoopStats, Probe, SAMPLE_TIMEOUT, Snap
 /// request) waits for the batch, and 16 readings take about a millisecond there.
 const READINGS_PER_PUBLISH: usize = 16;
 
+/// How early a check may start to go with a round: checks due within this of the one whose
+/// timer fired start with it. Units started, restarted or late at different moments are
+/// due a few milliseconds apart ever after; each timer firing was then a round of its own,
+/// with its own reader woken, its own batch for the engine and its own transaction (about
+/// eight a second at 50 units; docs/BENCHMARKS.md, "Who wakes whom"). 50 ms is 5% of the
+/// shortest interval (1 s), and the schedule keeps each unit's own phase.
+const ROUND_SLACK: Duration = Duration::from_millis(50);
+
 /// How soon after a unit's first reading the second is taken: a CPU rate needs two. The
 /// second belongs to the same check: it does not move the unit's schedule.
 const FIRST_RATE_DELAY: Duration = Duration::from_millis(250);
@@ -50,7 +58,8 @@ enum Event {
     Due(usize, Instant),
     /// The second reading of a unit's first check (see [`FIRST_RATE_DELAY`]).
     FollowUp(usize),
-    Reading(Box<Reading>),
+    /// A batch of readings, as a reader sends them.
+    Readings(Vec<Reading>),
     /// The kernel woke a unit, or a unit's notifications were armed.
     Note(Note),
     Command(Command),
@@ -95,7 +104,7 @@ pub(super) struct Engine<P, A> {
     /// Where the fronts read the state: published after every event, and while a change is
     /// being applied (so `applying` can be seen).
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
-    readings_rx: Option<mpsc::Receiver<Box<Reading>>>,
+    readings_rx: Option<mpsc::Receiver<Vec<Reading>>>,
     notes_tx: mpsc::Sender<Note>,
     notes_rx: Option<mpsc::Receiver<Note>>,
     /// Bumped at the top of every round of the loop: its liveness, for the watchdog.
@@ -226,7 +235,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                 biased;
                 () = &mut shutdown => Event::Shutdown,
                 Some(cmd) = commands.recv() => Event::Command(cmd),
-                Some(r) = readings.recv() => Event::Reading(r),
+                Some(batch) = readings.recv() => Event::Readings(batch),
                 Some(n) = notes.recv() => Event::Note(n),
                 () = tokio::time::sleep_until(timer) => timer_event,
                 () = tokio::time::sleep_until(idle), if idle < timer => Event::Idle,
@@ -241,12 +250,12 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                 Event::Due(i, when) => {
                     self.start_check(i, when);
                     self.refresh(i);
-                    // Every other check due by now starts in the same round: a timer fires
-                    // at most once a millisecond, and at 1000 units a second one check per
-                    // firing fell behind.
-                    let now = self.clock.instant();
+                    // Every other check due by now, or within [`ROUND_SLACK`], starts in the
+                    // same round: a timer fires at most once a millisecond, and at 1000 units
+                    // a second one check per firing fell behind.
+                    let soon = self.clock.instant() + ROUND_SLACK;
                     for k in 0..self.due.len() {
-                        if k != i && self.due[k] <= now {
+                        if k != i && self.due[k] <= soon {
                             let when = self.due[k];
                             self.start_check(k, when);
                             self.refresh(k);
@@ -259,20 +268,24 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                     self.start_read(i, self.clock.instant());
                     self.publish_unit(i);
                 }
-                Event::Reading(r) => {
-                    let i = r.unit;
-                    self.finish_check(r).await;
-                    self.refresh(i);
-                    // The readings already back are handled before one publish: they come
-                    // a reader's pace apart, a thousand a second at 1000 units.
-                    for _ in 1..READINGS_PER_PUBLISH {
-                        let Ok(r) = readings.try_recv() else { break };
+                Event::Readings(batch) => {
+                    // A batch is handled [`READINGS_PER_PUBLISH`] readings to a publish: one
+                    // publish serves many, and an API request waits for a few, not for all.
+                    let mut handled = 0;
+                    for r in batch {
                         let i = r.unit;
                         self.finish_check(r).await;
                         self.refresh(i);
+                        handled += 1;
+                        if handled % READINGS_PER_PUBLISH == 0 {
+                            self.send();
+                            tokio::task::yield_now().await;
+                        }
                     }
-                    self.send();
-                    tokio::task::yield_now().await;
+                    if handled % READINGS_PER_PUBLISH != 0 {
+                        self.send();
+                        tokio::task::yield_now().await;
+                    }
                 }
                 Event::Note(Note::Wake { unit, source }) => {
                     self.wake(unit, source);
@@ -504,8 +517,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
 
     /// A unit's reading came in: store it, decide, and apply what the decision says. Failures
     /// are recorded on the unit and the loop goes on.
-    async fn finish_check(&mut self, r: Box<Reading>) {
-        let r = *r;
+    async fn finish_check(&mut self, r: Reading) {
         let i = r.unit;
         self.reading[i] = false;
         let event = self.go_on_with_burst(i);

@@ -3,8 +3,8 @@
 //! [`Reader::read`] takes the units whose check is due: one task asks systemd what each is
 //! (async, under [`INSPECT_TIMEOUT`], all at once), and the running ones are queued for a
 //! reader on tokio's blocking pool, which reads their cgroups, processes and AutoCoder's
-//! databases in a row (synchronous file and SQLite reads) and sends each reading back to the
-//! engine as an event. A reader goes back to the pool when the queue is empty.
+//! databases in a row (synchronous file and SQLite reads) and sends the readings back to the
+//! engine in batches, one event each. A reader goes back to the pool when the queue is empty.
 //!
 //! Why one reader and not one blocking job per unit: at 1000 units a second, a job (and a
 //! task) per unit kept about 130 threads in the pool, created and retired all the time, with
@@ -27,10 +27,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use autoscaler_core::{Limits, Millis, UnitName};
-use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{Notify, mpsc};
-use tokio::time::{Instant, timeout};
+use tokio::time::{Instant, timeout, timeout_at};
 
 use super::clock::Timeline;
 use super::{Clock, INSPECT_TIMEOUT, Probe, SAMPLE_TIMEOUT, Sampled, UnitView};
@@ -38,6 +37,11 @@ use super::{Clock, INSPECT_TIMEOUT, Probe, SAMPLE_TIMEOUT, Sampled, UnitView};
 /// How long a reader may spend on one unit before the units queued behind it go to a new
 /// reader. A reading takes about 100 µs; AutoCoder's databases wait up to 500 ms for a lock.
 pub(super) const STALL: Duration = Duration::from_millis(200);
+
+/// How long a round's answers from systemd wait for the slower ones before they go to the
+/// readers: a unit whose view is read from systemd again (once a minute each) answers in about
+/// a millisecond, and then joins its round's batch.
+const GATHER: Duration = Duration::from_millis(5);
 
 /// How often the watchdog looks at the readers while one is at work.
 const TICK: Duration = Duration::from_millis(100);
@@ -102,10 +106,8 @@ struct Shared {
     next_id: u64,
     /// Units whose read was reported stuck and has not returned.
     stuck: HashSet<usize>,
-    /// Readings taken and not yet sent to the engine (see [`OUTBOX`]), boxed as the
-    /// engine's channel takes them.
-    #[allow(clippy::vec_box)]
-    outbox: Vec<Box<Reading>>,
+    /// Readings taken and not yet sent to the engine (see [`OUTBOX`]).
+    outbox: Vec<Reading>,
 }
 
 impl Shared {
@@ -135,7 +137,7 @@ struct Inner<P> {
     probe: Arc<P>,
     clock: Arc<dyn Clock>,
     timeline: Timeline,
-    tx: mpsc::Sender<Box<Reading>>,
+    tx: mpsc::Sender<Vec<Reading>>,
     /// Tells the watchdog that a reader started.
     hired: Notify,
 }
@@ -157,7 +159,7 @@ impl<P: Probe> Reader<P> {
         probe: Arc<P>,
         clock: Arc<dyn Clock>,
         timeline: Timeline,
-        tx: mpsc::Sender<Box<Reading>>,
+        tx: mpsc::Sender<Vec<Reading>>,
     ) -> Reader<P> {
         Reader {
             inner: Arc::new(Inner {
@@ -189,37 +191,26 @@ impl<P: Probe> Reader<P> {
                 .map(|(unit, name, started)| inspect(inner.probe.clone(), unit, name, started))
                 .collect();
             // systemd's view of a unit comes from a cache in the steady state: most answers
-            // are ready at once, and go to the readers together.
+            // are ready at once, and go to the readers together, with those that come within
+            // [`GATHER`] of the first (a unit whose view is read from systemd again). One
+            // batch a round is one reader woken, where a batch per answer that happened to be
+            // ready woke a reader, and then the engine, five or six times a round.
             while let Some(first) = pending.next().await {
                 let mut jobs = Vec::new();
                 let mut answers = Vec::new();
                 let mut take = |r: Result<Job, Box<Reading>>| match r {
                     Ok(job) => jobs.push(job),
-                    Err(reading) => answers.push(reading),
+                    Err(reading) => answers.push(*reading),
                 };
                 take(first);
-                // tokio's budget holds back answers that are ready once the task has done
-                // enough work: one yield resets it. Without it a round's answers came in four
-                // or five batches, each woke a reader thread, and each the engine.
-                let mut yielded = false;
-                loop {
-                    match pending.next().now_or_never() {
-                        Some(Some(r)) => {
-                            take(r);
-                            yielded = false;
-                        }
-                        Some(None) => break,
-                        None if !yielded => {
-                            tokio::task::yield_now().await;
-                            yielded = true;
-                        }
-                        None => break,
-                    }
+                let until = Instant::now() + GATHER;
+                while let Ok(Some(r)) = timeout_at(until, pending.next()).await {
+                    take(r);
                 }
                 submit(&inner, jobs);
-                for r in answers {
-                    // The engine may have stopped; then nobody needs the reading.
-                    let _ = inner.tx.send(r).await;
+                if !answers.is_empty() {
+                    // The engine may have stopped; then nobody needs the readings.
+                    let _ = inner.tx.send(answers).await;
                 }
             }
         });
@@ -259,11 +250,11 @@ impl<P: Probe> Reader<P> {
                         if busy >= SAMPLE_TIMEOUT && !w.reported {
                             w.reported = true;
                             stuck.push(unit);
-                            reports.push(Box::new(Reading {
+                            reports.push(Reading {
                                 unit,
                                 started,
                                 outcome: unavailable(stuck_reason(), Some(limits)),
-                            }));
+                            });
                         }
                     }
                     s.stuck.extend(stuck);
@@ -275,8 +266,8 @@ impl<P: Probe> Reader<P> {
                     let inner = inner.clone();
                     tokio::task::spawn_blocking(move || work(&inner, id));
                 }
-                for r in reports {
-                    let _ = inner.tx.send(r).await;
+                if !reports.is_empty() {
+                    let _ = inner.tx.send(reports).await;
                 }
             }
         }
@@ -399,25 +390,25 @@ fn work<P: Probe>(inner: &Inner<P>, id: u64) {
                     Some(job.view.limits),
                 ),
             };
-            let reading = Box::new(Reading {
+            let reading = Reading {
                 unit: job.unit,
                 started: job.started,
                 outcome,
-            });
+            };
             let mut s = inner.lock();
             s.outbox.push(reading);
             if left || s.queue.is_empty() || s.outbox.len() >= OUTBOX {
                 send = std::mem::take(&mut s.outbox);
             }
         }
-        for reading in send {
-            // The engine may have stopped; then nobody needs the reading.
-            if inner.tx.blocking_send(reading).is_err() {
-                let mut s = inner.lock();
-                s.queue.clear();
-                s.workers.retain(|w| w.id != id);
-                return;
-            }
+        // One message for the batch: a message per reading woke the engine for each, and it
+        // took the reader's core from it each time (docs/BENCHMARKS.md, "Who wakes whom").
+        // The engine may have stopped; then nobody needs the readings.
+        if !send.is_empty() && inner.tx.blocking_send(send).is_err() {
+            let mut s = inner.lock();
+            s.queue.clear();
+            s.workers.retain(|w| w.id != id);
+            return;
         }
         if left {
             return;
