@@ -20,7 +20,8 @@
 //!   `oom_kill` counter moving) to the raised limit in the kernel.
 //!
 //! Times are taken by polling the cgroup's own files every 2 ms. It prints one markdown row
-//! per measure: median, the spread, and how many runs passed.
+//! per measure: median, the spread, and how many runs passed. With `BENCH_ONLY_CPU` set it
+//! runs the two CPU measures only and prints their figures (a quicker look while working).
 
 use std::fs;
 use std::path::{Path, PathBuf};
