@@ -271,18 +271,13 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                 Event::Readings(batch) => {
                     // A batch is handled [`READINGS_PER_PUBLISH`] readings to a publish: one
                     // publish serves many, and an API request waits for a few, not for all.
-                    let mut handled = 0;
-                    for r in batch {
-                        let i = r.unit;
-                        self.finish_check(r).await;
-                        self.refresh(i);
-                        handled += 1;
-                        if handled % READINGS_PER_PUBLISH == 0 {
-                            self.send();
-                            tokio::task::yield_now().await;
+                    let mut batch = batch.into_iter().peekable();
+                    while batch.peek().is_some() {
+                        for r in batch.by_ref().take(READINGS_PER_PUBLISH) {
+                            let i = r.unit;
+                            self.finish_check(r).await;
+                            self.refresh(i);
                         }
-                    }
-                    if handled % READINGS_PER_PUBLISH != 0 {
                         self.send();
                         tokio::task::yield_now().await;
                     }
