@@ -10,7 +10,8 @@
 //! [`CgroupFiles`] keeps a located unit's files open between readings and reads them again
 //! from offset 0 (`pread`), and remembers which files this hierarchy does not have, so a
 //! reading costs no `open`, `stat` or failing lookup. An error on an open file (`ENODEV` once
-//! the cgroup is removed) is returned: the caller locates the unit again.
+//! the cgroup is removed) is returned: the caller locates the unit again. A unit in which
+//! nothing ran since the last reading costs three reads, not ten (see [`QUIET_FULL_MS`]).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -34,6 +35,16 @@ pub fn read_counters(paths: &CgroupPaths, at: Millis) -> anyhow::Result<Counters
     Ok(CgroupFiles::once(paths.clone()).read(at)?.counters)
 }
 
+/// How long a quiet unit's last full reading stands in for a new one. A unit is quiet when its
+/// CPU time, memory use and process list read the same as at its last full reading, and its
+/// pressure read zero then: no task of it ran, so its throttling, OOM kills, tasks and
+/// pressure cannot have moved, and the other seven files are not read again (most services on
+/// a host are idle most of the time; see docs/BENCHMARKS.md). The one value that can move
+/// without the unit running, the page cache's share of its memory (reclaim by others, LRU
+/// ageing), is read again at least this often, with everything else. At the spec's default
+/// 30 s interval every reading is full.
+pub const QUIET_FULL_MS: i64 = 10_000;
+
 /// Which of the unit's directories a file is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Dir {
@@ -50,6 +61,9 @@ enum Dir {
 pub struct UnitReading {
     pub counters: Counters,
     pub pids: Vec<u32>,
+    /// The unit was quiet: this is the last full reading again (see [`QUIET_FULL_MS`]). No
+    /// task of it ran since, so none of its processes can have become another program.
+    pub quiet: bool,
 }
 
 /// A located unit's cgroup files, kept open between readings (see the module's doc). One per
@@ -61,6 +75,29 @@ pub struct CgroupFiles {
     files: HashMap<(Dir, &'static str), Option<File>>,
     /// Whether to keep what was opened (false: a one-off reading, as before the cache).
     keep: bool,
+    /// The last full reading, what it was taken from, and when (see [`QUIET_FULL_MS`]).
+    last: Option<Full>,
+}
+
+/// A full reading and the three values that tell whether the unit has been quiet since.
+#[derive(Debug)]
+struct Full {
+    reading: UnitReading,
+    memory_usage: u64,
+    procs: String,
+}
+
+impl Full {
+    fn stands_for(&self, cpu_usage_usec: u64, memory_usage: u64, procs: &str, at: Millis) -> bool {
+        let c = &self.reading.counters;
+        let calm = |p: Option<Psi>| p.is_none_or(|p| p.some_avg10 == 0.0);
+        c.cpu_usage_usec == cpu_usage_usec
+            && self.memory_usage == memory_usage
+            && self.procs == procs
+            && calm(c.cpu_pressure)
+            && calm(c.memory_pressure)
+            && (0..QUIET_FULL_MS).contains(&(at.0 - c.at.0))
+    }
 }
 
 impl CgroupFiles {
@@ -69,6 +106,7 @@ impl CgroupFiles {
             paths,
             files: HashMap::new(),
             keep: true,
+            last: None,
         }
     }
 
@@ -195,19 +233,28 @@ impl CgroupFiles {
         })
     }
 
-    /// One reading of the unit's cgroup at time `at` (the caller's clock).
+    /// One reading of the unit's cgroup at time `at` (the caller's clock): the last full one
+    /// again, at `at`, while the unit is quiet (see [`QUIET_FULL_MS`]).
     pub fn read(&mut self, at: Millis) -> anyhow::Result<UnitReading> {
         let v2_cpu_stat = self.read_in(Dir::Unified, "cpu.stat")?;
-
         let cpu_usage_usec = self.cpu_usage_usec(v2_cpu_stat.as_deref())?;
-        let (nr_periods, nr_throttled, throttled_usec) = self.throttling(v2_cpu_stat.as_deref());
-
         let usage = self
             .essential_number(&[
                 (Dir::Unified, "memory.current"),
                 (Dir::Memory, "memory.usage_in_bytes"),
             ])
             .context("reading the unit's memory use")?;
+        let (procs_dir, procs) = self.procs()?;
+        if let Some(last) = &self.last
+            && last.stands_for(cpu_usage_usec, usage, &procs, at)
+        {
+            let mut again = last.reading.clone();
+            again.counters.at = at;
+            again.quiet = true;
+            return Ok(again);
+        }
+
+        let (nr_periods, nr_throttled, throttled_usec) = self.throttling(v2_cpu_stat.as_deref());
         // The working set, as kubelet and VPA count it: usage includes page cache, which grows
         // to the limit in any service that reads files, and inactive file pages are reclaimed
         // before anything is killed. Counted, they would push every such service to its maximum.
@@ -241,7 +288,7 @@ impl CgroupFiles {
             None => count_threads(&self.paths)?,
         };
 
-        let mut pids = self.pids()?;
+        let mut pids = self.pids(procs_dir, &procs)?;
         let processes = pids.len() as u64;
         pids.sort_unstable();
         pids.dedup();
@@ -263,27 +310,46 @@ impl CgroupFiles {
                 .optional(Dir::Unified, "memory.pressure")
                 .and_then(|t| parse_psi(&t)),
         };
-        Ok(UnitReading { counters, pids })
+        let reading = UnitReading {
+            counters,
+            pids,
+            quiet: false,
+        };
+        if self.keep {
+            self.last = Some(Full {
+                reading: reading.clone(),
+                memory_usage: usage,
+                procs,
+            });
+        }
+        Ok(reading)
     }
 
-    /// The process ids in the unit's cgroup and its child cgroups (not sorted): the top
-    /// directory's `cgroup.procs` through the open file, the children's read afresh (they
-    /// come and go). A v2 directory's `cgroup.stat` says whether it has children at all, so
-    /// a unit without (most services) costs one read, not a walk of its directory (open,
-    /// stat, two `getdents64`, close).
-    fn pids(&mut self) -> anyhow::Result<Vec<u32>> {
+    /// The text of the unit's top `cgroup.procs`, and the directory it was read in.
+    fn procs(&mut self) -> anyhow::Result<(Dir, String)> {
         let d = [Dir::Unified, Dir::Pids, Dir::Memory, Dir::Cpu, Dir::Cpuacct]
             .into_iter()
             .find(|d| self.dir(*d).is_some())
             .context("the unit has no cgroup directory to count its processes in")?;
-        let file = "cgroup.procs";
-        let shown = self.show(d, file);
-        let what = || format!("counting the unit's processes in {shown}");
+        let shown = self.show(d, "cgroup.procs");
         let text = self
-            .read_in(d, file)
-            .with_context(what)?
+            .read_in(d, "cgroup.procs")
+            .with_context(|| format!("counting the unit's processes in {shown}"))?
             .with_context(|| format!("{shown} is missing"))?;
-        let mut ids: Vec<u32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        Ok((d, text))
+    }
+
+    /// The process ids in the unit's cgroup (`procs`, the top directory's `cgroup.procs`) and
+    /// its child cgroups (not sorted), the children's read afresh (they come and go). A v2
+    /// directory's `cgroup.stat` says whether it has children at all, so a unit without (most
+    /// services) costs one read, not a walk of its directory (open, stat, two `getdents64`,
+    /// close).
+    fn pids(&mut self, d: Dir, procs: &str) -> anyhow::Result<Vec<u32>> {
+        let file = "cgroup.procs";
+        let mut ids: Vec<u32> = procs
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
         let children = match d {
             Dir::Unified => self
                 .optional(d, "cgroup.stat")
@@ -291,7 +357,9 @@ impl CgroupFiles {
             _ => None,
         };
         if let Some(dir) = self.dir(d).filter(|_| children != Some(0)) {
-            ids_below(dir, file, &mut ids).with_context(what)?;
+            ids_below(dir, file, &mut ids).with_context(|| {
+                format!("counting the unit's processes in {}", self.show(d, file))
+            })?;
         }
         Ok(ids)
     }

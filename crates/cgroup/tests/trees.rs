@@ -5,8 +5,8 @@ use std::path::Path;
 
 use autoscaler_cgroup::locate::parse_proc_cgroup;
 use autoscaler_cgroup::{
-    CgroupFiles, CgroupPaths, Counters, Limits, Mounts, read_cgroup_limits, read_counters,
-    read_host,
+    CgroupFiles, CgroupPaths, Counters, Limits, Mounts, QUIET_FULL_MS, read_cgroup_limits,
+    read_counters, read_host,
 };
 use autoscaler_core::Millis;
 use autoscaler_core::sample::Psi;
@@ -559,4 +559,83 @@ fn kept_files_read_the_current_values() {
         let again = kept.read(AT).expect("a later reading");
         assert_eq!(again.counters.cpu_usage_usec, want, "{text:?}");
     }
+}
+
+/// A unit in which nothing ran (the same CPU time, memory use and process list, and no
+/// pressure at the last full reading) reads as at its last full reading, for less than
+/// `QUIET_FULL_MS`; a move in any of the four, or that long, brings a full reading again.
+#[test]
+fn a_quiet_unit_is_read_in_full_when_anything_moves() {
+    let dir = fixture(HYBRID);
+    let root = dir.path();
+    let proc_root = root.join("proc");
+    let mounts = Mounts::read(&proc_root).expect("fixture mountinfo parses");
+    let paths = CgroupPaths::locate(&mounts, &proc_root, UNIT, Some(4242)).expect("locate");
+    let at = |secs: i64| Millis(AT.0 + secs * 1000);
+    let refresh = QUIET_FULL_MS / 1000;
+    let cg = |h: &str| root.join(format!("sys/fs/cgroup/{h}{UNIT}"));
+    let write = |h: &str, file: &str, text: &str| {
+        std::fs::write(cg(h).join(file), text).expect("rewriting a fixture file")
+    };
+    let calm = "some avg10=0.00 avg60=0.00 avg300=0.00 total=5\n";
+    write("unified", "cpu.pressure", calm);
+    // Working set = usage 3358720 - total_inactive_file.
+    let inactive = |bytes: u64| format!("total_inactive_file {bytes}\n");
+    let mut kept = CgroupFiles::new(paths);
+    let first = kept.read(at(0)).expect("first reading");
+    assert_eq!(first.counters.memory_bytes, 3_358_720 - 1_048_576);
+
+    // Files a quiet unit is not read again for: page cache, tasks, OOM kills.
+    write("memory", "memory.stat", &inactive(2_097_152));
+    write("pids", "pids.current", "9\n");
+    write("memory", "memory.oom_control", "oom_kill 2\n");
+    let quiet = kept.read(at(1)).expect("a quiet reading");
+    let want = Counters {
+        at: at(1),
+        ..first.counters
+    };
+    assert_eq!(
+        quiet.counters, want,
+        "quiet: the last full reading at the new time"
+    );
+    assert_eq!(quiet.pids, first.pids);
+    assert!(quiet.quiet && !first.quiet);
+    let quiet = kept.read(at(refresh - 1)).expect("a quiet reading");
+    assert_eq!(quiet.counters.memory_bytes, first.counters.memory_bytes);
+
+    let full = kept
+        .read(at(refresh))
+        .expect("a full reading after QUIET_FULL_MS");
+    assert!(!full.quiet);
+    assert_eq!(full.counters.memory_bytes, 3_358_720 - 2_097_152);
+    assert_eq!((full.counters.tasks, full.counters.oom_kills), (9, 2));
+
+    // Each watched value brings a full reading at once, at 1 s after the last full one.
+    let moves: [(&str, &str, &str); 3] = [
+        ("unified", "cpu.stat", "usage_usec 2406925\n"),
+        ("memory", "memory.usage_in_bytes", "3362816\n"),
+        ("unified", "cgroup.procs", "4242\n"),
+    ];
+    let mut t = refresh;
+    for (i, (h, file, text)) in moves.into_iter().enumerate() {
+        let bytes = 1_000_000 + i as u64;
+        write("memory", "memory.stat", &inactive(bytes));
+        t += 1;
+        write(h, file, text);
+        let r = kept.read(at(t)).expect("a reading after a move");
+        assert!(!r.quiet, "after {file} moved");
+        let usage = if i == 0 { 3_358_720 } else { 3_362_816 };
+        assert_eq!(r.counters.memory_bytes, usage - bytes, "after {file} moved");
+    }
+    // Pressure is read at a full reading; seen there, the next reading is full too.
+    write(
+        "unified",
+        "cpu.pressure",
+        "some avg10=0.50 avg60=0.00 avg300=0.00 total=6\n",
+    );
+    let r = kept.read(at(t + refresh)).expect("a full reading");
+    assert_eq!(r.counters.cpu_pressure.map(|p| p.some_avg10), Some(0.5));
+    write("memory", "memory.stat", &inactive(1_000_100));
+    let r = kept.read(at(t + 11)).expect("a reading after pressure");
+    assert_eq!(r.counters.memory_bytes, 3_362_816 - 1_000_100);
 }
