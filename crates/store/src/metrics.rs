@@ -106,10 +106,117 @@ FROM b JOIN autoscaler_metrics AS m ON m.id = (
 )
 ORDER BY b.k";
 
-/// The same buckets as [`DOWNSAMPLE`], from the per-minute rollup: exact when the step is a
-/// whole number of minutes and `since` falls on a minute.
-pub(crate) const DOWNSAMPLE_MINUTES: &str = "
-WITH b AS (
+/// The columns of an `autoscaler_metrics_minute` row (after `unit`), aggregated from the
+/// samples of `autoscaler_metrics` selected by `$from`, grouped by `$group`, as the rollup
+/// and the readers of samples not yet rolled up both need (sums as REAL, the columns' type,
+/// so an average of integers is not an integer division). `last_ts` is the latest sample's
+/// time; its id is found by the caller.
+macro_rules! minute_columns {
+    ($from:expr, $group:expr) => {
+        concat!(
+            "SELECT ",
+            $group,
+            ", ts_ms - (ts_ms % 60000) AS minute_ms, count(*) AS n,
+                total(cpu_cores) AS cpu_cores_sum, max(cpu_cores) AS cpu_cores_max,
+                total(cpu_percent) AS cpu_percent_sum, max(cpu_percent) AS cpu_percent_max,
+                total(memory_bytes) AS memory_bytes_sum, max(memory_bytes) AS memory_bytes_max,
+                total(tasks) AS tasks_sum, max(tasks) AS tasks_peak,
+                total(process_count) AS process_count_sum, max(process_count) AS process_count_max,
+                max(throttled_ratio) AS throttled_ratio_max, max(cpu_pressure) AS cpu_pressure_max,
+                max(memory_pressure) AS memory_pressure_max, total(oom_kills) AS oom_kills_sum,
+                max(ts_ms) AS last_ts
+            FROM ",
+            $from,
+            " GROUP BY ",
+            $group,
+            ", minute_ms"
+        )
+    };
+}
+
+/// Adds the samples chosen by `$from` (`autoscaler_metrics` and its conditions) to their
+/// minutes' rows, merging with rows already there (a sample that came after its minute was
+/// rolled up). The index is named in `$from`: grouped by unit, the planner would otherwise
+/// walk the whole unit/time index to save a sort (checked by a test).
+macro_rules! roll_up_from {
+    ($from:expr) => {
+        concat!(
+            "INSERT INTO autoscaler_metrics_minute
+            SELECT g.*, (SELECT id FROM autoscaler_metrics
+                         WHERE unit = g.unit AND ts_ms = g.last_ts ORDER BY id DESC LIMIT 1)
+            FROM (",
+            minute_columns!($from, "unit"),
+            ") AS g WHERE true
+            ON CONFLICT (unit, minute_ms) DO UPDATE SET
+                n = n + excluded.n,
+                cpu_cores_sum = cpu_cores_sum + excluded.cpu_cores_sum,
+                cpu_cores_max = max(cpu_cores_max, excluded.cpu_cores_max),
+                cpu_percent_sum = cpu_percent_sum + excluded.cpu_percent_sum,
+                cpu_percent_max = max(cpu_percent_max, excluded.cpu_percent_max),
+                memory_bytes_sum = memory_bytes_sum + excluded.memory_bytes_sum,
+                memory_bytes_max = max(memory_bytes_max, excluded.memory_bytes_max),
+                tasks_sum = tasks_sum + excluded.tasks_sum,
+                tasks_peak = max(tasks_peak, excluded.tasks_peak),
+                process_count_sum = process_count_sum + excluded.process_count_sum,
+                process_count_max = max(process_count_max, excluded.process_count_max),
+                -- Scalar max() of a NULL is NULL; a missing pressure reading must not hide a known one.
+                throttled_ratio_max = max(coalesce(throttled_ratio_max, excluded.throttled_ratio_max),
+                                          coalesce(excluded.throttled_ratio_max, throttled_ratio_max)),
+                cpu_pressure_max = max(coalesce(cpu_pressure_max, excluded.cpu_pressure_max),
+                                       coalesce(excluded.cpu_pressure_max, cpu_pressure_max)),
+                memory_pressure_max = max(coalesce(memory_pressure_max, excluded.memory_pressure_max),
+                                          coalesce(excluded.memory_pressure_max, memory_pressure_max)),
+                oom_kills_sum = oom_kills_sum + excluded.oom_kills_sum,
+                last_id = CASE WHEN excluded.last_ts >= last_ts THEN excluded.last_id ELSE last_id END,
+                last_ts = max(last_ts, excluded.last_ts)"
+        )
+    };
+}
+
+/// Rolls up the minutes in `[?1, ?2)`, all units at once (through the `ts_ms` index).
+pub(crate) const ROLL_UP: &str = roll_up_from!(
+    "autoscaler_metrics INDEXED BY autoscaler_metrics_ts WHERE ts_ms >= ?1 AND ts_ms < ?2"
+);
+
+/// Rolls up the samples of this transaction (ids from `?1`) that came before `?2`, where the
+/// rollup already stands: their minutes' rows exist or are due.
+pub(crate) const ROLL_UP_LATE: &str =
+    roll_up_from!("autoscaler_metrics NOT INDEXED WHERE id >= ?1 AND ts_ms < ?2");
+
+/// A minute is rolled up once a sample this long past its end is stored: the samples of one
+/// round come from several readers and reach the writer a little out of order, and one that
+/// comes after its minute was rolled up costs a statement of its own ([`ROLL_UP_LATE`]).
+const ROLL_UP_AFTER_MS: i64 = 10_000;
+
+/// The same buckets as [`DOWNSAMPLE`], from the per-minute rollup, with the samples not rolled
+/// up yet (from `autoscaler_metrics_rolled.until_ms` on) aggregated the same way: exact when
+/// the step is a whole number of minutes and `since` falls on a minute.
+pub(crate) const DOWNSAMPLE_MINUTES: &str = concat!(
+    "
+WITH raw AS (",
+    minute_columns!(
+        "autoscaler_metrics WHERE unit = ?1 AND ts_ms < ?3
+         AND ts_ms >= max(?2, (SELECT until_ms FROM autoscaler_metrics_rolled))",
+        "unit"
+    ),
+    "),
+m AS (
+    SELECT minute_ms, n, cpu_cores_sum, cpu_cores_max, cpu_percent_sum, cpu_percent_max,
+           memory_bytes_sum, memory_bytes_max, tasks_sum, tasks_peak, process_count_sum,
+           process_count_max, throttled_ratio_max, cpu_pressure_max, memory_pressure_max,
+           oom_kills_sum, last_ts, last_id
+    FROM autoscaler_metrics_minute
+    WHERE unit = ?1 AND minute_ms >= ?2 AND minute_ms < ?3
+    UNION ALL
+    SELECT minute_ms, n, cpu_cores_sum, cpu_cores_max, cpu_percent_sum, cpu_percent_max,
+           memory_bytes_sum, memory_bytes_max, tasks_sum, tasks_peak, process_count_sum,
+           process_count_max, throttled_ratio_max, cpu_pressure_max, memory_pressure_max,
+           oom_kills_sum, last_ts,
+           (SELECT id FROM autoscaler_metrics
+            WHERE unit = ?1 AND ts_ms = raw.last_ts ORDER BY id DESC LIMIT 1)
+    FROM raw
+),
+b AS (
     SELECT (minute_ms - ?2) / ?4 AS k, sum(n) AS n,
            sum(cpu_cores_sum) / sum(n) AS cpu_avg, max(cpu_cores_max) AS cpu_max,
            sum(cpu_percent_sum) / sum(n) AS pct_avg, max(cpu_percent_max) AS pct_max,
@@ -119,15 +226,15 @@ WITH b AS (
            max(throttled_ratio_max) AS thr, max(cpu_pressure_max) AS cpu_psi,
            max(memory_pressure_max) AS mem_psi, total(oom_kills_sum) AS ooms,
            max(last_ts) AS last_ts, max(last_id) AS last_id
-    FROM autoscaler_metrics_minute
-    WHERE unit = ?1 AND minute_ms >= ?2 AND minute_ms < ?3
+    FROM m
     GROUP BY k
 )
 SELECT b.k, b.n, b.cpu_avg, b.cpu_max, b.pct_avg, b.pct_max, b.mem_avg, b.mem_max,
        b.tasks_avg, b.tasks_max, b.procs_avg, b.procs_max, b.thr, b.cpu_psi, b.mem_psi,
        b.ooms, b.last_ts, m.cpu_quota, m.memory_max_bytes, m.tasks_max
 FROM b LEFT JOIN autoscaler_metrics AS m ON m.id = b.last_id
-ORDER BY b.k";
+ORDER BY b.k"
+);
 
 impl Store {
     /// Appends one sample.
@@ -153,17 +260,26 @@ impl Store {
         let mut conn = self.writer();
         let what = &format!("inserting {} metric rows", rows.len());
         let tx = conn.transaction().map_err(|e| self.sql_error(e, what))?;
+        let mut first_id = None;
         {
             let mut stmt = tx
                 .prepare_cached(INSERT)
                 .map_err(|e| self.sql_error(e, what))?;
             for v in values {
-                stmt.execute(rusqlite::params_from_iter(v))
+                let id = stmt
+                    .insert(rusqlite::params_from_iter(v))
                     .map_err(|e| self.sql_error(e, what))?;
+                first_id.get_or_insert(id);
             }
+        }
+        if let Some(first_id) = first_id {
+            let newest = rows.iter().map(|r| r.at.0).max().unwrap_or(i64::MIN);
+            let oldest = rows.iter().map(|r| r.at.0).min().unwrap_or(i64::MAX);
+            roll_up(&tx, first_id, oldest, newest).map_err(|e| self.sql_error(e, what))?;
         }
         tx.commit().map_err(|e| self.sql_error(e, what))
     }
+
     /// Applies `unit`'s retention (each unit keeps its own): deletes its samples older than
     /// `keep_ms` before `now`, but never one newer than the newest sample minus `keep_ms`, so
     /// a wall clock that jumps ahead cannot empty the store. Returns how many went.
@@ -281,6 +397,34 @@ impl Store {
             .map_err(|e| self.sql_error(e, format_args!("downsampling the metrics of {unit}")))?;
         Ok(buckets)
     }
+}
+
+/// Keeps the per-minute rollup up to date after a transaction stored the samples from id
+/// `first_id` on, taken between `oldest` and `newest` (see schema V4): samples before where
+/// the rollup stands are added to their minutes at once, and whole minutes up to
+/// [`ROLL_UP_AFTER_MS`] before `newest` are rolled up, all units in one statement.
+fn roll_up(
+    tx: &rusqlite::Transaction<'_>,
+    first_id: i64,
+    oldest: i64,
+    newest: i64,
+) -> rusqlite::Result<()> {
+    let until: i64 = tx
+        .prepare_cached("SELECT until_ms FROM autoscaler_metrics_rolled")?
+        .query_row([], |r| r.get(0))?;
+    if oldest < until {
+        tx.prepare_cached(ROLL_UP_LATE)?
+            .execute(rusqlite::params![first_id, until])?;
+    }
+    let due = newest.saturating_sub(ROLL_UP_AFTER_MS);
+    let to = due - due.rem_euclid(60_000);
+    if to > until {
+        tx.prepare_cached(ROLL_UP)?
+            .execute(rusqlite::params![until, to])?;
+        tx.prepare_cached("UPDATE autoscaler_metrics_rolled SET until_ms = ?1")?
+            .execute([to])?;
+    }
+    Ok(())
 }
 
 fn to_values(r: &MetricRow) -> anyhow::Result<Vec<Value>> {

@@ -785,14 +785,9 @@ fn downsampling_a_day_of_seconds() {
     );
 }
 
-#[test]
-fn the_minute_rollup_gives_the_same_buckets_as_the_samples() {
-    let (_dir, path) = temp_db();
-    let store = open(&path);
-    let u = default_unit();
-    store
-        .insert_metrics(&a_day_of_samples(&u))
-        .expect("insert a day");
+/// Asserts that `u`'s buckets over `[T0, T0 + 1 day)` read from the minute rollup (with the
+/// samples not rolled up yet) are the ones read from the samples, at several steps.
+fn assert_the_rollup_matches_the_samples(store: &Store, u: &UnitName) {
     let run = |sql: &str, step_s: i64| {
         let conn = store.reader();
         let mut stmt = conn.prepare(sql).expect("prepare");
@@ -841,6 +836,37 @@ fn the_minute_rollup_gives_the_same_buckets_as_the_samples() {
             }
         }
     }
+}
+
+/// Where the rollup stands, and how many minute rows it holds for `u`.
+fn rolled(store: &Store, u: &UnitName) -> (i64, i64) {
+    let conn = store.reader();
+    let until = conn
+        .query_row("SELECT until_ms FROM autoscaler_metrics_rolled", [], |r| {
+            r.get(0)
+        })
+        .expect("until_ms");
+    let minutes = conn
+        .query_row(
+            "SELECT count(*) FROM autoscaler_metrics_minute WHERE unit = ?1",
+            [u.as_str()],
+            |r| r.get(0),
+        )
+        .expect("count");
+    (until, minutes)
+}
+
+#[test]
+fn the_minute_rollup_gives_the_same_buckets_as_the_samples() {
+    let (_dir, path) = temp_db();
+    let store = open(&path);
+    let u = default_unit();
+    store
+        .insert_metrics(&a_day_of_samples(&u))
+        .expect("insert a day");
+    // Rolled up to the last whole minute ROLL_UP_AFTER_MS (10 s) before the newest sample.
+    assert_eq!(rolled(&store, &u), (T0 + 1439 * 60_000, 1439));
+    assert_the_rollup_matches_the_samples(&store, &u);
     // Retention drops whole minutes only once all their samples are gone.
     store
         .prune_older_than(&u, Millis(T0 + 90_000))
@@ -854,24 +880,113 @@ fn the_minute_rollup_gives_the_same_buckets_as_the_samples() {
     );
 }
 
+/// Samples stored as the daemon's writer stores them (a round at a time, out of order
+/// within a round), and some only after their minute was rolled up, read the same as from
+/// the samples themselves.
+#[test]
+fn the_minute_rollup_holds_with_rounds_out_of_order_and_late_samples() {
+    let (_dir, path) = temp_db();
+    let store = open(&path);
+    let u = default_unit();
+    let day = a_day_of_samples(&u);
+    let (mut late, mut rounds): (Vec<_>, Vec<_>) = day
+        .chunks(7)
+        .map(|c| c.iter().rev().cloned().collect::<Vec<_>>())
+        .enumerate()
+        .partition(|(i, _)| i % 97 == 3);
+    let mut held = Vec::new();
+    for (i, round) in rounds.drain(..) {
+        store.insert_metrics(&round).expect("insert a round");
+        // A held round comes 40 rounds (280 s) late: its minute is rolled up by then.
+        if let Some(pos) = late.iter().position(|(j, _)| *j + 40 == i) {
+            held.push(late.remove(pos).1);
+            store
+                .insert_metrics(&held[held.len() - 1])
+                .expect("insert late");
+        }
+    }
+    for (_, round) in late {
+        store
+            .insert_metrics(&round)
+            .expect("insert the last late ones");
+    }
+    assert!(held.len() > 100, "{} late rounds", held.len());
+    assert_eq!(rolled(&store, &u), (T0 + 1439 * 60_000, 1439));
+    assert_the_rollup_matches_the_samples(&store, &u);
+}
+
+/// A database written by a build whose trigger rolled up every sample (schema 3) is rolled up
+/// from the minute after its newest sample on: no sample counted twice or left out.
+#[test]
+fn a_database_rolled_up_by_the_old_trigger_reads_the_same_after_the_migration() {
+    let (_dir, path) = temp_db();
+    let u = default_unit();
+    let day = a_day_of_samples(&u);
+    let half = 43_200 + 17;
+    {
+        let mut conn = raw(&path);
+        crate::schema::migrations()
+            .to_version(&mut conn, 3)
+            .expect("schema 3");
+        drop(conn);
+        // Schema 3's writes were plain inserts, the trigger rolling each one up.
+        let store_v3 = raw(&path);
+        let tx = store_v3.unchecked_transaction().expect("tx");
+        for r in &day[..half] {
+            tx.execute(
+                "INSERT INTO autoscaler_metrics (cpu_percent, memory_gb, process_count,
+                 agent_count, testing_agent_count, unit, ts_ms, cpu_cores, memory_bytes, tasks,
+                 cpu_quota, throttled_ratio, oom_kills)
+                 VALUES (?1, 1, ?2, 0, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                rusqlite::params![
+                    r.cpu_percent,
+                    r.process_count as i64,
+                    u.as_str(),
+                    r.at.0,
+                    r.cpu_cores,
+                    r.memory_bytes as i64,
+                    r.tasks as i64,
+                    r.cpu_quota.map(|q| q as i64),
+                    r.throttled_ratio,
+                    r.oom_kills as i64
+                ],
+            )
+            .expect("insert at schema 3");
+        }
+        tx.commit().expect("commit");
+    }
+    let store = open(&path);
+    let newest = day[half - 1].at.0;
+    let after = newest - newest.rem_euclid(60_000) + 60_000;
+    assert_eq!(rolled(&store, &u), (after, 721));
+    // The rest of the minute of the newest sample comes after the migration.
+    for round in day[half..].chunks(50) {
+        store
+            .insert_metrics(round)
+            .expect("insert after the migration");
+    }
+    assert_the_rollup_matches_the_samples(&store, &u);
+    assert_eq!(rolled(&store, &u), (T0 + 1439 * 60_000, 1439));
+}
+
+/// The lines of SQLite's plan for `sql` with these parameters.
+fn query_plan(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Vec<String> {
+    conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .and_then(|mut stmt| {
+            stmt.query_map(params, |r| r.get(3))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+        })
+        .expect("plan")
+}
+
+/// A day's range of the default unit, by the minute: `DOWNSAMPLE*`'s parameters.
+const A_DAY: (&str, i64, i64, i64) = ("autocoder-ui.service", T0, T0 + 86_400_000, 60_000);
+
 #[test]
 fn downsampling_reads_through_the_unit_time_index() {
     let (_dir, path) = temp_db();
     let store = open(&path);
-    let conn = store.reader();
-    let mut stmt = conn
-        .prepare(&format!(
-            "EXPLAIN QUERY PLAN {}",
-            crate::metrics::DOWNSAMPLE
-        ))
-        .expect("prepare");
-    let plan: Vec<String> = stmt
-        .query_map(
-            rusqlite::params!["autocoder-ui.service", T0, T0 + 86_400_000, 60_000],
-            |r| r.get(3),
-        )
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-        .expect("plan");
+    let plan = query_plan(&store.reader(), crate::metrics::DOWNSAMPLE, A_DAY);
     let text = plan.join("\n");
     assert!(
         text.contains("INDEX autoscaler_metrics_unit_ts (unit=? AND ts_ms>? AND ts_ms<?)"),
@@ -882,6 +997,33 @@ fn downsampling_reads_through_the_unit_time_index() {
         !plan
             .iter()
             .any(|l| l.starts_with("SCAN autoscaler_metrics") || l.starts_with("SCAN m")),
+        "{text}"
+    );
+}
+
+/// The rollup reads the minutes it rolls up through the time index, and the minute query
+/// the samples not rolled up yet through the unit/time index: neither scans the samples.
+#[test]
+fn the_rollup_and_its_readers_read_through_indexes() {
+    let (_dir, path) = temp_db();
+    let store = open(&path);
+    let roll = query_plan(&store.writer(), crate::metrics::ROLL_UP, [T0, T0]).join("\n");
+    assert!(
+        roll.contains("INDEX autoscaler_metrics_ts (ts_ms>? AND ts_ms<?)"),
+        "{roll}"
+    );
+    let late = query_plan(&store.writer(), crate::metrics::ROLL_UP_LATE, [1, T0]).join("\n");
+    assert!(late.contains("INTEGER PRIMARY KEY (rowid>?)"), "{late}");
+    let read = query_plan(&store.reader(), crate::metrics::DOWNSAMPLE_MINUTES, A_DAY);
+    let text = read.join("\n");
+    // (`autoscaler_metrics_rolled` is one row.)
+    let scans = |l: &String| {
+        l.split_whitespace().take(2).collect::<Vec<_>>() == ["SCAN", "autoscaler_metrics"]
+            || l.starts_with("SCAN autoscaler_metrics_minute")
+    };
+    assert!(!read.iter().any(scans), "{text}");
+    assert!(
+        text.contains("INDEX autoscaler_metrics_unit_ts (unit=? AND ts_ms>? AND ts_ms<?)"),
         "{text}"
     );
 }
