@@ -244,10 +244,17 @@ impl Store {
 
     /// Appends samples in one transaction: all or none.
     pub fn insert_metrics(&self, rows: &[MetricRow]) -> anyhow::Result<()> {
+        // A round's samples share their second: its text is made once.
+        let mut second: Option<(i64, String)> = None;
         let values = rows
             .iter()
             .map(|r| {
-                to_values(r).with_context(|| {
+                let secs = r.at.0.div_euclid(1000);
+                let ts = match &second {
+                    Some((s, text)) if *s == secs => text.clone(),
+                    _ => second.insert((secs, format_ts(r.at))).1.clone(),
+                };
+                to_values(r, ts).with_context(|| {
                     format!(
                         "storing the {} sample of {} in {}",
                         format_ts(r.at),
@@ -427,13 +434,14 @@ fn roll_up(
     Ok(())
 }
 
-fn to_values(r: &MetricRow) -> anyhow::Result<Vec<Value>> {
+/// A sample's values in [`INSERT`]'s order; `ts` is `format_ts(r.at)`.
+fn to_values(r: &MetricRow, ts: String) -> anyhow::Result<Vec<Value>> {
     let int = |v: u64, what: &str| sql_int(v, what).map(Value::Integer);
     let opt_int = |v: Option<u64>, what: &str| v.map_or(Ok(Value::Null), |v| int(v, what));
     let real = |v: f64, what: &str| sql_real(v, what).map(Value::Real);
     let opt_real = |v: Option<f64>, what: &str| v.map_or(Ok(Value::Null), |v| real(v, what));
     Ok(vec![
-        Value::Text(format_ts(r.at)),
+        Value::Text(ts),
         real(r.cpu_percent, "cpu_percent")?,
         Value::Real(r.memory_bytes as f64 / GIB as f64),
         int(r.process_count, "process_count")?,

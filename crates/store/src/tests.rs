@@ -570,6 +570,21 @@ fn metrics_round_trip_and_fill_the_spec_columns() {
         oom_kills: 3,
         ..sample(&u, T0 + 1000)
     });
+    // One transaction over three seconds, two samples in one of them: each row has its own
+    // second's text (the text of a second is made once per run of samples in it).
+    let at = [T0 + 5_000, T0 + 5_999, T0 + 7_000, T0 + 4_500];
+    let rows: Vec<MetricRow> = at.iter().map(|&t| sample(&u, t)).collect();
+    store.insert_metrics(&rows).expect("insert four");
+    for t in at {
+        let ts: String = raw(&path)
+            .query_row(
+                "SELECT timestamp FROM autoscaler_metrics WHERE ts_ms = ?1",
+                [t],
+                |r| r.get(0),
+            )
+            .expect("timestamp");
+        assert_eq!(ts, format_ts(Millis(t)), "{t}");
+    }
 }
 
 #[test]
