@@ -81,6 +81,10 @@ pub fn default_cpu_weight(sandbox: &Sandbox) -> anyhow::Result<()> {
 /// `UNITS` idle services with the three limits the daemon manages, so each has a directory of
 /// its own in the cpu, memory and pids hierarchies (as managed units do). Written at once,
 /// loaded with one reload; started (with `extra`, already written) with one call.
+///
+/// With `BENCH_BUSY=1` each runs `sleep 0.5` in a loop instead of sleeping for ever: a new
+/// process and some CPU time every half second, so no reading of it is a quiet one (the
+/// daemon's cost for units that do something, against idle ones).
 pub fn start_idle_units(
     sandbox: &Sandbox,
     units: usize,
@@ -89,12 +93,18 @@ pub fn start_idle_units(
     let names: Vec<String> = (1..=units)
         .map(|i| format!("bench-idle-{i:04}.service"))
         .collect();
+    let exec = match std::env::var("BENCH_BUSY").as_deref() {
+        Ok("1") => "/bin/sh -c 'while :; do sleep 0.5; done'",
+        _ => "/bin/sleep infinity",
+    };
     for n in &names {
         let path = sandbox.unit_dir().join(n);
         std::fs::write(
             &path,
-            "[Unit]\nDescription=bench: an idle managed unit\n\n[Service]\n\
-             CPUQuota=50%\nMemoryMax=256M\nTasksMax=64\nExecStart=/bin/sleep infinity\n",
+            format!(
+                "[Unit]\nDescription=bench: an idle managed unit\n\n[Service]\n\
+                 CPUQuota=50%\nMemoryMax=256M\nTasksMax=64\nExecStart={exec}\n"
+            ),
         )
         .with_context(|| format!("writing {}", path.display()))?;
     }
