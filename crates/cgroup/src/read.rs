@@ -37,7 +37,7 @@ pub fn read_counters(paths: &CgroupPaths, at: Millis) -> anyhow::Result<Counters
 
 /// How long a quiet unit's last full reading stands in for a new one. A unit is quiet when its
 /// CPU time, memory use and process list read the same as at its last full reading, and its
-/// pressure read zero then: no task of it ran, so its throttling, OOM kills, tasks and
+/// pressure read zero and it had no cgroup below its own then: no task of it ran, so its throttling, OOM kills, tasks and
 /// pressure cannot have moved, and the other seven files are not read again (most services on
 /// a host are idle most of the time; see docs/BENCHMARKS.md). The one value that can move
 /// without the unit running, the page cache's share of its memory (reclaim by others, LRU
@@ -87,13 +87,18 @@ struct Full {
     reading: UnitReading,
     memory_usage: u64,
     procs: String,
+    /// The unit had cgroups below its own: their process lists are not among the three
+    /// values, so such a unit is never taken as quiet (a process moved into one of them from
+    /// outside would otherwise go unseen until the next full reading).
+    children: bool,
 }
 
 impl Full {
     fn stands_for(&self, cpu_usage_usec: u64, memory_usage: u64, procs: &str, at: Millis) -> bool {
         let c = &self.reading.counters;
         let calm = |p: Option<Psi>| p.is_none_or(|p| p.some_avg10 == 0.0);
-        c.cpu_usage_usec == cpu_usage_usec
+        !self.children
+            && c.cpu_usage_usec == cpu_usage_usec
             && self.memory_usage == memory_usage
             && self.procs == procs
             && calm(c.cpu_pressure)
@@ -290,7 +295,7 @@ impl CgroupFiles {
             None => count_threads(&self.paths)?,
         };
 
-        let mut pids = self.pids(procs_dir, &procs)?;
+        let (mut pids, children) = self.pids(procs_dir, &procs)?;
         let processes = pids.len() as u64;
         pids.sort_unstable();
         pids.dedup();
@@ -322,6 +327,7 @@ impl CgroupFiles {
                 reading: reading.clone(),
                 memory_usage: usage,
                 procs,
+                children,
             });
         }
         Ok(reading)
@@ -342,11 +348,12 @@ impl CgroupFiles {
     }
 
     /// The process ids in the unit's cgroup (`procs`, the top directory's `cgroup.procs`) and
-    /// its child cgroups (not sorted), the children's read afresh (they come and go). A v2
-    /// directory's `cgroup.stat` says whether it has children at all, so a unit without (most
-    /// services) costs one read, not a walk of its directory (open, stat, two `getdents64`,
-    /// close).
-    fn pids(&mut self, d: Dir, procs: &str) -> anyhow::Result<Vec<u32>> {
+    /// its child cgroups (not sorted), the children's read afresh (they come and go), and
+    /// whether it has child cgroups (without `cgroup.stat`: whether any process is in one). A
+    /// v2 directory's `cgroup.stat` says whether it has children at all, so a unit without
+    /// (most services) costs one read, not a walk of its directory (open, stat, two
+    /// `getdents64`, close).
+    fn pids(&mut self, d: Dir, procs: &str) -> anyhow::Result<(Vec<u32>, bool)> {
         let file = "cgroup.procs";
         let mut ids: Vec<u32> = procs
             .lines()
@@ -358,12 +365,14 @@ impl CgroupFiles {
                 .and_then(|t| keyed(&t, "nr_descendants")),
             _ => None,
         };
+        let top = ids.len();
         if let Some(dir) = self.dir(d).filter(|_| children != Some(0)) {
             ids_below(dir, file, &mut ids).with_context(|| {
                 format!("counting the unit's processes in {}", self.show(d, file))
             })?;
         }
-        Ok(ids)
+        let below = children.map_or(ids.len() > top, |n| n > 0);
+        Ok((ids, below))
     }
 
     /// CPU time: v2 `cpu.stat` (present in every v2 cgroup, also on hybrid hosts), else the v1

@@ -562,8 +562,9 @@ fn kept_files_read_the_current_values() {
 }
 
 /// A unit in which nothing ran (the same CPU time, memory use and process list, and no
-/// pressure at the last full reading) reads as at its last full reading, for less than
-/// `QUIET_FULL_MS`; a move in any of the four, or that long, brings a full reading again.
+/// pressure and no cgroup below its own at the last full reading) reads as at its last full
+/// reading, for less than `QUIET_FULL_MS`; a move in any of these, or that long, brings a
+/// full reading again.
 #[test]
 fn a_quiet_unit_is_read_in_full_when_anything_moves() {
     let dir = fixture(HYBRID);
@@ -638,4 +639,21 @@ fn a_quiet_unit_is_read_in_full_when_anything_moves() {
     write("memory", "memory.stat", &inactive(1_000_100));
     let r = kept.read(at(t + 11)).expect("a reading after pressure");
     assert_eq!(r.counters.memory_bytes, 3_362_816 - 1_000_100);
+
+    // A unit with cgroups below its own is never quiet: a process moved into one of them
+    // changes none of the three values.
+    write("unified", "cpu.pressure", calm);
+    write("unified", "cgroup.stat", "nr_descendants 1\n");
+    let r = kept.read(at(t + 12)).expect("a full reading");
+    assert!(!r.quiet);
+    write("memory", "memory.stat", &inactive(1_000_200));
+    let r = kept
+        .read(at(t + 13))
+        .expect("a reading of a unit with children");
+    assert!(!r.quiet);
+    assert_eq!(r.counters.memory_bytes, 3_362_816 - 1_000_200);
+    write("unified", "cgroup.stat", "nr_descendants 0\n");
+    kept.read(at(t + 14)).expect("a full reading");
+    let r = kept.read(at(t + 15)).expect("quiet again");
+    assert!(r.quiet);
 }
