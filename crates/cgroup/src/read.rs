@@ -79,6 +79,9 @@ pub struct CgroupFiles {
     keep: bool,
     /// The last full reading, what it was taken from, and when (see [`QUIET_FULL_MS`]).
     last: Option<Full>,
+    /// How long the last full reading stands in while the unit is quiet (see
+    /// [`CgroupFiles::quiet_for_ms`]).
+    quiet_for_ms: i64,
 }
 
 /// A full reading and the three values that tell whether the unit has been quiet since.
@@ -94,7 +97,14 @@ struct Full {
 }
 
 impl Full {
-    fn stands_for(&self, cpu_usage_usec: u64, memory_usage: u64, procs: &str, at: Millis) -> bool {
+    fn stands_for(
+        &self,
+        cpu_usage_usec: u64,
+        memory_usage: u64,
+        procs: &str,
+        at: Millis,
+        quiet_for_ms: i64,
+    ) -> bool {
         let c = &self.reading.counters;
         let calm = |p: Option<Psi>| p.is_none_or(|p| p.some_avg10 == 0.0);
         !self.children
@@ -103,18 +113,43 @@ impl Full {
             && self.procs == procs
             && calm(c.cpu_pressure)
             && calm(c.memory_pressure)
-            && (0..QUIET_FULL_MS).contains(&(at.0 - c.at.0))
+            && (0..quiet_for_ms).contains(&(at.0 - c.at.0))
     }
 }
 
 impl CgroupFiles {
     pub fn new(paths: CgroupPaths) -> CgroupFiles {
+        // FNV-1a of the first directory's path: stable across runs and builds.
+        let seed = [&paths.unified, &paths.pids, &paths.memory, &paths.cpu]
+            .into_iter()
+            .flatten()
+            .next()
+            .map_or(0, |d| {
+                d.as_os_str()
+                    .as_encoded_bytes()
+                    .iter()
+                    .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+                    })
+            });
+        let half = QUIET_FULL_MS / 2;
+        let quiet_for_ms = half + (seed % (half as u64 / 1000 + 1)) as i64 * 1000;
         CgroupFiles {
             paths,
             files: HashMap::new(),
             keep: true,
             last: None,
+            quiet_for_ms,
         }
+    }
+
+    /// How long a full reading stands in while the unit is quiet: whole seconds from half of
+    /// [`QUIET_FULL_MS`] to all of it, by the unit's cgroup path. Units read in full in one
+    /// round (all of them at start, or after systemd restarts) then drift apart, instead of
+    /// all being read in full in one round every `QUIET_FULL_MS` (at 1000 units, ten
+    /// thousand reads and the agents' command lines in one burst).
+    pub fn quiet_for_ms(&self) -> i64 {
+        self.quiet_for_ms
     }
 
     fn once(paths: CgroupPaths) -> CgroupFiles {
@@ -253,7 +288,7 @@ impl CgroupFiles {
             .context("reading the unit's memory use")?;
         let (procs_dir, procs) = self.procs()?;
         if let Some(last) = &self.last
-            && last.stands_for(cpu_usage_usec, usage, &procs, at)
+            && last.stands_for(cpu_usage_usec, usage, &procs, at, self.quiet_for_ms)
         {
             let mut again = last.reading.clone();
             again.counters.at = at;
@@ -323,6 +358,9 @@ impl CgroupFiles {
             quiet: false,
         };
         if self.keep {
+            let mut procs = procs;
+            // Read into a page-sized buffer; kept for every unit, it is shrunk to its text.
+            procs.shrink_to_fit();
             self.last = Some(Full {
                 reading: reading.clone(),
                 memory_usage: usage,

@@ -563,7 +563,8 @@ fn kept_files_read_the_current_values() {
 
 /// A unit in which nothing ran (the same CPU time, memory use and process list, and no
 /// pressure and no cgroup below its own at the last full reading) reads as at its last full
-/// reading, for less than `QUIET_FULL_MS`; a move in any of these, or that long, brings a
+/// reading, for less than `quiet_for_ms` (at most `QUIET_FULL_MS`); a move in any of these,
+/// or that long, brings a
 /// full reading again.
 #[test]
 fn a_quiet_unit_is_read_in_full_when_anything_moves() {
@@ -573,7 +574,10 @@ fn a_quiet_unit_is_read_in_full_when_anything_moves() {
     let mounts = Mounts::read(&proc_root).expect("fixture mountinfo parses");
     let paths = CgroupPaths::locate(&mounts, &proc_root, UNIT, Some(4242)).expect("locate");
     let at = |secs: i64| Millis(AT.0 + secs * 1000);
-    let refresh = QUIET_FULL_MS / 1000;
+    let mut kept = CgroupFiles::new(paths);
+    let refresh = kept.quiet_for_ms() / 1000;
+    assert!((QUIET_FULL_MS / 2..=QUIET_FULL_MS).contains(&kept.quiet_for_ms()));
+    assert_eq!(kept.quiet_for_ms() % 1000, 0);
     let cg = |h: &str| root.join(format!("sys/fs/cgroup/{h}{UNIT}"));
     let write = |h: &str, file: &str, text: &str| {
         std::fs::write(cg(h).join(file), text).expect("rewriting a fixture file")
@@ -582,7 +586,6 @@ fn a_quiet_unit_is_read_in_full_when_anything_moves() {
     write("unified", "cpu.pressure", calm);
     // Working set = usage 3358720 - total_inactive_file.
     let inactive = |bytes: u64| format!("total_inactive_file {bytes}\n");
-    let mut kept = CgroupFiles::new(paths);
     let first = kept.read(at(0)).expect("first reading");
     assert_eq!(first.counters.memory_bytes, 3_358_720 - 1_048_576);
 
@@ -606,7 +609,7 @@ fn a_quiet_unit_is_read_in_full_when_anything_moves() {
 
     let full = kept
         .read(at(refresh))
-        .expect("a full reading after QUIET_FULL_MS");
+        .expect("a full reading after quiet_for_ms");
     assert!(!full.quiet);
     assert_eq!(full.counters.memory_bytes, 3_358_720 - 2_097_152);
     assert_eq!((full.counters.tasks, full.counters.oom_kills), (9, 2));
@@ -656,4 +659,29 @@ fn a_quiet_unit_is_read_in_full_when_anything_moves() {
     kept.read(at(t + 14)).expect("a full reading");
     let r = kept.read(at(t + 15)).expect("quiet again");
     assert!(r.quiet);
+}
+
+/// Units read in full in one round (all of them at start) drift apart: each unit's quiet
+/// span is its own, from half of `QUIET_FULL_MS` to all of it.
+#[test]
+fn units_are_read_in_full_at_their_own_pace() {
+    let spans: std::collections::BTreeSet<i64> = (0..50)
+        .map(|i| {
+            let dir = format!("/sys/fs/cgroup/unified/app.slice/bench-idle-{i:04}.service");
+            let paths = CgroupPaths {
+                unified: Some(dir.into()),
+                cpu: None,
+                cpuacct: None,
+                memory: None,
+                pids: None,
+            };
+            CgroupFiles::new(paths).quiet_for_ms()
+        })
+        .collect();
+    assert!(spans.len() >= 8, "{spans:?}");
+    assert!(
+        spans
+            .iter()
+            .all(|s| (QUIET_FULL_MS / 2..=QUIET_FULL_MS).contains(s))
+    );
 }
