@@ -21,6 +21,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use autoscaler_core::sample::Psi;
+use autoscaler_core::time::spread;
 use autoscaler_core::{Counters, Limits, Millis};
 
 use crate::locate::{CgroupPaths, ids_below, ids_in_tree};
@@ -119,21 +120,14 @@ impl Full {
 
 impl CgroupFiles {
     pub fn new(paths: CgroupPaths) -> CgroupFiles {
-        // FNV-1a of the first directory's path: stable across runs and builds.
-        let seed = [&paths.unified, &paths.pids, &paths.memory, &paths.cpu]
+        let key = [&paths.unified, &paths.pids, &paths.memory, &paths.cpu]
             .into_iter()
             .flatten()
             .next()
-            .map_or(0, |d| {
-                d.as_os_str()
-                    .as_encoded_bytes()
-                    .iter()
-                    .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-                    })
-            });
+            .map_or(&[][..], |d| d.as_os_str().as_encoded_bytes());
         let half = QUIET_FULL_MS / 2;
-        let quiet_for_ms = half + (seed % (half as u64 / 1000 + 1)) as i64 * 1000;
+        let seconds = (spread(key) * (half / 1000 + 1) as f64) as i64;
+        let quiet_for_ms = half + seconds * 1000;
         CgroupFiles {
             paths,
             files: HashMap::new(),

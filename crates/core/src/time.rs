@@ -33,3 +33,36 @@ impl fmt::Display for Millis {
         write!(f, "{}ms", self.0)
     }
 }
+
+/// Where in a span of time a unit's own period falls, in `[0, 1)`, from a key of the unit's
+/// (its name, its cgroup's path): stable across runs and builds (FNV-1a). Units that start
+/// together then renew, refresh or re-read at their own moments, not all in one round.
+pub fn spread(key: &[u8]) -> f64 {
+    let hash = key.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn spread_is_stable_in_range_and_spread_out() {
+        let keys: Vec<String> = (0..200)
+            .map(|i| format!("bench-idle-{i:04}.service"))
+            .collect();
+        let at: Vec<f64> = keys.iter().map(|k| spread(k.as_bytes())).collect();
+        assert!(at.iter().all(|f| (0.0..1.0).contains(f)), "{at:?}");
+        // The same key, the same place; and 200 keys fall in every tenth of the span.
+        assert_eq!(spread(b"a.service"), spread(b"a.service"));
+        for tenth in 0..10 {
+            let lo = f64::from(tenth) / 10.0;
+            assert!(
+                at.iter().any(|f| (lo..lo + 0.1).contains(f)),
+                "{tenth}: {at:?}"
+            );
+        }
+    }
+}

@@ -181,11 +181,7 @@ impl State {
 /// [`REFRESH`] to twice that, by a hash of the unit's name: units first read together (all of
 /// them, at start) are not all read again in the same second.
 fn lifetime(unit: &str) -> Duration {
-    // FNV-1a: stable and cheap; the spread needs no more.
-    let hash = unit.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    REFRESH + REFRESH.mul_f64((hash % 1000) as f64 / 1000.0)
+    REFRESH + REFRESH.mul_f64(autoscaler_core::time::spread(unit.as_bytes()))
 }
 
 impl Watch {
