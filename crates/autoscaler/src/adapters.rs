@@ -14,9 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use autoscaler_cgroup::events::{self, Armed, Source};
-use autoscaler_cgroup::{
-    AgentCache, AgentProc, CgroupFiles, CgroupPaths, Mounts, SignalSources, signals_of,
-};
+use autoscaler_cgroup::{AgentCache, CgroupFiles, CgroupPaths, Mounts, SignalSources, signals_of};
 use autoscaler_core::{Limits, Millis, UnitName};
 use autoscaler_systemd::{Bus, Systemd, Watch};
 
@@ -123,9 +121,6 @@ struct Files {
     kernel: Option<Limits>,
     limits_read: Option<Millis>,
     agents: AgentCache,
-    /// The agents found at the last reading, for a quiet one's (no process of the unit ran,
-    /// so none can have `exec`ed into an agent or out of being one).
-    last_agents: Vec<AgentProc>,
 }
 
 /// How often a unit's limits are read from its cgroup to see whether someone else changed
@@ -204,7 +199,6 @@ impl SystemProbe {
             kernel: None,
             limits_read: None,
             agents: AgentCache::default(),
-            last_agents: Vec::new(),
         }));
         cache.insert(
             unit.clone(),
@@ -264,11 +258,10 @@ impl Probe for SystemProbe {
             // The pids come with the counters: a failed listing fails the reading, so unknown
             // processes never read as "no agents running" (idle: a scale-down).
             let agents = match &reading {
-                Ok(r) if r.quiet => f.last_agents.clone(),
+                Ok(r) if r.quiet => f.agents.unchanged(),
                 Ok(r) => f.agents.agents(src, &r.pids, at),
                 Err(_) => Vec::new(),
             };
-            f.last_agents.clone_from(&agents);
             (reading, agents, moved)
         };
         if limits_moved {

@@ -106,6 +106,8 @@ type Seen = Option<(AgentKind, Option<String>)>;
 pub struct AgentCache {
     /// What each pid's command line said, and when it was read.
     known: HashMap<u32, (Seen, Millis)>,
+    /// What the last [`AgentCache::agents`] found.
+    last: Vec<AgentProc>,
 }
 
 impl AgentCache {
@@ -115,7 +117,8 @@ impl AgentCache {
         self.known.retain(|pid, (_, read)| {
             pids.binary_search(pid).is_ok() && at.0.saturating_sub(read.0) < CMDLINE_KEPT_MS
         });
-        pids.iter()
+        self.last = pids
+            .iter()
             .filter_map(|&pid| {
                 let (seen, _) = match self.known.entry(pid) {
                     Entry::Occupied(e) => e.into_mut(),
@@ -128,7 +131,15 @@ impl AgentCache {
                     feature_id,
                 })
             })
-            .collect()
+            .collect();
+        self.last.clone()
+    }
+
+    /// What the last [`AgentCache::agents`] found, with no command line read: for a unit none
+    /// of whose processes ran since (a quiet reading, see `CgroupFiles::read`), so none can
+    /// have `exec`ed into an agent or out of being one.
+    pub fn unchanged(&self) -> Vec<AgentProc> {
+        self.last.clone()
     }
 }
 

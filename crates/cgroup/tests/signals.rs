@@ -287,4 +287,8 @@ fn agent_cache_rereads_command_lines_after_a_while() {
         pids(&cache.agents(&src, &[100, 102, 106], later)),
         [102, 106]
     );
+    // A quiet unit: the last call's agents again, with no command line read, however old.
+    w.write("proc/102/cmdline", b"sleep\0infinity\0");
+    assert_eq!(pids(&cache.unchanged()), [102, 106]);
+    assert_eq!(cache.unchanged(), cache.agents(&src, &[102, 106], later));
 }
