@@ -534,15 +534,21 @@ fn real_host_layout_reads() {
     );
 }
 
+/// The `HYBRID` fixture, and its unit's cgroup located in it.
+fn hybrid_unit() -> (tempfile::TempDir, CgroupPaths) {
+    let dir = fixture(HYBRID);
+    let proc_root = dir.path().join("proc");
+    let mounts = Mounts::read(&proc_root).expect("fixture mountinfo parses");
+    let paths = CgroupPaths::locate(&mounts, &proc_root, UNIT, Some(4242)).expect("locate");
+    (dir, paths)
+}
+
 /// Files kept open are read again from the start: a later reading sees what the kernel (here,
 /// a rewritten fixture file) says now, not what was read when the file was opened.
 #[test]
 fn kept_files_read_the_current_values() {
-    let dir = fixture(HYBRID);
+    let (dir, paths) = hybrid_unit();
     let root = dir.path();
-    let proc_root = root.join("proc");
-    let mounts = Mounts::read(&proc_root).expect("fixture mountinfo parses");
-    let paths = CgroupPaths::locate(&mounts, &proc_root, UNIT, Some(4242)).expect("locate");
     let mut kept = CgroupFiles::new(paths);
     let first = kept.read(AT).expect("first reading");
     assert_eq!(first.counters.cpu_usage_usec, 2_406_924);
@@ -568,11 +574,8 @@ fn kept_files_read_the_current_values() {
 /// full reading again.
 #[test]
 fn a_quiet_unit_is_read_in_full_when_anything_moves() {
-    let dir = fixture(HYBRID);
+    let (dir, paths) = hybrid_unit();
     let root = dir.path();
-    let proc_root = root.join("proc");
-    let mounts = Mounts::read(&proc_root).expect("fixture mountinfo parses");
-    let paths = CgroupPaths::locate(&mounts, &proc_root, UNIT, Some(4242)).expect("locate");
     let at = |secs: i64| Millis(AT.0 + secs * 1000);
     let mut kept = CgroupFiles::new(paths);
     let refresh = kept.quiet_for_ms() / 1000;
