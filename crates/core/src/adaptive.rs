@@ -129,6 +129,11 @@ const RING: usize = 96;
 pub const MEMORY_PRESSURE_PERCENT: f64 = 10.0;
 /// CFS periods throttled above this share count as the CPU limit being hit.
 pub const THROTTLED_SHARE: f64 = 0.2;
+/// The throttled share is judged over at least this long: ten of the kernel's default 100 ms
+/// periods. A check that follows another closely (a pressure event woke the daemon) covers a
+/// few periods, and one throttled by a busy loop's jitter reads as a third of them; at a 1 s
+/// interval or more every check is judged on its own, as before.
+pub const THROTTLE_SPAN_SECS: f64 = 1.0;
 /// CPU use enters a window's peak, and counts as use at the quota, as its mean over at least
 /// this long. A rate read over one second is mostly the scheduler's noise (one busy loop reads
 /// 0.6 to 1.5 cores), and a limit sized to such a peak is paid for all the time, or grown for
@@ -383,6 +388,10 @@ struct Track {
     rate_sum: f64,
     rate_secs: f64,
     last_at: Option<i64>,
+    /// Not persisted: the throttled share gathered toward its next [`THROTTLE_SPAN_SECS`]
+    /// judgement (share x seconds, seconds).
+    throttle_sum: f64,
+    throttle_secs: f64,
     /// Not persisted (relearned at the first move after a restart): seconds between the last
     /// two CPU checks, and how many checks the last move took to show in the limits (1: in
     /// force at the next check, no apply delay).
@@ -409,6 +418,8 @@ impl Default for Track {
             rate_sum: 0.0,
             rate_secs: 0.0,
             last_at: None,
+            throttle_sum: 0.0,
+            throttle_secs: 0.0,
             interval: 0.0,
             lag_checks: 1.0,
         }
@@ -483,6 +494,26 @@ impl Track {
 
     /// What one observation adds to the window's peak: memory and tasks as they are, CPU as
     /// its mean over [`CPU_RATE_SECS`] once that much has gathered (see there).
+    /// Whether the CPU limit was throttled, judged over at least [`THROTTLE_SPAN_SECS`]: a
+    /// check closer to the last one adds its share to the next. Called before
+    /// [`Track::observe`], which moves `last_at`.
+    fn throttled(&mut self, t: i64, share: Option<f64>) -> bool {
+        let Some(share) = share else {
+            return false;
+        };
+        let secs = self.last_at.map_or(THROTTLE_SPAN_SECS, |last| {
+            ((t - last) as f64 / 1000.0).max(0.0)
+        });
+        self.throttle_sum += share * secs;
+        self.throttle_secs += secs;
+        if self.throttle_secs < THROTTLE_SPAN_SECS {
+            return false;
+        }
+        let mean = self.throttle_sum / self.throttle_secs;
+        (self.throttle_sum, self.throttle_secs) = (0.0, 0.0);
+        mean > THROTTLED_SHARE
+    }
+
     fn level(&mut self, r: Resource, t: i64, used: f64) -> Option<f64> {
         if r != Resource::Cpu {
             return Some(used);
@@ -815,10 +846,11 @@ impl Learned {
                         continue;
                     };
                     // Use at the quota counts as a hit over the same span as the peak (see
-                    // `Track::level`); throttling is the kernel's own word, taken at once.
+                    // `Track::level`); throttling is the kernel's own word, taken at once
+                    // when the check spans a second or more (see `Track::throttled`).
                     let used = cores * 100.0;
-                    let throttled = usage.throttled_ratio.is_some_and(|t| t > THROTTLED_SHARE);
-                    (used, throttled)
+                    let track = &mut self.tracks[index(r)];
+                    (used, track.throttled(now.0, usage.throttled_ratio))
                 }
                 Resource::Memory => (
                     usage.memory_bytes as f64,

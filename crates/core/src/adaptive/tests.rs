@@ -333,3 +333,40 @@ fn a_ramp_that_outgrows_a_raise_within_a_window_steps_by_the_band() {
         assert!(w[1].3 >= w[1].2 * NEAR_GROWTH, "{raises:?}");
     }
 }
+
+/// One throttled period in a check that came a fraction of a second after the last one (a
+/// pressure event woke the daemon) is not starvation; throttling over a second or more is.
+#[test]
+fn throttling_is_judged_over_a_second_at_least() {
+    let mut t = Track::default();
+    let mut at = 0;
+    let mut check = |t: &mut Track, ms: i64, share: f64| {
+        at += ms;
+        let hit = t.throttled(at, Some(share));
+        t.observe(
+            Resource::Cpu,
+            Millis(at),
+            100.0,
+            110.0,
+            hit,
+            20.0,
+            200.0,
+            false,
+        );
+        hit
+    };
+    assert!(!check(&mut t, 1000, 0.0), "a first, unthrottled check");
+    assert!(!check(&mut t, 1000, 0.0));
+    // 300 ms later: 1 of 3 periods throttled is not judged alone...
+    assert!(!check(&mut t, 300, 1.0 / 3.0));
+    // ...but joins the next check's second: 0.1 s throttled in 1.3 s.
+    assert!(!check(&mut t, 1000, 0.0));
+    // Throttled in half the periods of a whole second is a hit at once.
+    assert!(check(&mut t, 1000, 0.5));
+    // A short check of heavy throttling, then a second of it, is a hit over the two.
+    assert!(!check(&mut t, 200, 1.0));
+    assert!(check(&mut t, 1000, 0.3));
+    // Checks a minute apart (the traces) are each judged on their own.
+    assert!(check(&mut t, 60_000, 0.25));
+    assert!(!check(&mut t, 60_000, 0.15));
+}
