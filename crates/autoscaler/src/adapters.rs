@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use autoscaler_cgroup::events::{self, Armed, Source};
-use autoscaler_cgroup::{AgentCache, CgroupFiles, CgroupPaths, Mounts, SignalSources, signals_of};
+use autoscaler_cgroup::{
+    AgentCache, CgroupFiles, CgroupPaths, Descriptors, Mounts, SignalSources, signals_of,
+};
 use autoscaler_core::{Limits, Millis, UnitName};
 use autoscaler_systemd::{Bus, Systemd, Watch};
 
@@ -135,6 +137,8 @@ pub struct SystemProbe {
     signals: HashMap<UnitName, SignalSources>,
     /// Where each unit's cgroup is, its files, and what it was located from.
     located: Mutex<HashMap<UnitName, Located>>,
+    /// The descriptors the units' kept files and notifications may hold.
+    descriptors: Arc<Descriptors>,
 }
 
 impl SystemProbe {
@@ -144,6 +148,7 @@ impl SystemProbe {
         managers: Arc<Managers>,
         units: &[UnitSettings],
         s: &SignalSettings,
+        descriptors: Arc<Descriptors>,
     ) -> anyhow::Result<SystemProbe> {
         let mounts = Mounts::read(Path::new("/proc")).context("finding the cgroup mounts")?;
         let home = crate::settings::home();
@@ -176,6 +181,7 @@ impl SystemProbe {
             mounts,
             signals,
             located: Mutex::new(HashMap::new()),
+            descriptors,
         })
     }
 
@@ -195,7 +201,7 @@ impl SystemProbe {
         }
         let paths = CgroupPaths::locate(&self.mounts, Path::new("/proc"), &cg, view.main_pid)?;
         let files = Arc::new(Mutex::new(Files {
-            files: CgroupFiles::new(paths),
+            files: CgroupFiles::new(paths, self.descriptors.clone()),
             kernel: None,
             limits_read: None,
             agents: AgentCache::default(),
@@ -299,7 +305,9 @@ impl Probe for SystemProbe {
         let paths =
             cg.map(|cg| CgroupPaths::locate(&self.mounts, Path::new("/proc"), cg, view.main_pid));
         match paths {
-            Some(Ok(paths)) => armed = events::arm(&paths, threshold, &trigger_windows()),
+            Some(Ok(paths)) => {
+                armed = events::arm(&paths, threshold, &trigger_windows(), &self.descriptors);
+            }
             Some(Err(e)) => {
                 let why = format!("the unit's cgroup was not found: {e:#}");
                 armed.refused = Source::ALL.iter().map(|s| (*s, why.clone())).collect();

@@ -50,7 +50,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let managers = Arc::new(Managers::new(&settings.units));
-    let probe = SystemProbe::new(managers.clone(), &settings.units, &settings.signals)?;
+    // Each unit keeps its cgroup files and notifications open: about 20 descriptors a unit.
+    let open_files = autoscaler_cgroup::fds::raise_open_files_limit();
+    let descriptors = autoscaler_cgroup::Descriptors::for_limit(open_files);
+    tracing::info!(
+        open_files,
+        kept = descriptors.total(),
+        "open-files limit {open_files}: up to {} descriptors for cgroup files and notifications",
+        descriptors.total()
+    );
+    let probe = SystemProbe::new(
+        managers.clone(),
+        &settings.units,
+        &settings.signals,
+        descriptors,
+    )?;
     let actuator = SystemActuator::new(managers, settings.strategy);
     let setup = EngineSetup {
         units: settings

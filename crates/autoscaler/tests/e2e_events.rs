@@ -348,3 +348,74 @@ fn an_oom_kill_is_answered_at_once() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Under a tight open-files limit (`prlimit --nofile=540`, so a budget of 28 descriptors) the
+/// daemon keeps fewer cgroup files and notifications open than its units would take, and
+/// still reads every unit right: each is available, with the limits its cgroup enforces. A
+/// notification the budget cannot hold is refused in `/status` with the reason, the log says
+/// once that the budget ran out, and the daemon stays within its limit.
+#[test]
+fn a_tight_open_files_limit_keeps_fewer_files_open_and_reads_every_unit() -> anyhow::Result<()> {
+    const LIMIT: u64 = 540;
+    let units: Vec<String> = (0..5).map(|i| format!("idle-{i}.service")).collect();
+    let sb = Sandbox::start()?;
+    for u in &units {
+        sb.write_unit(u, IDLE_LIMITED_UNIT)?;
+        sb.start_unit(u)?;
+    }
+    let args: Vec<&str> = units.iter().flat_map(|u| ["--unit", u.as_str()]).collect();
+    let nofile = format!("--nofile={LIMIT}:{LIMIT}");
+    let daemon =
+        Daemon::start_wrapped(&["prlimit", &nofile, "--"], Path::new(BIN), &sb, &args, &[])?;
+    let http = daemon.http();
+    let mut refused = Vec::new();
+    for u in &units {
+        let path = format!("/api/autoscaler/units/{u}");
+        let r = http.put(
+            &format!("{path}/config"),
+            r#"{"check_interval_seconds": 1}"#,
+        )?;
+        ensure!(r.status == 200, "{}", r.text);
+        let (status, m) = wait_until(Duration::from_secs(30), "the unit read and armed", || {
+            let s = http.get_ok(&format!("{path}/status"))?;
+            let m = http.get(&format!("{path}/metrics"))?;
+            Ok(
+                (m.status == 200 && s["unit_available"] == true && sources(&s).is_some())
+                    .then(|| serde_json::from_str::<Value>(&m.text).map(|m| (s, m)))
+                    .transpose()?,
+            )
+        })?;
+        let quota = &status["current_limits"]["cpu_quota"];
+        ensure!(
+            quota == 50,
+            "{u}: the cgroup's quota read as {quota}: {status}"
+        );
+        ensure!(
+            m["process_count"] == 1 && m["limits"]["tasks_max"] == 100,
+            "{u}: `sleep infinity` under TasksMax=100 read as {m}"
+        );
+        for s in sources(&status).unwrap_or_default() {
+            if s["armed"] == false && s["detail"].as_str().is_some_and(|d| d.contains("budget")) {
+                refused.push(format!("{u}: {}", s["source"]));
+            }
+        }
+    }
+    println!("refused for the budget: {refused:?}");
+    ensure!(
+        !refused.is_empty(),
+        "every notification was armed under a budget of 28"
+    );
+    let pid = daemon.pid().context("the daemon runs")?;
+    let open = fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64;
+    println!("{open} descriptors open under a limit of {LIMIT}");
+    ensure!(open < LIMIT - 400, "{open} descriptors open");
+    let log = daemon.log_tail(100_000);
+    let said = log
+        .matches("further cgroup files are opened at each reading")
+        .count();
+    ensure!(
+        said == 1,
+        "the spent budget was logged {said} times:\n{log}"
+    );
+    Ok(())
+}

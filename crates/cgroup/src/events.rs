@@ -18,7 +18,8 @@
 //!   and `high` event.
 //!
 //! A source the kernel refuses is reported in [`Armed::refused`] with the reason; the caller
-//! polls as before and says so. Registering a trigger or an eventfd is the one kind of write
+//! polls as before and says so. So is a source whose descriptors the daemon's budget cannot
+//! hold ([`crate::fds`]). Registering a trigger or an eventfd is the one kind of write
 //! this crate makes to a cgroup: it sets no limit, and closing the descriptor removes it.
 
 use std::fs::{File, OpenOptions};
@@ -26,9 +27,11 @@ use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use rustix::event::{EventfdFlags, eventfd};
 
+use crate::fds::{Descriptors, Lease};
 use crate::locate::CgroupPaths;
 
 /// PSI trigger windows tried, shortest first, in microseconds: (stall, window). A 10% stall
@@ -90,6 +93,8 @@ pub struct Notifier {
     fd: OwnedFd,
     /// The watched file of a v1 registration: it must stay open as long as the eventfd.
     _watched: Option<File>,
+    /// Its descriptors in the budget, given back when it is dropped.
+    _lease: Option<Lease>,
 }
 
 impl Notifier {
@@ -127,8 +132,14 @@ pub struct Armed {
 /// Arms every source the host offers for the unit at `paths`: PSI triggers in its unified
 /// directory, and, on a v1 memory hierarchy, a usage threshold at `threshold` bytes (when
 /// given) and the OOM notification; on a v2 one, `memory.events`. `windows` are the PSI
-/// windows to try ([`TRIGGER_WINDOWS`] unless a test forces a refusal).
-pub fn arm(paths: &CgroupPaths, threshold: Option<u64>, windows: &[(u64, u64)]) -> Armed {
+/// windows to try ([`TRIGGER_WINDOWS`] unless a test forces a refusal). Each notification's
+/// descriptors are taken from `budget`; one it cannot take is refused (the unit is polled).
+pub fn arm(
+    paths: &CgroupPaths,
+    threshold: Option<u64>,
+    windows: &[(u64, u64)],
+    budget: &Arc<Descriptors>,
+) -> Armed {
     let mut armed = Armed::default();
     let mut keep = |source: Source, r: io::Result<Notifier>| match r {
         Ok(n) => armed.notifiers.push(n),
@@ -138,15 +149,19 @@ pub fn arm(paths: &CgroupPaths, threshold: Option<u64>, windows: &[(u64, u64)]) 
         Some(dir) => {
             keep(
                 Source::CpuPressure,
-                psi_trigger(Source::CpuPressure, &dir.join("cpu.pressure"), windows),
+                leased(budget, 1, || {
+                    psi_trigger(Source::CpuPressure, &dir.join("cpu.pressure"), windows)
+                }),
             );
             keep(
                 Source::MemoryPressure,
-                psi_trigger(
-                    Source::MemoryPressure,
-                    &dir.join("memory.pressure"),
-                    windows,
-                ),
+                leased(budget, 1, || {
+                    psi_trigger(
+                        Source::MemoryPressure,
+                        &dir.join("memory.pressure"),
+                        windows,
+                    )
+                }),
             );
         }
         None => {
@@ -164,12 +179,14 @@ pub fn arm(paths: &CgroupPaths, threshold: Option<u64>, windows: &[(u64, u64)]) 
             match threshold {
                 Some(bytes) => keep(
                     Source::MemoryThreshold,
-                    v1_event(
-                        Source::MemoryThreshold,
-                        mem,
-                        "memory.usage_in_bytes",
-                        Some(bytes),
-                    ),
+                    leased(budget, 2, || {
+                        v1_event(
+                            Source::MemoryThreshold,
+                            mem,
+                            "memory.usage_in_bytes",
+                            Some(bytes),
+                        )
+                    }),
                 ),
                 None => keep(
                     Source::MemoryThreshold,
@@ -178,14 +195,18 @@ pub fn arm(paths: &CgroupPaths, threshold: Option<u64>, windows: &[(u64, u64)]) 
             }
             keep(
                 Source::Oom,
-                v1_event(Source::Oom, mem, "memory.oom_control", None),
+                leased(budget, 2, || {
+                    v1_event(Source::Oom, mem, "memory.oom_control", None)
+                }),
             );
         }
         // Pure v2: memory.events is marked modified at every oom_kill, max and high event.
         (None, Some(dir)) => {
             keep(
                 Source::Oom,
-                modified_file(Source::Oom, &dir.join("memory.events")),
+                leased(budget, 1, || {
+                    modified_file(Source::Oom, &dir.join("memory.events"))
+                }),
             );
             keep(
                 Source::MemoryThreshold,
@@ -201,6 +222,25 @@ pub fn arm(paths: &CgroupPaths, threshold: Option<u64>, windows: &[(u64, u64)]) 
         }
     }
     armed
+}
+
+/// The notification `make` arms, holding `fds` descriptors of `budget`; refused without
+/// trying when the budget has not that many left.
+fn leased(
+    budget: &Arc<Descriptors>,
+    fds: usize,
+    make: impl FnOnce() -> io::Result<Notifier>,
+) -> io::Result<Notifier> {
+    let lease = budget.lease(fds).ok_or_else(|| {
+        io::Error::other(format!(
+            "the daemon's descriptor budget is spent ({} of {} kept open; raise LimitNOFILE=)",
+            budget.used(),
+            budget.total()
+        ))
+    })?;
+    let mut n = make()?;
+    n._lease = Some(lease);
+    Ok(n)
 }
 
 /// A PSI trigger on `file`, with the first of `windows` the kernel takes.
@@ -237,6 +277,7 @@ fn psi_trigger(source: Source, file: &Path, windows: &[(u64, u64)]) -> io::Resul
                     detail,
                     fd: f.into(),
                     _watched: None,
+                    _lease: None,
                 });
             }
             Err(e) => {
@@ -266,6 +307,7 @@ fn modified_file(source: Source, file: &Path) -> io::Result<Notifier> {
         detail: format!("changes of {}", file.display()),
         fd: f.into(),
         _watched: None,
+        _lease: None,
     })
 }
 
@@ -299,6 +341,7 @@ fn v1_event(source: Source, dir: &Path, file: &str, arg: Option<u64>) -> io::Res
         detail,
         fd: efd,
         _watched: Some(watched),
+        _lease: None,
     })
 }
 
@@ -308,7 +351,12 @@ mod tests {
 
     #[test]
     fn a_unit_without_cgroups_is_refused_every_source_with_a_reason() {
-        let armed = arm(&CgroupPaths::default(), Some(1 << 30), &TRIGGER_WINDOWS);
+        let armed = arm(
+            &CgroupPaths::default(),
+            Some(1 << 30),
+            &TRIGGER_WINDOWS,
+            &Descriptors::unlimited(),
+        );
         assert!(armed.notifiers.is_empty());
         let sources: Vec<_> = armed.refused.iter().map(|(s, _)| *s).collect();
         for s in Source::ALL {
@@ -324,7 +372,7 @@ mod tests {
             unified: Some(dir.path().join("missing")),
             ..CgroupPaths::default()
         };
-        let armed = arm(&paths, None, &TRIGGER_WINDOWS);
+        let armed = arm(&paths, None, &TRIGGER_WINDOWS, &Descriptors::unlimited());
         let (_, why) = armed
             .refused
             .iter()

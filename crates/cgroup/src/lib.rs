@@ -14,6 +14,8 @@
 //! - [`signals`]: [`signals_of`], AutoCoder's agents, pending features and API quota.
 //! - [`events`]: [`events::arm`], the kernel's notifications (PSI triggers, v1 memory
 //!   thresholds and OOM eventfds, v2 `memory.events`) as descriptors to poll.
+//! - [`fds`]: [`Descriptors`], the budget of descriptors kept open by both, and raising the
+//!   process's open-files limit.
 //!
 //! Architecture invariant: this crate only reads. It never writes a cgroup setting, never
 //! changes a limit (that is the systemd adapter's job) and never decides anything (that is
@@ -22,6 +24,7 @@
 //! parameter, so tests run against fixture trees in temp dirs.
 
 pub mod events;
+pub mod fds;
 pub mod host;
 pub mod locate;
 pub mod mounts;
@@ -29,6 +32,7 @@ pub mod read;
 pub mod signals;
 
 pub use autoscaler_core::{Counters, Host, Limits, Signals};
+pub use fds::Descriptors;
 pub use host::read_host;
 pub use locate::CgroupPaths;
 pub use mounts::{Mount, Mounts};

@@ -18,12 +18,14 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 use autoscaler_core::sample::Psi;
 use autoscaler_core::time::spread;
 use autoscaler_core::{Counters, Limits, Millis};
 
+use crate::fds::Descriptors;
 use crate::locate::{CgroupPaths, ids_below, ids_in_tree};
 
 /// v1 reports "no memory limit" as the largest page-aligned i64 (9223372036854771712);
@@ -78,6 +80,9 @@ pub struct CgroupFiles {
     files: HashMap<(Dir, &'static str), Option<File>>,
     /// Whether to keep what was opened (false: a one-off reading, as before the cache).
     keep: bool,
+    /// The budget kept files are counted against, and how many of `files` hold one.
+    budget: Arc<Descriptors>,
+    kept: usize,
     /// The last full reading, what it was taken from, and when (see [`QUIET_FULL_MS`]).
     last: Option<Full>,
     /// How long the last full reading stands in while the unit is quiet (see
@@ -118,8 +123,15 @@ impl Full {
     }
 }
 
+impl Drop for CgroupFiles {
+    fn drop(&mut self) {
+        self.budget.give_back(self.kept);
+    }
+}
+
 impl CgroupFiles {
-    pub fn new(paths: CgroupPaths) -> CgroupFiles {
+    /// The unit's files, kept open while `budget` allows (see [`crate::fds`]).
+    pub fn new(paths: CgroupPaths, budget: Arc<Descriptors>) -> CgroupFiles {
         let key = [&paths.unified, &paths.pids, &paths.memory, &paths.cpu]
             .into_iter()
             .flatten()
@@ -132,6 +144,8 @@ impl CgroupFiles {
             paths,
             files: HashMap::new(),
             keep: true,
+            budget,
+            kept: 0,
             last: None,
             quiet_for_ms,
         }
@@ -147,10 +161,9 @@ impl CgroupFiles {
     }
 
     fn once(paths: CgroupPaths) -> CgroupFiles {
-        CgroupFiles {
-            keep: false,
-            ..CgroupFiles::new(paths)
-        }
+        let mut once = CgroupFiles::new(paths, Descriptors::unlimited());
+        once.keep = false;
+        once
     }
 
     pub fn paths(&self) -> &CgroupPaths {
@@ -179,6 +192,8 @@ impl CgroupFiles {
                 Err(e) => {
                     let path = dir.join(file);
                     self.files.remove(&(d, file));
+                    self.kept -= 1;
+                    self.budget.give_back(1);
                     Err(e).with_context(|| format!("reading {} again", path.display()))
                 }
             };
@@ -196,8 +211,10 @@ impl CgroupFiles {
         };
         let text =
             read_from_start(&opened).with_context(|| format!("reading {}", path.display()))?;
-        if self.keep {
+        // Over the budget the file is closed again, and opened again at the next reading.
+        if self.keep && self.budget.take_for_file() {
             self.files.insert((d, file), Some(opened));
+            self.kept += 1;
         }
         Ok(Some(text))
     }

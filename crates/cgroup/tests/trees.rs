@@ -5,8 +5,8 @@ use std::path::Path;
 
 use autoscaler_cgroup::locate::parse_proc_cgroup;
 use autoscaler_cgroup::{
-    CgroupFiles, CgroupPaths, Counters, Limits, Mounts, QUIET_FULL_MS, read_cgroup_limits,
-    read_counters, read_host,
+    CgroupFiles, CgroupPaths, Counters, Descriptors, Limits, Mounts, QUIET_FULL_MS,
+    read_cgroup_limits, read_counters, read_host,
 };
 use autoscaler_core::Millis;
 use autoscaler_core::sample::Psi;
@@ -256,19 +256,31 @@ fn check(name: &str, files: Files, control_group: &str, pid: Option<u32>, want: 
     };
     let once = read_counters(&paths, AT);
     // The same reading through files kept open, twice (the second from the open files and
-    // the files remembered absent): it must not differ from a reading opened afresh.
-    let mut kept = CgroupFiles::new(paths.clone());
-    for round in ["first", "second"] {
-        let got = kept.read(AT);
-        match (&got, &once) {
-            (Ok(r), Ok(c)) => {
-                assert_eq!(&r.counters, c, "{name}: kept files, {round} reading");
-                let listed = paths.pids_of_unit().expect("listing pids");
-                assert_eq!(r.pids, listed, "{name}: kept files' pids, {round} reading");
+    // the files remembered absent): it must not differ from a reading opened afresh. Nor when
+    // the descriptor budget keeps only some of the files open, or none.
+    for budget in [
+        Descriptors::unlimited(),
+        Descriptors::new(6),
+        Descriptors::new(0),
+    ] {
+        let mut kept = CgroupFiles::new(paths.clone(), budget.clone());
+        for round in ["first", "second"] {
+            let got = kept.read(AT);
+            match (&got, &once) {
+                (Ok(r), Ok(c)) => {
+                    assert_eq!(&r.counters, c, "{name}: kept files, {round} reading");
+                    let listed = paths.pids_of_unit().expect("listing pids");
+                    assert_eq!(r.pids, listed, "{name}: kept files' pids, {round} reading");
+                }
+                (Err(a), Err(b)) => {
+                    assert_eq!(format!("{a:#}"), format!("{b:#}"), "{name}: {round}")
+                }
+                _ => panic!("{name}: kept files read {got:?}, a fresh reading {once:?}"),
             }
-            (Err(a), Err(b)) => assert_eq!(format!("{a:#}"), format!("{b:#}"), "{name}: {round}"),
-            _ => panic!("{name}: kept files read {got:?}, a fresh reading {once:?}"),
+            assert!(budget.used() <= budget.total(), "{name}: over the budget");
         }
+        drop(kept);
+        assert_eq!(budget.used(), 0, "{name}: descriptors not given back");
     }
     match (once, want) {
         (
@@ -549,7 +561,7 @@ fn hybrid_unit() -> (tempfile::TempDir, CgroupPaths) {
 fn kept_files_read_the_current_values() {
     let (dir, paths) = hybrid_unit();
     let root = dir.path();
-    let mut kept = CgroupFiles::new(paths);
+    let mut kept = CgroupFiles::new(paths, Descriptors::unlimited());
     let first = kept.read(AT).expect("first reading");
     assert_eq!(first.counters.cpu_usage_usec, 2_406_924);
     let unified = root.join("sys/fs/cgroup/unified/probe1/app.slice/probe-yes.service");
@@ -577,7 +589,7 @@ fn a_quiet_unit_is_read_in_full_when_anything_moves() {
     let (dir, paths) = hybrid_unit();
     let root = dir.path();
     let at = |secs: i64| Millis(AT.0 + secs * 1000);
-    let mut kept = CgroupFiles::new(paths);
+    let mut kept = CgroupFiles::new(paths, Descriptors::unlimited());
     let refresh = kept.quiet_for_ms() / 1000;
     assert!((QUIET_FULL_MS / 2..=QUIET_FULL_MS).contains(&kept.quiet_for_ms()));
     assert_eq!(kept.quiet_for_ms() % 1000, 0);
@@ -678,7 +690,7 @@ fn units_are_read_in_full_at_their_own_pace() {
                 memory: None,
                 pids: None,
             };
-            CgroupFiles::new(paths).quiet_for_ms()
+            CgroupFiles::new(paths, Descriptors::unlimited()).quiet_for_ms()
         })
         .collect();
     assert!(spans.len() >= 8, "{spans:?}");
