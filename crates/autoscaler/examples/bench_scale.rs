@@ -135,11 +135,13 @@ fn main() -> anyhow::Result<()> {
     let before_load = p99_of(
         timed
             .iter()
-            .filter(|(at, _)| *at < load_started)
-            .map(|(_, d)| *d)
+            .filter(|t| t.at < load_started)
+            .map(|t| t.total)
             .collect(),
     );
-    let mut lat: Vec<Duration> = timed.iter().map(|(_, d)| *d).collect();
+    let connect_p99 = p99_of(timed.iter().map(|t| t.connect).collect());
+    let first_byte_p99 = p99_of(timed.iter().map(|t| t.first_byte).collect());
+    let mut lat: Vec<Duration> = timed.iter().map(|t| t.total).collect();
     let m = metrics(&daemon)?;
     let checks1 = value(&m, "autoscaler_checks_total").context("no checks")?;
     let lag_max = value(&m, "autoscaler_loop_lag_max_seconds").unwrap_or(f64::NAN);
@@ -172,7 +174,8 @@ fn main() -> anyhow::Result<()> {
         lag_max * 1000.0
     );
     eprintln!(
-        "GET /api/autoscaler/status: {} requests, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "GET /api/autoscaler/status: {} requests, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms \
+         (p99 {connect_p99:.1} ms to connect, {first_byte_p99:.1} ms to the first byte)",
         lat.len(),
         pct(0.5),
         pct(0.99),
@@ -199,30 +202,44 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `GET /api/autoscaler/status` every 100 ms until `stop`, each over a new connection: how
-/// long each took to be answered in full, and when it was sent.
-fn status_latencies(
-    addr: SocketAddr,
-    stop: &AtomicBool,
-) -> anyhow::Result<Vec<(Instant, Duration)>> {
+/// One status request: when it was sent, and how long until the connection was up, the
+/// answer's first byte came, and the whole answer was in.
+#[derive(Debug, Clone, Copy)]
+struct Timed {
+    at: Instant,
+    connect: Duration,
+    first_byte: Duration,
+    total: Duration,
+}
+
+/// `GET /api/autoscaler/status` every 100 ms until `stop`, each over a new connection.
+fn status_latencies(addr: SocketAddr, stop: &AtomicBool) -> anyhow::Result<Vec<Timed>> {
     let mut took = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        let t = Instant::now();
+        let at = Instant::now();
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+        let connect = at.elapsed();
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         s.write_all(
             b"GET /api/autoscaler/status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
         )?;
-        let mut text = Vec::new();
+        let mut text = vec![0; 1];
+        s.read_exact(&mut text)?;
+        let first_byte = at.elapsed();
         s.read_to_end(&mut text)?;
-        let d = t.elapsed();
+        let total = at.elapsed();
         anyhow::ensure!(
             text.starts_with(b"HTTP/1.1 200"),
             "GET /api/autoscaler/status: {}",
             String::from_utf8_lossy(&text[..text.len().min(200)])
         );
-        took.push((t, d));
-        std::thread::sleep(Duration::from_millis(100).saturating_sub(d));
+        took.push(Timed {
+            at,
+            connect,
+            first_byte,
+            total,
+        });
+        std::thread::sleep(Duration::from_millis(100).saturating_sub(total));
     }
     Ok(took)
 }
