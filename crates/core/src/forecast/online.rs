@@ -129,15 +129,54 @@ impl Model {
     }
 }
 
-/// A forecast waiting for its target time.
+/// A forecast waiting for its target time: 40 bytes, where the same in `f64`s took 72 (a
+/// unit keeps about 56 a series, for up to five series). The value it was made from is kept
+/// whole; the other forecasts, relative to it, and the bounds are kept to 24 bits, a relative
+/// error of 6e-8 on a difference that usage's noise makes far larger. A steady series' forecasts
+/// are its value exactly, as before.
 #[derive(Debug, Clone, Copy)]
 struct Pending {
     due: Millis,
-    /// Each model's forecast (NaN where a model had none), in [`MODELS`] order.
-    preds: [f64; 4],
-    issued: f64,
-    /// The bounds' distances from `issued`, when calibrated.
-    band: Option<(f64, f64)>,
+    /// Persistence's forecast: the last value when the forecast was made.
+    last: f64,
+    /// The other models' forecasts less `last`, in [`MODELS`] order after persistence (NaN
+    /// where a model had none).
+    others: [f32; 3],
+    /// The issued forecast less `last`.
+    issued: f32,
+    /// The bounds' distances from the issued value, when calibrated (NaN otherwise).
+    band: [f32; 2],
+}
+
+impl Pending {
+    fn new(due: Millis, preds: &[f64; 4], issued: f64, band: Option<(f64, f64)>) -> Pending {
+        let last = preds[0];
+        let (lo, up) = band.unwrap_or((f64::NAN, f64::NAN));
+        Pending {
+            due,
+            last,
+            others: [1, 2, 3].map(|i| (preds[i] - last) as f32),
+            issued: (issued - last) as f32,
+            band: [lo as f32, up as f32],
+        }
+    }
+
+    /// Model `i`'s forecast ([`MODELS`] order), NaN where it had none.
+    fn pred(&self, i: usize) -> f64 {
+        match i {
+            0 => self.last,
+            _ => self.last + f64::from(self.others[i - 1]),
+        }
+    }
+
+    fn issued(&self) -> f64 {
+        self.last + f64::from(self.issued)
+    }
+
+    fn band(&self) -> Option<(f64, f64)> {
+        let [lo, up] = self.band.map(f64::from);
+        (!lo.is_nan()).then_some((lo, up))
+    }
 }
 
 /// An exponentially weighted mean and spread of a stream of numbers that may come in
@@ -245,15 +284,15 @@ impl Horizon {
 
     /// Scores a remembered forecast against the actual value; `k` forecasts were in flight.
     fn score(&mut self, p: &Pending, actual: f64, k: u32) {
-        let persistence_err = (p.preds[0] - actual).abs();
+        let persistence_err = (p.pred(0) - actual).abs();
         for (i, a) in self.advantage.iter_mut().enumerate() {
-            let pred = p.preds[i + 1];
+            let pred = p.pred(i + 1);
             if pred.is_finite() {
                 a.push(persistence_err - (pred - actual).abs(), k);
             }
         }
-        let e = actual - p.issued;
-        match p.band {
+        let e = actual - p.issued();
+        match p.band() {
             Some((lo, up)) => {
                 // One event is seen by every forecast in flight: step 1/k per error, so that
                 // a jump moves the bounds by about one step, not k.
@@ -292,48 +331,59 @@ struct Holt {
     trend: f64,
 }
 
-/// One day of 5-minute means.
-#[derive(Debug, Clone)]
+/// One day of 5-minute means. The buckets are allocated at the first value: a series a unit
+/// never has (AutoCoder's pending features, on most units) costs nothing.
+#[derive(Debug, Clone, Default)]
 struct Day {
     slots: Vec<Slot>,
 }
 
-/// One 5-minute bucket: 16 bytes, where `(i64, f64, u32)` took 24. A daemon keeps five
-/// series' days per unit, so that was 35 KB a unit of the daemon's memory, and this is 23 KB
-/// (docs/BENCHMARKS.md, "Memory after hours").
+/// One 5-minute bucket: 8 bytes. `(i64, f64, u32)` took 24 and `(u32, u32, f64)` 16; a
+/// daemon keeps up to five series' days per unit, so that was 35 KB, then 23 KB, a unit of
+/// the daemon's memory, and this is at most 11.5 KB (docs/BENCHMARKS.md, "Memory after
+/// hours"). The mean is kept to 24 bits, a relative error of 6e-8 a value, far below any
+/// usage's noise.
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
-    /// The bucket's number since the epoch, truncated to 32 bits: two buckets 2^32 x 5
-    /// minutes apart (40,000 years) would share a tag. A slot never written has `n` 0.
-    tag: u32,
-    n: u32,
-    sum: f64,
+    /// The bucket's day since the epoch, truncated to 16 bits; with the bucket's index in the
+    /// day it names the bucket, so two buckets 65,536 days (179 years) apart would share a
+    /// slot. A slot never written has `n` 0.
+    day: u16,
+    /// Values in the mean, up to 65,535 (a value every 5 ms); past that the mean goes on as a
+    /// running average with that weight.
+    n: u16,
+    mean: f32,
 }
 
 impl Day {
-    fn bucket(at: Millis) -> (usize, u32) {
+    fn bucket(at: Millis) -> (usize, u16) {
         let k = at.0.div_euclid(BUCKET_SECS * 1000);
-        (k.rem_euclid(BUCKETS as i64) as usize, k as u32)
+        let day = k.div_euclid(BUCKETS as i64);
+        (k.rem_euclid(BUCKETS as i64) as usize, day as u16)
     }
 
     fn add(&mut self, at: Millis, v: f64) {
-        let (i, tag) = Day::bucket(at);
+        if self.slots.is_empty() {
+            self.slots = vec![Slot::default(); BUCKETS];
+        }
+        let (i, day) = Day::bucket(at);
         let slot = &mut self.slots[i];
-        if slot.tag != tag {
+        if slot.day != day || slot.n == 0 {
             *slot = Slot {
-                tag,
+                day,
                 n: 0,
-                sum: 0.0,
+                mean: 0.0,
             };
         }
-        slot.sum += v;
-        slot.n += 1;
+        slot.n = slot.n.saturating_add(1);
+        let mean = f64::from(slot.mean);
+        slot.mean = (mean + (v - mean) / f64::from(slot.n)) as f32;
     }
 
     fn mean_at(&self, at: Millis) -> f64 {
-        let (i, tag) = Day::bucket(at);
-        match self.slots[i] {
-            Slot { tag: t, n, sum } if t == tag && n > 0 => sum / f64::from(n),
+        let (i, day) = Day::bucket(at);
+        match self.slots.get(i) {
+            Some(&Slot { day: d, n, mean }) if d == day && n > 0 => f64::from(mean),
             _ => f64::NAN,
         }
     }
@@ -360,9 +410,7 @@ impl Default for SeriesForecaster {
         SeriesForecaster {
             last: None,
             holt: Holt::default(),
-            day: Day {
-                slots: vec![Slot::default(); BUCKETS],
-            },
+            day: Day::default(),
             min_seen: f64::INFINITY,
             max_seen: f64::NEG_INFINITY,
             horizons: HORIZONS_SECS.map(Horizon::new),
@@ -448,12 +496,12 @@ impl SeriesForecaster {
                 continue;
             }
             h.last_issue = Some(at);
-            h.pending.push_back(Pending {
-                due: at.plus_secs(h.secs),
-                preds,
-                issued: out.value,
-                band: h.band_now(),
-            });
+            h.pending.push_back(Pending::new(
+                at.plus_secs(h.secs),
+                &preds,
+                out.value,
+                h.band_now(),
+            ));
         }
         self.shown = Some(shown);
     }

@@ -182,3 +182,54 @@ fn gaps_out_of_order_and_non_finite_samples() {
         assert_eq!(got, *want, "{name}");
     }
 }
+
+/// A day's bucket is the mean of its values, a day-old bucket is not read as today's, a
+/// series never seen holds no buckets, and a bucket is 8 bytes.
+#[test]
+fn day_buckets_are_small_means_allocated_at_the_first_value() {
+    assert_eq!(std::mem::size_of::<Slot>(), 8);
+    let mut d = Day::default();
+    assert!(d.slots.is_empty());
+    assert!(d.mean_at(Millis(0)).is_nan());
+    let t0 = Millis::from_secs(1_000 * DAY_SECS + 600);
+    for (k, v) in [1.0e9, 2.0e9, 3.0e9].into_iter().enumerate() {
+        d.add(Millis(t0.0 + k as i64 * 1000), v);
+    }
+    assert_eq!(d.slots.len(), BUCKETS);
+    let mean = d.mean_at(t0);
+    assert!((mean - 2.0e9).abs() < 2.0e9 * 1e-6, "{mean}");
+    // The same slot a day later is another bucket: not read, and restarted by a value.
+    let next_day = t0.plus_secs(DAY_SECS as f64);
+    assert!(d.mean_at(next_day).is_nan());
+    d.add(next_day, 5.0);
+    assert_eq!(d.mean_at(next_day), 5.0);
+    assert!(d.mean_at(t0).is_nan(), "yesterday's bucket was replaced");
+    // A count past 16 bits goes on as a running mean.
+    let mut d = Day::default();
+    for k in 0..70_000 {
+        d.add(Millis(t0.0 + k % 300), 7.0);
+    }
+    assert_eq!(d.mean_at(t0), 7.0);
+}
+
+/// A remembered forecast is 40 bytes, gives back a steady value exactly, and keeps the
+/// others to 24 bits relative to it.
+#[test]
+fn pending_forecasts_are_small_and_exact_on_a_steady_value() {
+    assert_eq!(std::mem::size_of::<Pending>(), 40);
+    let steady = Pending::new(Millis(0), &[3.0e9; 4], 3.0e9, None);
+    assert!((0..4).all(|i| steady.pred(i) == 3.0e9));
+    assert_eq!(steady.issued(), 3.0e9);
+    assert_eq!(steady.band(), None);
+    let p = Pending::new(
+        Millis(0),
+        &[3.0e9, 3.1e9, f64::NAN, 2.9e9],
+        3.1e9,
+        Some((1.0e8, 2.0e8)),
+    );
+    assert!((p.pred(1) - 3.1e9).abs() < 3.1e9 * 1e-7);
+    assert!(p.pred(2).is_nan());
+    assert!((p.issued() - 3.1e9).abs() < 3.1e9 * 1e-7);
+    let (lo, up) = p.band().expect("calibrated");
+    assert!((lo - 1.0e8).abs() < 10.0 && (up - 2.0e8).abs() < 20.0);
+}
