@@ -224,7 +224,9 @@ pub struct Controller {
     up_streak: u32,
     down_streak: u32,
     last_action: Option<Millis>,
-    learned: Learned,
+    /// Boxed and made at the first check under `adaptive`: about 3.5 KB a unit (the models'
+    /// costs and 8 hours of window peaks per resource) that other policies never use.
+    learned: Option<Box<Learned>>,
 }
 
 /// What a check looks at besides the controller's own state.
@@ -252,14 +254,13 @@ impl Controller {
 
     /// Puts back what the adaptive policy learned before (after a daemon restart).
     pub fn with_learned(mut self, learned: Learned) -> Controller {
-        self.learned = learned;
+        self.learned = Some(Box::new(learned));
         self
     }
 
-    /// What the adaptive policy has learned (learning goes on under every policy, so a
-    /// switch to `adaptive` starts informed).
-    pub fn learned(&self) -> &Learned {
-        &self.learned
+    /// What the adaptive policy has learned; `None` before the unit's first check under it.
+    pub fn learned(&self) -> Option<&Learned> {
+        self.learned.as_deref()
     }
 
     pub fn last_action(&self) -> Option<Millis> {
@@ -306,11 +307,12 @@ impl Controller {
         };
 
         if cfg.policy == Policy::Adaptive {
+            let learned = self.learned.get_or_insert_default();
             if cfg.mode != Mode::Enabled {
-                self.learned.learn(i.bounds, i.current, i.usage, i.now);
+                learned.learn(i.bounds, i.current, i.usage, i.now);
                 return hold(Why::Mode(cfg.mode), ev);
             }
-            let v = self.learned.observe(i.bounds, i.current, i.usage, i.now);
+            let v = learned.observe(i.bounds, i.current, i.usage, i.now);
             let change = v.limits(i.current).map(|new| {
                 let action = if v.grows() {
                     Action::ScaleUp

@@ -464,10 +464,11 @@ impl UnitState {
         let u = &o.usage;
         let at = Millis(u.at.0.saturating_add(wall_offset_ms));
         let mut writes = Vec::new();
-        if self.config.policy() == Policy::Adaptive {
+        if let (Policy::Adaptive, Some(learned)) = (self.config.policy(), self.controller.learned())
+        {
             writes.push(Write::Learned {
                 unit: self.name.clone(),
-                state: self.controller.learned().encode(),
+                state: learned.encode(),
                 at,
             });
         }
@@ -690,11 +691,17 @@ mod tests {
                     w.apply(&store).expect("store metric and learned state");
                 }
             }
-            daemon.controller.learned().encode()
+            daemon.controller.learned().expect("learned").encode()
         };
         assert_ne!(learned, autoscaler_core::Learned::default().encode());
         let store = Store::open(&path, &unit).expect("store again");
         let again = UnitState::load(&store, unit, "user", Millis(0)).expect("unit state again");
-        assert_eq!(again.controller.learned().encode(), learned);
+        assert_eq!(
+            again
+                .controller
+                .learned()
+                .map(autoscaler_core::Learned::encode),
+            Some(learned)
+        );
     }
 }
