@@ -69,7 +69,7 @@ fn main() {
             if version != Some(recent.version()) {
                 version = Some(recent.version());
                 black_box(predict_recent(
-                    &mut recent,
+                    &recent,
                     &forecaster,
                     &cfg,
                     &limits,

@@ -214,7 +214,7 @@ pub fn predict(
 /// [`predict`] over a unit's [`Recent`] points. Its `samples` counts the samples merged into
 /// the window's points, not the points: what the window holds is what the user set it for.
 pub fn predict_recent(
-    recent: &mut Recent,
+    recent: &Recent,
     forecaster: &Forecaster,
     cfg: &Config,
     current: &Limits,
@@ -222,7 +222,7 @@ pub fn predict_recent(
     now: Millis,
 ) -> Prediction {
     let window = f64::from(cfg.forecast_window_minutes) * 60.0;
-    let mut p = predict(recent.points(), forecaster, cfg, current, bounds, now);
+    let mut p = predict(&recent.points(), forecaster, cfg, current, bounds, now);
     p.samples = recent.samples_within(now, window);
     p
 }

@@ -434,7 +434,7 @@ impl UnitState {
             return p.clone();
         }
         let p = Arc::new(predict_recent(
-            &mut self.recent,
+            &self.recent,
             &self.forecaster,
             &self.config,
             limits,

@@ -29,12 +29,62 @@ pub const POINTS_PER_WINDOW: u32 = 240;
 #[derive(Debug, Clone, Default)]
 pub struct Recent {
     /// The points, oldest first; the newest is `open`'s mean while it is open.
-    points: VecDeque<Sample>,
-    /// Samples merged into each point, in the same order.
-    weights: VecDeque<u32>,
+    points: VecDeque<Point>,
     /// The newest point's sums, while samples may still be merged into it.
     open: Option<Open>,
     version: u64,
+}
+
+/// One kept point: 32 bytes, where a [`Sample`] and its weight took 52. At a 1 s interval a
+/// unit keeps up to 480 (two hours at two a step), so 25 KB became 15 KB a unit of the
+/// daemon's memory. Usage is kept to 24 bits (a relative error of 6e-8, far under its
+/// noise), agent counts to 16 bits (saturating).
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    at: Millis,
+    cpu_cores: f32,
+    memory_bytes: f32,
+    tasks: f32,
+    /// [`NO_FEATURES`] for `None`.
+    features_pending: u32,
+    agents: u16,
+    testing_agents: u16,
+    /// Samples merged into the point.
+    weight: u32,
+}
+
+/// `features_pending` unknown; a count this high is read as the largest one below it.
+const NO_FEATURES: u32 = u32::MAX;
+
+impl Point {
+    fn new(s: &Sample, weight: u32) -> Point {
+        let small = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
+        Point {
+            at: s.at,
+            cpu_cores: s.cpu_cores as f32,
+            memory_bytes: s.memory_bytes as f32,
+            tasks: s.tasks as f32,
+            features_pending: s
+                .features_pending
+                .map_or(NO_FEATURES, |f| f.min(NO_FEATURES - 1)),
+            agents: small(s.agents),
+            testing_agents: small(s.testing_agents),
+            weight,
+        }
+    }
+
+    fn sample(&self) -> Sample {
+        Sample {
+            at: self.at,
+            cpu_cores: f64::from(self.cpu_cores),
+            memory_bytes: f64::from(self.memory_bytes),
+            tasks: f64::from(self.tasks),
+            agents: u32::from(self.agents),
+            testing_agents: u32::from(self.testing_agents),
+            features_pending: (self.features_pending != NO_FEATURES)
+                .then_some(self.features_pending),
+        }
+    }
 }
 
 /// Running sums of the samples merged into the newest point.
@@ -115,7 +165,6 @@ impl Recent {
             .is_some_and(|p| s.at.secs_since(p.at) > keep_secs)
         {
             self.points.pop_front();
-            self.weights.pop_front();
             self.version += 1;
         }
         if self.points.is_empty() {
@@ -124,23 +173,21 @@ impl Recent {
         match &mut self.open {
             Some(o) if ((s.at.0 - o.first.0) as f64) < half_step_ms && s.at >= o.first => {
                 o.add(&s);
-                if let (Some(p), Some(w)) = (self.points.back_mut(), self.weights.back_mut()) {
-                    *p = o.mean();
-                    *w = o.n;
+                if let Some(p) = self.points.back_mut() {
+                    *p = Point::new(&o.mean(), o.n);
                 }
             }
             _ => {
                 self.open = Some(Open::new(&s));
-                self.points.push_back(s);
-                self.weights.push_back(1);
+                self.points.push_back(Point::new(&s, 1));
                 self.version += 1;
             }
         }
     }
 
     /// The points, oldest first.
-    pub fn points(&mut self) -> &[Sample] {
-        self.points.make_contiguous()
+    pub fn points(&self) -> Vec<Sample> {
+        self.points.iter().map(Point::sample).collect()
     }
 
     /// How many points there are.
@@ -161,9 +208,8 @@ impl Recent {
     pub fn samples_within(&self, now: Millis, window_secs: f64) -> usize {
         self.points
             .iter()
-            .zip(&self.weights)
-            .filter(|(p, _)| p.at <= now && now.secs_since(p.at) < window_secs)
-            .map(|(_, w)| *w as usize)
+            .filter(|p| p.at <= now && now.secs_since(p.at) < window_secs)
+            .map(|p| p.weight as usize)
             .sum()
     }
 }
@@ -209,7 +255,7 @@ mod tests {
         }
         // 15 s per point over two hours.
         assert_eq!(r.len(), 480);
-        let points = r.points().to_vec();
+        let points = r.points();
         assert!(
             points.iter().all(|p| (p.cpu_cores - 0.5).abs() < 0.04),
             "means"
@@ -242,5 +288,30 @@ mod tests {
         // A clock that went back does not merge into a point from the future.
         r.push(at(90.0, 4.0), 7200.0, 60.0);
         assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn a_point_is_32_bytes_and_gives_back_its_sample() {
+        assert_eq!(std::mem::size_of::<Point>(), 32);
+        let s = Sample {
+            at: Millis(123_456),
+            cpu_cores: 1.25,
+            memory_bytes: 3.0e9,
+            tasks: 17.0,
+            agents: 3,
+            testing_agents: 1,
+            features_pending: Some(5),
+        };
+        assert_eq!(Point::new(&s, 1).sample(), s);
+        let odd = Sample {
+            cpu_cores: 0.1,
+            agents: 70_000,
+            features_pending: None,
+            ..s
+        };
+        let back = Point::new(&odd, 1).sample();
+        assert!((back.cpu_cores - 0.1).abs() < 1e-8);
+        assert_eq!(back.agents, u32::from(u16::MAX));
+        assert_eq!(back.features_pending, None);
     }
 }
