@@ -492,8 +492,6 @@ impl Track {
         if rises >= longest { second } else { first }
     }
 
-    /// What one observation adds to the window's peak: memory and tasks as they are, CPU as
-    /// its mean over [`CPU_RATE_SECS`] once that much has gathered (see there).
     /// Whether the CPU limit was throttled, judged over at least [`THROTTLE_SPAN_SECS`]: a
     /// check closer to the last one adds its share to the next. Called before
     /// [`Track::observe`], which moves `last_at`.
@@ -514,6 +512,8 @@ impl Track {
         mean > THROTTLED_SHARE
     }
 
+    /// What one observation adds to the window's peak: memory and tasks as they are, CPU as
+    /// its mean over [`CPU_RATE_SECS`] once that much has gathered (see there).
     fn level(&mut self, r: Resource, t: i64, used: f64) -> Option<f64> {
         if r != Resource::Cpu {
             return Some(used);
