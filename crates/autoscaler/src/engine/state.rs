@@ -255,15 +255,19 @@ impl UnitState {
         }
         // What the adaptive policy learned survives a restart; a state that does not decode
         // (another version) starts learning afresh, which only means generous limits a while.
-        let learned = store
+        // A unit that never ran under it has nothing stored and carries nothing.
+        let mut controller = Controller::resume(last);
+        if let Some(learned) = store
             .load_learned(&name)?
             .and_then(|(text, _)| Learned::decode(&text))
-            .unwrap_or_default();
+        {
+            controller = controller.with_learned(learned);
+        }
         Ok(UnitState {
             name,
             manager,
             config,
-            controller: Controller::resume(last).with_learned(learned),
+            controller,
             prev: None,
             observation: None,
             limits: None,
@@ -672,6 +676,10 @@ mod tests {
             let store = Store::open(&path, &unit).expect("store");
             let mut daemon =
                 UnitState::load(&store, unit.clone(), "user", Millis(0)).expect("unit state");
+            assert!(
+                daemon.controller.learned().is_none(),
+                "nothing stored, nothing carried"
+            );
             daemon.config = daemon.config.with_policy(Policy::Adaptive);
             let bounds = autoscaler_core::Bounds::new(&daemon.config, &host).expect("bounds");
             let limits = Limits::new(400, 16, 1000);
