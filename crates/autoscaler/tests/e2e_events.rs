@@ -379,11 +379,8 @@ fn a_tight_open_files_limit_keeps_fewer_files_open_and_reads_every_unit() -> any
         let (status, m) = wait_until(Duration::from_secs(30), "the unit read and armed", || {
             let s = http.get_ok(&format!("{path}/status"))?;
             let m = http.get(&format!("{path}/metrics"))?;
-            Ok(
-                (m.status == 200 && s["unit_available"] == true && sources(&s).is_some())
-                    .then(|| serde_json::from_str::<Value>(&m.text).map(|m| (s, m)))
-                    .transpose()?,
-            )
+            let ready = m.status == 200 && s["unit_available"] == true && sources(&s).is_some();
+            Ok(ready.then_some((s, m.json)))
         })?;
         let quota = &status["current_limits"]["cpu_quota"];
         ensure!(
@@ -408,7 +405,11 @@ fn a_tight_open_files_limit_keeps_fewer_files_open_and_reads_every_unit() -> any
     let pid = daemon.pid().context("the daemon runs")?;
     let open = fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64;
     println!("{open} descriptors open under a limit of {LIMIT}");
-    ensure!(open < LIMIT - 400, "{open} descriptors open");
+    // Well inside the limit: the budget (28) and the daemon's own (about 20).
+    ensure!(
+        open < 100,
+        "{open} descriptors open under a limit of {LIMIT}"
+    );
     let log = daemon.log_tail(100_000);
     let said = log
         .matches("further cgroup files are opened at each reading")
