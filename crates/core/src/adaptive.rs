@@ -356,6 +356,28 @@ fn grain(r: Resource) -> f64 {
     }
 }
 
+/// A time-weighted mean gathered over at least a span: values x seconds, and seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct SpanMean {
+    sum: f64,
+    secs: f64,
+}
+
+impl SpanMean {
+    /// Adds `value` held for `secs`; once `span` seconds have gathered, their mean (and the
+    /// next mean starts from nothing).
+    fn add(&mut self, value: f64, secs: f64, span: f64) -> Option<f64> {
+        self.sum += value * secs;
+        self.secs += secs;
+        if self.secs < span {
+            return None;
+        }
+        let mean = self.sum / self.secs;
+        *self = SpanMean::default();
+        Some(mean)
+    }
+}
+
 /// What one resource learned.
 #[derive(Debug, Clone, PartialEq)]
 struct Track {
@@ -383,15 +405,13 @@ struct Track {
     /// Derived, not persisted: the unit's spike size as of the last close (see
     /// [`Track::spike`]).
     closed_spike: f64,
-    /// Not persisted: CPU use gathered toward its next [`CPU_RATE_SECS`] mean (use x seconds,
-    /// seconds), and when the last observation was.
-    rate_sum: f64,
-    rate_secs: f64,
+    /// Not persisted: CPU use gathered toward its next [`CPU_RATE_SECS`] mean, and when the
+    /// last observation was.
+    rate: SpanMean,
     last_at: Option<i64>,
     /// Not persisted: the throttled share gathered toward its next [`THROTTLE_SPAN_SECS`]
-    /// judgement (share x seconds, seconds).
-    throttle_sum: f64,
-    throttle_secs: f64,
+    /// judgement.
+    throttle: SpanMean,
     /// Not persisted (relearned at the first move after a restart): seconds between the last
     /// two CPU checks, and how many checks the last move took to show in the limits (1: in
     /// force at the next check, no apply delay).
@@ -415,11 +435,9 @@ impl Default for Track {
             asked: None,
             closed_max: [0.0; 4],
             closed_spike: 0.0,
-            rate_sum: 0.0,
-            rate_secs: 0.0,
+            rate: SpanMean::default(),
             last_at: None,
-            throttle_sum: 0.0,
-            throttle_secs: 0.0,
+            throttle: SpanMean::default(),
             interval: 0.0,
             lag_checks: 1.0,
         }
@@ -502,14 +520,9 @@ impl Track {
         let secs = self.last_at.map_or(THROTTLE_SPAN_SECS, |last| {
             ((t - last) as f64 / 1000.0).max(0.0)
         });
-        self.throttle_sum += share * secs;
-        self.throttle_secs += secs;
-        if self.throttle_secs < THROTTLE_SPAN_SECS {
-            return false;
-        }
-        let mean = self.throttle_sum / self.throttle_secs;
-        (self.throttle_sum, self.throttle_secs) = (0.0, 0.0);
-        mean > THROTTLED_SHARE
+        self.throttle
+            .add(share, secs, THROTTLE_SPAN_SECS)
+            .is_some_and(|mean| mean > THROTTLED_SHARE)
     }
 
     /// What one observation adds to the window's peak: memory and tasks as they are, CPU as
@@ -525,14 +538,7 @@ impl Track {
             ((t - last) as f64 / 1000.0).clamp(0.0, CPU_RATE_SECS)
         });
         self.last_at = Some(t);
-        self.rate_sum += used * secs;
-        self.rate_secs += secs;
-        if self.rate_secs < CPU_RATE_SECS {
-            return None;
-        }
-        let mean = self.rate_sum / self.rate_secs;
-        (self.rate_sum, self.rate_secs) = (0.0, 0.0);
-        Some(mean)
+        self.rate.add(used, secs, CPU_RATE_SECS)
     }
 
     /// Closes the open window: scores every model against its peak and picks the cheapest.
