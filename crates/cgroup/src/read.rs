@@ -11,7 +11,7 @@
 //! from offset 0 (`pread`), and remembers which files this hierarchy does not have, so a
 //! reading costs no `open`, `stat` or failing lookup. An error on an open file (`ENODEV` once
 //! the cgroup is removed) is returned: the caller locates the unit again. A unit in which
-//! nothing ran since the last reading costs three reads, not ten (see [`QUIET_FULL_MS`]).
+//! nothing ran since the last reading costs one read, not ten (see [`QUIET_FULL_MS`]).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -39,15 +39,17 @@ pub fn read_counters(paths: &CgroupPaths, at: Millis) -> anyhow::Result<Counters
 }
 
 /// How long a quiet unit's last full reading stands in for a new one. A unit is quiet when its
-/// CPU time, memory use and process list read the same as at its last full reading, and its
-/// pressure read zero and it had no cgroup below its own then: no task of it ran, so its throttling, OOM kills, tasks and
-/// pressure cannot have moved, and the other seven files are not read again (most services on
-/// a host are idle most of the time; see docs/BENCHMARKS.md). The one value that can move
-/// without the unit running, the page cache's share of its memory (reclaim by others, LRU
-/// ageing), is read again at least this often, with everything else: the spec's default check
-/// interval, so a quiet unit checked every second is never known less well than at the
-/// default, where every reading is full. (A full reading costs about ten times a quiet one,
-/// `memory.stat` the most: at 10 s it was still 5% of the daemon's CPU at 50 idle units.)
+/// CPU time reads the same as at its last full reading, and its pressure read zero and it had
+/// no cgroup below its own then: no task of it ran, so it cannot have forked, exited, `exec`ed,
+/// allocated, been throttled or stalled, and the other nine files are not read again (most
+/// services on a host are idle most of the time; see docs/BENCHMARKS.md). What can move
+/// without the unit running is read again at least this often, with everything else: its
+/// memory use (the kernel reclaiming its pages, or freeing a file's cache when another process
+/// deletes the file), a sleeping process moved in or out of its cgroup by hand, and its
+/// limits. This is the spec's default check interval, so a quiet unit checked every second is
+/// never known less well than at the default, where every reading is full. (A full reading
+/// costs about ten times a quiet one, `memory.stat` the most: at 10 s it was still 5% of the
+/// daemon's CPU at 50 idle units.)
 pub const QUIET_FULL_MS: i64 = 30_000;
 
 /// Which of the unit's directories a file is in.
@@ -90,33 +92,21 @@ pub struct CgroupFiles {
     quiet_for_ms: i64,
 }
 
-/// A full reading and the three values that tell whether the unit has been quiet since.
+/// A full reading, and whether it can stand in for the next ones while nothing runs.
 #[derive(Debug)]
 struct Full {
     reading: UnitReading,
-    memory_usage: u64,
-    procs: String,
-    /// The unit had cgroups below its own: their process lists are not among the three
-    /// values, so such a unit is never taken as quiet (a process moved into one of them from
-    /// outside would otherwise go unseen until the next full reading).
+    /// The unit had cgroups below its own: a process moved into one of them from outside
+    /// would go unseen until the next full reading, so such a unit is never taken as quiet.
     children: bool,
 }
 
 impl Full {
-    fn stands_for(
-        &self,
-        cpu_usage_usec: u64,
-        memory_usage: u64,
-        procs: &str,
-        at: Millis,
-        quiet_for_ms: i64,
-    ) -> bool {
+    fn stands_for(&self, cpu_usage_usec: u64, at: Millis, quiet_for_ms: i64) -> bool {
         let c = &self.reading.counters;
         let calm = |p: Option<Psi>| p.is_none_or(|p| p.some_avg10 == 0.0);
         !self.children
             && c.cpu_usage_usec == cpu_usage_usec
-            && self.memory_usage == memory_usage
-            && self.procs == procs
             && calm(c.cpu_pressure)
             && calm(c.memory_pressure)
             && (0..quiet_for_ms).contains(&(at.0 - c.at.0))
@@ -291,6 +281,14 @@ impl CgroupFiles {
     pub fn read(&mut self, at: Millis) -> anyhow::Result<UnitReading> {
         let v2_cpu_stat = self.read_in(Dir::Unified, "cpu.stat")?;
         let cpu_usage_usec = self.cpu_usage_usec(v2_cpu_stat.as_deref())?;
+        if let Some(last) = &self.last
+            && last.stands_for(cpu_usage_usec, at, self.quiet_for_ms)
+        {
+            let mut again = last.reading.clone();
+            again.counters.at = at;
+            again.quiet = true;
+            return Ok(again);
+        }
         let usage = self
             .essential_number(&[
                 (Dir::Unified, "memory.current"),
@@ -298,14 +296,6 @@ impl CgroupFiles {
             ])
             .context("reading the unit's memory use")?;
         let (procs_dir, procs) = self.procs()?;
-        if let Some(last) = &self.last
-            && last.stands_for(cpu_usage_usec, usage, &procs, at, self.quiet_for_ms)
-        {
-            let mut again = last.reading.clone();
-            again.counters.at = at;
-            again.quiet = true;
-            return Ok(again);
-        }
 
         let (nr_periods, nr_throttled, throttled_usec) = self.throttling(v2_cpu_stat.as_deref());
         // The working set, as kubelet and VPA count it: usage includes page cache, which grows
@@ -369,13 +359,8 @@ impl CgroupFiles {
             quiet: false,
         };
         if self.keep {
-            let mut procs = procs;
-            // Read into a page-sized buffer; kept for every unit, it is shrunk to its text.
-            procs.shrink_to_fit();
             self.last = Some(Full {
                 reading: reading.clone(),
-                memory_usage: usage,
-                procs,
                 children,
             });
         }
@@ -388,11 +373,11 @@ impl CgroupFiles {
             .into_iter()
             .find(|d| self.dir(*d).is_some())
             .context("the unit has no cgroup directory to count its processes in")?;
-        let shown = self.show(d, "cgroup.procs");
+        let file = "cgroup.procs";
         let text = self
-            .read_in(d, "cgroup.procs")
-            .with_context(|| format!("counting the unit's processes in {shown}"))?
-            .with_context(|| format!("{shown} is missing"))?;
+            .read_in(d, file)
+            .with_context(|| format!("counting the unit's processes in {}", self.show(d, file)))?
+            .with_context(|| format!("{} is missing", self.show(d, file)))?;
         Ok((d, text))
     }
 
