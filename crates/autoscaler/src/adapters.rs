@@ -127,7 +127,9 @@ struct Files {
 
 /// How often a unit's limits are read from its cgroup to see whether someone else changed
 /// them (`systemctl set-property`): such a change is seen within this long, or at the
-/// unit's next check when its interval is longer.
+/// unit's next check when its interval is longer. A quiet unit's limits are read with its
+/// next full reading (at most [`autoscaler_cgroup::read::QUIET_FULL_MS`] later): limits matter once it runs, and a
+/// reading that finds it running is a full one.
 const LIMITS_EVERY_MS: i64 = 5_000;
 
 pub struct SystemProbe {
@@ -250,12 +252,13 @@ impl Probe for SystemProbe {
             let reading = f.files.read(at);
             // systemd does not signal new limits: the kernel's, read through the open files,
             // tell when systemd's view should be read again. Read at most every
-            // LIMITS_EVERY_MS: four files, more than a quiet unit's reading, for news that is
-            // rare.
+            // LIMITS_EVERY_MS, and with full readings only: four files, more than a quiet
+            // unit's reading, for news that is rare.
             let due = f
                 .limits_read
                 .is_none_or(|then| at.0.saturating_sub(then.0) >= LIMITS_EVERY_MS);
-            let kernel = (reading.is_ok() && due).then(|| f.files.limits());
+            let full = reading.as_ref().is_ok_and(|r| !r.quiet);
+            let kernel = (full && due).then(|| f.files.limits());
             let moved = kernel.is_some() && f.kernel.is_some() && kernel != f.kernel;
             if kernel.is_some() {
                 f.kernel = kernel;

@@ -4,15 +4,17 @@
 //! A real daemon on a sandboxed user manager, one busy loop under `CPUQuota=50%` (so it uses
 //! half a core and is throttled in most periods), read every second in mode `disabled`. The
 //! test reads the cgroup's own files before and after a window and compares the samples stored
-//! meanwhile.
+//! meanwhile. Processes in a child cgroup are counted, and a limit set by hand is seen, on a
+//! unit that runs and on one that does not.
 
 use std::fs;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use autoscaler_cgroup::QUIET_FULL_MS;
 use autoscaler_core::{Millis, UnitName};
-use autoscaler_testkit::{Sandbox, World, busy_unit};
-use serde_json::json;
+use autoscaler_testkit::{Sandbox, World, busy_unit, unit_path};
+use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_autoscaler");
 const UNIT: &str = "known-load.service";
@@ -161,5 +163,55 @@ fn processes_in_a_child_cgroup_are_counted() -> anyhow::Result<()> {
     let removed = fs::remove_dir(&child);
     counted?;
     removed.with_context(|| format!("removing {}", child.display()))?;
+    Ok(())
+}
+
+/// A limit set by hand (`systemctl set-property`, which systemd announces to no one) is seen
+/// by the daemon: within a few seconds on a unit that runs, whose readings are full, and by
+/// its next full reading (at most `QUIET_FULL_MS`) on a unit in which nothing runs, whose
+/// readings skip the limit files.
+#[test]
+fn a_limit_set_by_hand_is_seen_on_a_running_and_on_a_quiet_unit() -> anyhow::Result<()> {
+    const QUIET: &str = "quiet-hand.service";
+    let sb = Sandbox::start()?;
+    sb.write_unit(UNIT, &format!("{}CPUQuota=50%\n", busy_unit(1)))?;
+    sb.write_unit(
+        QUIET,
+        "[Service]\nExecStart=/bin/sleep infinity\nCPUQuota=50%\n",
+    )?;
+    sb.start_unit(UNIT)?;
+    sb.start_unit(QUIET)?;
+    let w = World::start(BIN, sb, &[UNIT, QUIET], &["--strategy", "dry-run"])?;
+    let config = json!({ "mode": "disabled", "check_interval_seconds": 1 });
+    w.put_config(&config)?;
+    w.put_unit_config(QUIET, &config)?;
+    w.wait_for_cpu_quota(UNIT, 50)?;
+    w.wait_for_cpu_quota(QUIET, 50)?;
+    // Past the first full readings: the quiet unit's now stand in for the next ones.
+    w.wait_checks(QUIET, 3)?;
+
+    let http = w.http();
+    let quota = |unit: &str| -> anyhow::Result<Value> {
+        Ok(http.get_ok(&unit_path(unit, "/status"))?["current_limits"]["cpu_quota"].clone())
+    };
+    let set = Instant::now();
+    for unit in [UNIT, QUIET] {
+        w.sandbox
+            .systemctl(&["set-property", "--runtime", unit, "CPUQuota=30%"])?;
+    }
+    w.wait(15, "the running unit's new quota", || {
+        Ok((quota(UNIT)? == 30).then_some(()))
+    })?;
+    let running = set.elapsed();
+    let limit = QUIET_FULL_MS as u64 / 1000 + 15;
+    w.wait(limit, "the quiet unit's new quota", || {
+        Ok((quota(QUIET)? == 30).then_some(()))
+    })?;
+    let quiet = set.elapsed();
+    println!(
+        "a hand-set quota seen after {:.1} s on the running unit, {:.1} s on the quiet one",
+        running.as_secs_f64(),
+        quiet.as_secs_f64()
+    );
     Ok(())
 }
