@@ -474,6 +474,7 @@ impl FakeDaemon {
     /// writer is a thread that works in real time while a test's clock may be paused, so a
     /// test that reads the store right after paused hours must let it catch up.
     pub fn wait_for_store(&self) {
+        self.engine.flush_store();
         for _ in 0..1000 {
             if self.engine.store_state().queued == 0 {
                 return;

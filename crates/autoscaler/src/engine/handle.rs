@@ -46,6 +46,12 @@ impl EngineHandle {
         self.writer.state()
     }
 
+    /// Has the store's writer start on the samples it holds now, rather than within
+    /// [`super::writer::LATER_WITHIN`].
+    pub fn flush_store(&self) {
+        self.writer.flush(1);
+    }
+
     /// The latest published state of every unit.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()

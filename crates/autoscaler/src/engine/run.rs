@@ -298,13 +298,11 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                     }
                 }
             }
-            // A round's samples go to the store together, once its last reading is in: a
-            // round's readings come back in several batches (as systemd's answers and the
-            // readers come), and a transaction per batch wrote the same pages again each
+            // Samples go to the store several rounds together (within
+            // [`writer::LATER_WITHIN`]): a round's readings come back in several batches, and
+            // a transaction per batch, or per round, wrote the same index pages again each
             // time. A large round has its samples written as they fill a transaction.
-            let round_done = !self.reading.contains(&true);
-            self.writer
-                .flush(if round_done { 1 } else { writer::BATCH });
+            self.writer.flush(writer::BATCH);
             // The readings this round asked for start together.
             let due = std::mem::take(&mut self.to_read);
             self.reader.read(due);

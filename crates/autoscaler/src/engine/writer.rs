@@ -9,7 +9,9 @@
 //!   is stored; only samples may be dropped, when [`MAX_QUEUED_SAMPLES`] are already waiting,
 //!   and they are counted. A write refused for a reason that does not pass (a constraint)
 //!   is tried [`PERMANENT_TRIES`] times, then dropped and counted as lost, loudly.
-//! - Consecutive samples go in one transaction.
+//! - Consecutive samples go in one transaction. Samples (and what else the engine queues
+//!   with them) wait up to [`LATER_WITHIN`] for company: at 50 units checked every second, a
+//!   transaction each second rewrote the same index pages five times as often.
 //! - A write the caller waits for ([`Writer::now`]: a change's journal entry, a config) is
 //!   tried once, and withdrawn if it has not started when the caller stops waiting, so an
 //!   answer of "refused" is never followed by the write landing.
@@ -34,6 +36,11 @@ pub const PERMANENT_TRIES: u32 = 3;
 const MAX_PAUSE: Duration = Duration::from_secs(2);
 /// The most samples written in one transaction.
 pub const BATCH: usize = 256;
+/// How long a write queued by [`Writer::keep_later`] may wait for others before it is
+/// written, unless [`BATCH`] samples or a write someone waits for come first. A crash loses at
+/// most this much of the samples; never a change, a config or a limit (those are written at
+/// once). The range endpoint reads the database, so its newest points are this late at most.
+pub const LATER_WITHIN: Duration = Duration::from_secs(5);
 
 /// One write to the store.
 #[derive(Debug, Clone)]
@@ -142,6 +149,10 @@ struct Queue {
     closing: bool,
     /// Jobs queued by [`Writer::keep_later`] that the thread was not woken for.
     unannounced: usize,
+    /// When the thread is to write what is queued: now for a write it was woken for,
+    /// [`LATER_WITHIN`] after the first of a run of [`Writer::keep_later`] writes. `None`
+    /// while the queue is empty.
+    due: Option<Instant>,
     /// Jobs done since the queue was last empty: what a round needs (see [`Queue::drained`]).
     since_empty: usize,
 }
@@ -207,11 +218,18 @@ impl Writer {
             q.samples += 1;
         }
         q.jobs.push_back(job);
+        let now = Instant::now();
         if later {
             q.unannounced += 1;
-            return;
+            if q.due.is_some() {
+                return;
+            }
+            // The first of a run: the thread sets its timer by it.
+            q.due = Some(now + LATER_WITHIN);
+        } else {
+            q.unannounced = 0;
+            q.due = Some(now);
         }
-        q.unannounced = 0;
         drop(q);
         self.shared.wake.notify_one();
     }
@@ -231,11 +249,13 @@ impl Writer {
         self.push(Writer::retried(write), false);
     }
 
-    /// Queues a write like [`Self::keep`], but the writer thread starts on it only at the
-    /// next [`Self::flush`] (or the next write that does wake it; a thread already at work
-    /// takes it too). The engine queues a round's samples this way: one wake and one
-    /// transaction for the round, where a wake per sample cost a context switch and a commit
-    /// each (docs/BENCHMARKS.md, "Fewer wakes and reads per sample").
+    /// Queues a write like [`Self::keep`], but the writer thread starts on it only
+    /// [`LATER_WITHIN`] after the first such write, at the next [`Self::flush`] that finds
+    /// enough waiting, or with the next write that does wake it (a thread already at work
+    /// takes it too). The engine queues its samples this way: one wake and one transaction
+    /// for several rounds, where a wake per sample cost a context switch and a commit each
+    /// (docs/BENCHMARKS.md, "Fewer wakes and reads per sample"), and a commit per round
+    /// wrote the same index pages again each second.
     pub fn keep_later(&self, write: Write) {
         self.push(Writer::retried(write), true);
     }
@@ -248,6 +268,7 @@ impl Writer {
             return;
         }
         q.unannounced = 0;
+        q.due = Some(Instant::now());
         drop(q);
         self.shared.wake.notify_one();
     }
@@ -398,8 +419,21 @@ fn run(shared: &Shared, store: &Store) {
                         q.jobs.pop_front();
                         continue;
                     }
-                    break;
+                    let wait = q.due.map(|d| d.saturating_duration_since(Instant::now()));
+                    match wait {
+                        Some(w) if !w.is_zero() && !q.closing => {
+                            q = shared
+                                .wake
+                                .wait_timeout(q, w)
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .0;
+                            continue;
+                        }
+                        _ => break,
+                    }
                 }
+                // Empty (written, given up or withdrawn): the next later write sets the time.
+                q.due = None;
                 if q.closing {
                     return;
                 }
@@ -543,7 +577,8 @@ mod tests {
     }
 
     /// Samples queued with `keep_later` wait, while the thread is idle, for a flush with
-    /// enough of them, and a write that wakes the thread takes them along, in order.
+    /// enough of them, a write that wakes the thread (which takes them along, in order), or
+    /// `LATER_WITHIN` after the first of them.
     #[test]
     fn samples_kept_for_later_are_written_at_the_flush() {
         let dir = tempfile::tempdir().expect("a temp dir");
@@ -551,9 +586,9 @@ mod tests {
         let store = Store::open(&dir.path().join("a.db"), &unit).expect("opening the store");
         let writer = Writer::start(store.clone()).expect("starting the writer");
         let settle = || std::thread::sleep(Duration::from_millis(300));
-        // The samples stored once `n` are, or after 10 s.
+        // The samples stored once `n` are, or after LATER_WITHIN and 10 s.
         let stored_by_then = |n: usize| {
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = Instant::now() + LATER_WITHIN + Duration::from_secs(10);
             while stored(&store, &unit) < n && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -588,6 +623,19 @@ mod tests {
         writer.keep_later(sample(&unit, 3_000));
         writer.keep(sample(&unit, 4_000));
         assert_eq!(stored_by_then(4), 4);
+
+        // Left alone, they are written LATER_WITHIN after the first of them, together.
+        let first = Instant::now();
+        writer.keep_later(sample(&unit, 5_000));
+        settle();
+        writer.keep_later(sample(&unit, 6_000));
+        assert_eq!(stored(&store, &unit), 4, "not yet");
+        assert_eq!(stored_by_then(6), 6, "written without a flush");
+        assert!(
+            first.elapsed() >= LATER_WITHIN,
+            "written after {:?}",
+            first.elapsed()
+        );
         writer.close(Duration::from_secs(10));
     }
 }
