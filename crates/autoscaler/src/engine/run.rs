@@ -248,8 +248,11 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                 Event::Idle => continue,
                 Event::Command(cmd) => self.handle(cmd).await,
                 Event::Due(i, when) => {
-                    self.start_check(i, when);
-                    self.refresh(i);
+                    // A unit's snapshot is rebuilt only when starting its check changed it
+                    // (a stuck reading): the reading's outcome rebuilds it anyway.
+                    if self.start_check(i, when) {
+                        self.refresh(i);
+                    }
                     // Every other check due by now, or within [`ROUND_SLACK`], starts in the
                     // same round: a timer fires at most once a millisecond, and at 1000 units
                     // a second one check per firing fell behind.
@@ -257,16 +260,19 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                     for k in 0..self.due.len() {
                         if k != i && self.due[k] <= soon {
                             let when = self.due[k];
-                            self.start_check(k, when);
-                            self.refresh(k);
+                            if self.start_check(k, when) {
+                                self.refresh(k);
+                            }
                         }
                     }
                     self.send();
                 }
                 Event::FollowUp(i) => {
                     self.follow_up[i] = None;
-                    self.start_read(i, self.clock.instant());
-                    self.publish_unit(i);
+                    if self.start_read(i, self.clock.instant()) {
+                        self.refresh(i);
+                    }
+                    self.send();
                 }
                 Event::Readings(batch) => {
                     // A batch is handled [`READINGS_PER_PUBLISH`] readings to a publish: one
@@ -407,8 +413,9 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
     }
 
     /// A unit's check is due: schedule the next one, and start reading it unless a reading
-    /// is still under way or stuck.
-    fn start_check(&mut self, i: usize, when: Instant) {
+    /// is still under way or stuck. Returns whether the unit's state changed (see
+    /// [`Self::start_read`]).
+    fn start_check(&mut self, i: usize, when: Instant) -> bool {
         let started = self.clock.instant();
         let lag = started.saturating_duration_since(when).as_secs_f64();
         let s = &mut self.loop_stats;
@@ -421,14 +428,14 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             next_due = started + interval;
         }
         self.due[i] = next_due;
-        self.start_read(i, started);
+        self.start_read(i, started)
     }
 
     /// Has unit `i` read at the end of this round, unless a reading is still under way or
-    /// stuck.
-    fn start_read(&mut self, i: usize, started: Instant) {
+    /// stuck. Returns whether the unit's state changed: a stuck reading makes it unavailable.
+    fn start_read(&mut self, i: usize, started: Instant) -> bool {
         if self.reading[i] {
-            return;
+            return false;
         }
         if self.reader.is_stuck(i) {
             let limits = self.units[i].limits();
@@ -440,10 +447,11 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                 ),
                 limits,
             );
-            return;
+            return true;
         }
         self.reading[i] = true;
         self.to_read.push((i, self.units[i].name.clone(), started));
+        false
     }
 
     /// The kernel says unit `i` starves, nears its memory limit or lost a process: check it
