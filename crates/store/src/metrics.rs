@@ -298,11 +298,8 @@ impl Store {
     ) -> anyhow::Result<usize> {
         let newest: Option<i64> = self
             .writer()
-            .query_row(
-                "SELECT max(ts_ms) FROM autoscaler_metrics WHERE unit = ?1",
-                [unit.as_str()],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT max(ts_ms) FROM autoscaler_metrics WHERE unit = ?1")
+            .and_then(|mut s| s.query_row([unit.as_str()], |r| r.get(0)))
             .map_err(|e| self.sql_error(e, format_args!("reading the newest sample of {unit}")))?;
         let until = newest.map_or(now.0, |n| n.min(now.0));
         self.prune_older_than(unit, Millis(until.saturating_sub(keep_ms)))
@@ -323,16 +320,14 @@ impl Store {
         let tx = conn.transaction().map_err(|e| self.sql_error(e, &what))?;
         let params = rusqlite::params![unit.as_str(), older_than.0];
         // A minute goes with its last sample: it is kept while any of its samples is.
-        tx.execute(
+        tx.prepare_cached(
             "DELETE FROM autoscaler_metrics_minute WHERE unit = ?1 AND minute_ms + 60000 <= ?2",
-            params,
         )
+        .and_then(|mut s| s.execute(params))
         .map_err(|e| self.sql_error(e, &what))?;
         let n = tx
-            .execute(
-                "DELETE FROM autoscaler_metrics WHERE unit = ?1 AND ts_ms < ?2",
-                params,
-            )
+            .prepare_cached("DELETE FROM autoscaler_metrics WHERE unit = ?1 AND ts_ms < ?2")
+            .and_then(|mut s| s.execute(params))
             .map_err(|e| self.sql_error(e, &what))?;
         tx.commit().map_err(|e| self.sql_error(e, &what))?;
         Ok(n)
