@@ -401,8 +401,6 @@ pub struct SeriesForecaster {
     /// The smoothing weights for the last gap between samples (level, trend, the three
     /// EWMAs): traces and daemons sample at a steady rate, so they are rarely recomputed.
     weights: (f64, [f64; 5]),
-    /// What [`SeriesForecaster::forecasts`] returns, made once per sample.
-    shown: Option<[ForecastPoint; 3]>,
 }
 
 impl Default for SeriesForecaster {
@@ -415,7 +413,6 @@ impl Default for SeriesForecaster {
             max_seen: f64::NEG_INFINITY,
             horizons: HORIZONS_SECS.map(Horizon::new),
             weights: (f64::NAN, [0.0; 5]),
-            shown: None,
         }
     }
 }
@@ -485,25 +482,26 @@ impl SeriesForecaster {
         self.day.add(at, v);
         self.min_seen = self.min_seen.min(v);
         self.max_seen = self.max_seen.max(v);
-        let mut shown = [ForecastPoint::default(); 3];
-        for (i, out) in shown.iter_mut().enumerate() {
-            let preds = self.predictions(i);
-            *out = self.issue(i, &preds);
-            let h = &mut self.horizons[i];
-            if h.last_issue
+        // A forecast to be scored is issued at most every SCORE_EVERY_SECS per horizon; the
+        // ones shown are made when asked for (`forecasts`), not at every sample.
+        for i in 0..self.horizons.len() {
+            if self.horizons[i]
+                .last_issue
                 .is_some_and(|t| at.secs_since(t) < SCORE_EVERY_SECS)
             {
                 continue;
             }
+            let preds = self.predictions(i);
+            let value = self.issue(i, &preds).value;
+            let h = &mut self.horizons[i];
             h.last_issue = Some(at);
             h.pending.push_back(Pending::new(
                 at.plus_secs(h.secs),
                 &preds,
-                out.value,
+                value,
                 h.band_now(),
             ));
         }
-        self.shown = Some(shown);
     }
 
     /// Each model's forecast at horizon `i` from the last sample (NaN where it has none).
@@ -550,10 +548,13 @@ impl SeriesForecaster {
         }
     }
 
-    /// The forecasts issued from the last sample, one per [`HORIZONS_SECS`], or `None` before
-    /// the first sample.
+    /// The forecasts from the last sample, one per [`HORIZONS_SECS`], or `None` before the
+    /// first sample. Made when asked for: a daemon checking every second asks at each new
+    /// point of its prediction (every 15 s or so), and building them at every sample was the
+    /// largest share of the engine's own work per sample.
     pub fn forecasts(&self) -> Option<[ForecastPoint; 3]> {
-        self.shown
+        self.last?;
+        Some(std::array::from_fn(|i| self.issue(i, &self.predictions(i))))
     }
 
     /// The time of the last sample taken.
