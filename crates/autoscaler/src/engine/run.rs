@@ -584,6 +584,8 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             at,
             was_running: view.is_running(),
         };
-        let _ = self.apply(i, change).await;
+        // Boxed: a change is rare, and its future, inline, made every reading's future as
+        // large (copied in and out at each one).
+        let _ = Box::pin(self.apply(i, change)).await;
     }
 }
