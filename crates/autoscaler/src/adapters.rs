@@ -128,8 +128,8 @@ struct Files {
 /// How often a unit's limits are read from its cgroup to see whether someone else changed
 /// them (`systemctl set-property`): such a change is seen within this long, or at the
 /// unit's next check when its interval is longer. A quiet unit's limits are read with its
-/// next full reading (at most [`autoscaler_cgroup::read::QUIET_FULL_MS`] later): limits matter once it runs, and a
-/// reading that finds it running is a full one.
+/// next full reading (at most [`autoscaler_cgroup::QUIET_FULL_MS`] later): limits matter
+/// once it runs, and a reading that finds it running is a full one.
 const LIMITS_EVERY_MS: i64 = 5_000;
 
 pub struct SystemProbe {

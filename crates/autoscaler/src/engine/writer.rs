@@ -482,6 +482,9 @@ fn run(shared: &Shared, store: &Store) {
                 }
                 q.since_empty += n;
                 if q.jobs.is_empty() {
+                    // Under the lock that emptied it: a later write queued from now on sets
+                    // its own time (not the one this batch was written by).
+                    q.due = None;
                     q.drained();
                 }
             }
