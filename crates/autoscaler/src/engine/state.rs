@@ -507,7 +507,6 @@ impl UnitState {
         writes
     }
 
-    /// Retention runs about once a minute, not at every check.
     /// Whether to delete the unit's samples past their retention now: every
     /// [`PRUNE_EVERY_SECS`].
     pub fn should_prune(&mut self, at: Millis) -> bool {
