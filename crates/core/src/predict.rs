@@ -117,17 +117,26 @@ const SERIES: [(&str, Option<Resource>, Get, f64); 5] = [
 /// The online forecasts of one unit's series, fed every sample ([`Forecaster::observe`]).
 /// Its memory is bounded (a day of 5-minute buckets and at most half an hour of pending
 /// forecasts per series) and each sample costs a constant amount of work.
+///
+/// A series is forecast online from its first value that is not zero: until then its
+/// forecast is the regression's over the recent points, all zero, and it keeps nothing. Most
+/// units never run AutoCoder's agents or have features pending, and those two series held
+/// about 5 KB a unit at a 1 s interval (docs/BENCHMARKS.md, "Memory after hours"). Each
+/// forecaster is boxed for the same reason: inline, the five made every unit's state 4 KB
+/// larger whether it used them or not.
 #[derive(Debug, Clone, Default)]
 pub struct Forecaster {
-    series: [SeriesForecaster; 5],
+    series: [Option<Box<SeriesForecaster>>; 5],
 }
 
 impl Forecaster {
     /// Takes one sample of the unit.
     pub fn observe(&mut self, s: &Sample) {
         for ((_, _, get, _), f) in SERIES.iter().zip(&mut self.series) {
-            if let Some(v) = get(s) {
-                f.observe(s.at, v);
+            if let Some(v) = get(s)
+                && (v != 0.0 || f.is_some())
+            {
+                f.get_or_insert_default().observe(s.at, v);
             }
         }
     }
@@ -145,8 +154,8 @@ impl Forecaster {
 /// The regression's forecast with its points replaced by the online ones, where the online
 /// forecaster has seen the series. Before it has been scored the interval stays wide: the
 /// wider of the textbook interval and the online forecaster's uncalibrated one.
-fn merge(mut f: Forecast, online: &SeriesForecaster) -> Forecast {
-    let Some(calibrated) = online.forecasts() else {
+fn merge(mut f: Forecast, online: Option<&SeriesForecaster>) -> Forecast {
+    let Some(calibrated) = online.and_then(SeriesForecaster::forecasts) else {
         return f;
     };
     for p in &mut f.points {
@@ -183,7 +192,8 @@ pub fn predict(
                 name,
                 resource: *resource,
                 trend: summarize(&points, now, window, *floor),
-                forecast: forecast_spanning(&points, now, window).map(|f| merge(f, online)),
+                forecast: forecast_spanning(&points, now, window)
+                    .map(|f| merge(f, online.as_deref())),
             }
         })
         .collect();

@@ -30,59 +30,81 @@ pub const POINTS_PER_WINDOW: u32 = 240;
 pub struct Recent {
     /// The points, oldest first; the newest is `open`'s mean while it is open.
     points: VecDeque<Point>,
+    /// AutoCoder's counts of each point, index for index with `points`, from the first point
+    /// that has any: most units never do, and keep none.
+    signals: Option<VecDeque<Signals>>,
     /// The newest point's sums, while samples may still be merged into it.
     open: Option<Open>,
     version: u64,
 }
 
-/// One kept point: 32 bytes, where a [`Sample`] and its weight took 52. At a 1 s interval a
-/// unit keeps up to 480 (two hours at two a step), so 25 KB became 15 KB a unit of the
+/// One kept point: 24 bytes, where a [`Sample`] and its weight took 52. At a 1 s interval a
+/// unit keeps up to 480 (two hours at two a step), so 25 KB became 12 KB a unit of the
 /// daemon's memory. Usage is kept to 24 bits (a relative error of 6e-8, far under its
-/// noise), agent counts to 16 bits (saturating).
+/// noise). AutoCoder's counts are kept apart ([`Signals`]), for the units that have them.
 #[derive(Debug, Clone, Copy)]
 struct Point {
     at: Millis,
     cpu_cores: f32,
     memory_bytes: f32,
     tasks: f32,
+    /// Samples merged into the point.
+    weight: u32,
+}
+
+/// A point's AutoCoder counts: agent counts to 16 bits (saturating).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Signals {
     /// [`NO_FEATURES`] for `None`.
     features_pending: u32,
     agents: u16,
     testing_agents: u16,
-    /// Samples merged into the point.
-    weight: u32,
 }
 
 /// `features_pending` unknown; a count this high is read as the largest one below it.
 const NO_FEATURES: u32 = u32::MAX;
 
-impl Point {
-    fn new(s: &Sample, weight: u32) -> Point {
+impl Signals {
+    /// What a point without AutoCoder's counts holds.
+    const NONE: Signals = Signals {
+        features_pending: NO_FEATURES,
+        agents: 0,
+        testing_agents: 0,
+    };
+
+    fn of(s: &Sample) -> Signals {
         let small = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
-        Point {
-            at: s.at,
-            cpu_cores: s.cpu_cores as f32,
-            memory_bytes: s.memory_bytes as f32,
-            tasks: s.tasks as f32,
+        Signals {
             features_pending: s
                 .features_pending
                 .map_or(NO_FEATURES, |f| f.min(NO_FEATURES - 1)),
             agents: small(s.agents),
             testing_agents: small(s.testing_agents),
+        }
+    }
+}
+
+impl Point {
+    fn new(s: &Sample, weight: u32) -> Point {
+        Point {
+            at: s.at,
+            cpu_cores: s.cpu_cores as f32,
+            memory_bytes: s.memory_bytes as f32,
+            tasks: s.tasks as f32,
             weight,
         }
     }
 
-    fn sample(&self) -> Sample {
+    fn sample(&self, signals: Signals) -> Sample {
         Sample {
             at: self.at,
             cpu_cores: f64::from(self.cpu_cores),
             memory_bytes: f64::from(self.memory_bytes),
             tasks: f64::from(self.tasks),
-            agents: u32::from(self.agents),
-            testing_agents: u32::from(self.testing_agents),
-            features_pending: (self.features_pending != NO_FEATURES)
-                .then_some(self.features_pending),
+            agents: u32::from(signals.agents),
+            testing_agents: u32::from(signals.testing_agents),
+            features_pending: (signals.features_pending != NO_FEATURES)
+                .then_some(signals.features_pending),
         }
     }
 }
@@ -159,35 +181,68 @@ impl Recent {
     /// the points older than `keep_secs` before the sample.
     pub fn push(&mut self, s: Sample, window_secs: f64, keep_secs: f64) {
         let half_step_ms = window_secs * 1000.0 / f64::from(POINTS_PER_WINDOW) / 2.0;
+        let version = self.version;
         while self
             .points
             .front()
             .is_some_and(|p| s.at.secs_since(p.at) > keep_secs)
         {
             self.points.pop_front();
+            if let Some(signals) = &mut self.signals {
+                signals.pop_front();
+            }
             self.version += 1;
         }
         if self.points.is_empty() {
             self.open = None;
         }
-        match &mut self.open {
+        // Counts that aged out leave nothing behind (a scan per dropped point, not per sample).
+        if self.version != version
+            && let Some(signals) = &self.signals
+            && signals.iter().all(|x| *x == Signals::NONE)
+        {
+            self.signals = None;
+        }
+        let newest = match &mut self.open {
             Some(o) if ((s.at.0 - o.first.0) as f64) < half_step_ms && s.at >= o.first => {
                 o.add(&s);
+                let mean = o.mean();
                 if let Some(p) = self.points.back_mut() {
-                    *p = Point::new(&o.mean(), o.n);
+                    *p = Point::new(&mean, o.n);
                 }
+                mean
             }
             _ => {
                 self.open = Some(Open::new(&s));
                 self.points.push_back(Point::new(&s, 1));
                 self.version += 1;
+                s
             }
+        };
+        self.note_signals(&newest);
+    }
+
+    /// Keeps the newest point's AutoCoder counts, once any point has had some.
+    fn note_signals(&mut self, newest: &Sample) {
+        let signals = Signals::of(newest);
+        if self.signals.is_none() && signals == Signals::NONE {
+            return;
+        }
+        let all = self.signals.get_or_insert_default();
+        all.resize(self.points.len(), Signals::NONE);
+        if let Some(last) = all.back_mut() {
+            *last = signals;
         }
     }
 
     /// The points, oldest first.
     pub fn points(&self) -> Vec<Sample> {
-        self.points.iter().map(Point::sample).collect()
+        let signals = self.signals.iter().flatten().copied();
+        self.points
+            .iter()
+            .zip(signals.chain(std::iter::repeat(Signals::NONE)))
+            .map(|(p, s)| p.sample(s))
+            .collect()
     }
 
     /// How many points there are.
@@ -291,8 +346,8 @@ mod tests {
     }
 
     #[test]
-    fn a_point_is_32_bytes_and_gives_back_its_sample() {
-        assert_eq!(std::mem::size_of::<Point>(), 32);
+    fn a_point_is_24_bytes_and_gives_back_its_sample() {
+        assert_eq!(std::mem::size_of::<Point>(), 24);
         let s = Sample {
             at: Millis(123_456),
             cpu_cores: 1.25,
@@ -302,16 +357,51 @@ mod tests {
             testing_agents: 1,
             features_pending: Some(5),
         };
-        assert_eq!(Point::new(&s, 1).sample(), s);
+        assert_eq!(Point::new(&s, 1).sample(Signals::of(&s)), s);
         let odd = Sample {
             cpu_cores: 0.1,
             agents: 70_000,
             features_pending: None,
             ..s
         };
-        let back = Point::new(&odd, 1).sample();
+        let back = Point::new(&odd, 1).sample(Signals::of(&odd));
         assert!((back.cpu_cores - 0.1).abs() < 1e-8);
         assert_eq!(back.agents, u32::from(u16::MAX));
         assert_eq!(back.features_pending, None);
+    }
+
+    #[test]
+    fn agent_counts_are_kept_from_the_first_point_that_has_any() {
+        let quiet = |secs: f64| Sample {
+            agents: 0,
+            ..at(secs, 1.0)
+        };
+        let mut r = Recent::default();
+        r.push(quiet(0.0), 7200.0, 100.0);
+        r.push(quiet(30.0), 7200.0, 100.0);
+        assert!(r.signals.is_none(), "no counts, none kept");
+        r.push(at(60.0, 1.0), 7200.0, 100.0);
+        // Merged into the newest point: its mean count, rounded.
+        r.push(
+            Sample {
+                agents: 3,
+                ..at(61.0, 1.0)
+            },
+            7200.0,
+            100.0,
+        );
+        r.push(quiet(90.0), 7200.0, 100.0);
+        let agents: Vec<u32> = r.points().iter().map(|p| p.agents).collect();
+        assert_eq!(agents, [0, 0, 2, 0]);
+        // The point with counts ages out, and the counts with it.
+        r.push(quiet(150.0), 7200.0, 100.0);
+        assert!(r.signals.is_some());
+        r.push(quiet(170.0), 7200.0, 100.0);
+        assert_eq!(r.len(), 3);
+        assert!(
+            r.signals.is_none(),
+            "a unit that stopped having counts keeps none"
+        );
+        assert!(r.points().iter().all(|p| p.agents == 0));
     }
 }
