@@ -16,6 +16,11 @@ use std::time::Duration;
 use autoscaler_core::{GIB, Limits, UnitName};
 use autoscaler_testkit::fakes::{FakeClock, FakeDaemon, FakeSystemd, HOST, T0};
 
+/// The daemon's allocator, as it is built (`.cargo/config.toml`): what it keeps resident, not
+/// glibc's, is what the daemon's RSS shows.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[path = "bench_common/mod.rs"]
 #[allow(dead_code)]
 mod common;
