@@ -331,61 +331,64 @@ struct Holt {
     trend: f64,
 }
 
-/// One day of 5-minute means. The buckets are allocated at the first value: a series a unit
-/// never has (AutoCoder's pending features, on most units) costs nothing.
+/// One day of 5-minute means: the bucket being filled, and the 287 before it. The buckets are
+/// allocated at the first value: a series a unit never has (AutoCoder's pending features, on
+/// most units) costs nothing.
+///
+/// A bucket is its mean alone, 4 bytes, NaN while it holds nothing: values come in time order
+/// (a [`SeriesForecaster`] ignores those not after the last), so only the newest bucket is
+/// still filling and needs a count, and slot `k mod 288` can only hold bucket `k` of the day
+/// that ends with the newest. Buckets a gap skipped are emptied as the next value passes
+/// them. A day stamp in each bucket, and its own count, made it 8 bytes, and
+/// `(i64, f64, u32)` 24 before that (docs/BENCHMARKS.md, "Memory after hours"). The mean is
+/// kept to 24 bits, a relative error of 6e-8 a value, far below any usage's noise.
 #[derive(Debug, Clone, Default)]
 struct Day {
-    slots: Vec<Slot>,
-}
-
-/// One 5-minute bucket: 8 bytes. `(i64, f64, u32)` took 24 and `(u32, u32, f64)` 16; a
-/// daemon keeps up to five series' days per unit, so that was 35 KB, then 23 KB, a unit of
-/// the daemon's memory, and this is at most 11.5 KB (docs/BENCHMARKS.md, "Memory after
-/// hours"). The mean is kept to 24 bits, a relative error of 6e-8 a value, far below any
-/// usage's noise.
-#[derive(Debug, Clone, Copy, Default)]
-struct Slot {
-    /// The bucket's day since the epoch, truncated to 16 bits; with the bucket's index in the
-    /// day it names the bucket, so two buckets 65,536 days (179 years) apart would share a
-    /// slot. A slot never written has `n` 0.
-    day: u16,
-    /// Values in the mean, up to 65,535 (a value every 5 ms); past that the mean goes on as a
-    /// running average with that weight.
+    means: Vec<f32>,
+    /// The newest bucket, counted from the epoch, and the values in its mean (up to 65,535,
+    /// a value every 5 ms; past that the mean goes on as a running average with that weight).
+    newest: i64,
     n: u16,
-    mean: f32,
 }
 
 impl Day {
-    fn bucket(at: Millis) -> (usize, u16) {
-        let k = at.0.div_euclid(BUCKET_SECS * 1000);
-        let day = k.div_euclid(BUCKETS as i64);
-        (k.rem_euclid(BUCKETS as i64) as usize, day as u16)
+    fn bucket(at: Millis) -> i64 {
+        at.0.div_euclid(BUCKET_SECS * 1000)
+    }
+
+    fn slot(k: i64) -> usize {
+        k.rem_euclid(BUCKETS as i64) as usize
     }
 
     fn add(&mut self, at: Millis, v: f64) {
-        if self.slots.is_empty() {
-            self.slots = vec![Slot::default(); BUCKETS];
+        let k = Day::bucket(at);
+        if self.means.is_empty() {
+            self.means = vec![f32::NAN; BUCKETS];
+            self.newest = k;
         }
-        let (i, day) = Day::bucket(at);
-        let slot = &mut self.slots[i];
-        if slot.day != day || slot.n == 0 {
-            *slot = Slot {
-                day,
-                n: 0,
-                mean: 0.0,
-            };
+        if k < self.newest {
+            return;
         }
-        slot.n = slot.n.saturating_add(1);
-        let mean = f64::from(slot.mean);
-        slot.mean = (mean + (v - mean) / f64::from(slot.n)) as f32;
+        if k > self.newest {
+            // The buckets after the newest, up to this one, start empty: a gap left nothing.
+            for j in (self.newest + 1..=k).take(BUCKETS) {
+                self.means[Day::slot(j)] = f32::NAN;
+            }
+            self.newest = k;
+            self.n = 0;
+        }
+        let slot = &mut self.means[Day::slot(k)];
+        self.n = self.n.saturating_add(1);
+        let mean = if self.n == 1 { 0.0 } else { f64::from(*slot) };
+        *slot = (mean + (v - mean) / f64::from(self.n)) as f32;
     }
 
     fn mean_at(&self, at: Millis) -> f64 {
-        let (i, day) = Day::bucket(at);
-        match self.slots.get(i) {
-            Some(&Slot { day: d, n, mean }) if d == day && n > 0 => f64::from(mean),
-            _ => f64::NAN,
+        let k = Day::bucket(at);
+        if self.means.is_empty() || k > self.newest || k <= self.newest - BUCKETS as i64 {
+            return f64::NAN;
         }
+        f64::from(self.means[Day::slot(k)])
     }
 }
 

@@ -184,18 +184,18 @@ fn gaps_out_of_order_and_non_finite_samples() {
 }
 
 /// A day's bucket is the mean of its values, a day-old bucket is not read as today's, a
-/// series never seen holds no buckets, and a bucket is 8 bytes.
+/// gap's buckets are empty, a series never seen holds no buckets, and a bucket is 4 bytes.
 #[test]
 fn day_buckets_are_small_means_allocated_at_the_first_value() {
-    assert_eq!(std::mem::size_of::<Slot>(), 8);
     let mut d = Day::default();
-    assert!(d.slots.is_empty());
+    assert!(d.means.is_empty());
     assert!(d.mean_at(Millis(0)).is_nan());
     let t0 = Millis::from_secs(1_000 * DAY_SECS + 600);
     for (k, v) in [1.0e9, 2.0e9, 3.0e9].into_iter().enumerate() {
         d.add(Millis(t0.0 + k as i64 * 1000), v);
     }
-    assert_eq!(d.slots.len(), BUCKETS);
+    assert_eq!(d.means.len(), BUCKETS);
+    assert_eq!(std::mem::size_of_val(d.means.as_slice()), 4 * BUCKETS);
     let mean = d.mean_at(t0);
     assert!((mean - 2.0e9).abs() < 2.0e9 * 1e-6, "{mean}");
     // The same slot a day later is another bucket: not read, and restarted by a value.
@@ -204,6 +204,17 @@ fn day_buckets_are_small_means_allocated_at_the_first_value() {
     d.add(next_day, 5.0);
     assert_eq!(d.mean_at(next_day), 5.0);
     assert!(d.mean_at(t0).is_nan(), "yesterday's bucket was replaced");
+    // An hour without values: its buckets hold nothing, though yesterday's were written.
+    let mut d = Day::default();
+    for k in 0..(DAY_SECS / BUCKET_SECS + 2) {
+        d.add(t0.plus_secs((k * BUCKET_SECS) as f64), 1.0);
+    }
+    let last = t0.plus_secs(((DAY_SECS / BUCKET_SECS + 1) * BUCKET_SECS) as f64);
+    d.add(last.plus_secs(3600.0), 2.0);
+    assert_eq!(d.mean_at(last), 1.0);
+    assert!(d.mean_at(last.plus_secs(1800.0)).is_nan(), "the gap");
+    assert_eq!(d.mean_at(last.plus_secs(3600.0)), 2.0);
+    assert!(d.mean_at(last.plus_secs(3900.0)).is_nan(), "not yet");
     // A count past 16 bits goes on as a running mean.
     let mut d = Day::default();
     for k in 0..70_000 {
