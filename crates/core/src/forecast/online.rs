@@ -340,7 +340,7 @@ struct Holt {
 /// still filling and needs a count, and slot `k mod 288` can only hold bucket `k` of the day
 /// that ends with the newest. Buckets a gap skipped are emptied as the next value passes
 /// them. A day stamp in each bucket, and its own count, made it 8 bytes, and
-/// `(i64, f64, u32)` 24 before that (docs/BENCHMARKS.md, "Memory after hours"). The mean is
+/// `(i64, f64, u32)` 24 before that (docs/BENCHMARKS.md, "Memory: what a unit keeps"). The mean is
 /// kept to 24 bits, a relative error of 6e-8 a value, far below any usage's noise.
 #[derive(Debug, Clone, Default)]
 struct Day {

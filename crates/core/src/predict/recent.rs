@@ -10,10 +10,10 @@
 //! So samples closer together than three quarters of a step ([`POINTS_PER_WINDOW`] steps make
 //! the forecast window; [`MERGE_WITHIN`]) are merged into one point, their mean (time
 //! included), and each point remembers how many samples it holds. At the spec's defaults (30 s
-//! checks, a 120-minute window, so a 30 s step) no two samples are ever merged and every figure
-//! is as before; a faster interval keeps at most `4/3 x POINTS_PER_WINDOW` points per window. [`Recent::version`] changes only
-//! when a point is added or dropped, so a caller can redo the O(points) work once per point
-//! rather than once per sample.
+//! checks, a 120-minute window, so a 30 s step) no two samples are ever merged and every
+//! figure is as before; a faster interval keeps at most `4/3 x POINTS_PER_WINDOW` points per
+//! window. [`Recent::version`] changes only when a point is added or dropped, so a caller can
+//! redo the O(points) work once per point rather than once per sample.
 
 use std::collections::VecDeque;
 
@@ -26,10 +26,11 @@ use crate::time::Millis;
 pub const POINTS_PER_WINDOW: u32 = 240;
 
 /// How much of a step the samples merged into one point may span. Less than a whole step, so
-/// that checks at the step's own interval are never merged when one comes early (a late
-/// timer, a check the kernel woke): a quarter of a step early is still a point of its own.
-/// It was half a step, and at a 1 s interval each unit kept 480 points where 320 tell the
-/// regression the same (12 KB a unit of the daemon's memory, now 8; docs/BENCHMARKS.md).
+/// that checks at the step's own interval are not merged when one comes early (a late timer,
+/// a check the kernel woke): a check up to a quarter of a step early is still a point of its
+/// own. It was half a step, and at a 1 s interval each unit kept 480 points where 313 tell the
+/// regression the same (12 KB a unit of the daemon's memory, now 8; docs/BENCHMARKS.md,
+/// "Memory: what a unit keeps").
 const MERGE_WITHIN: f64 = 0.75;
 
 /// The recent samples, oldest first, merged to at most 4/3 points per step.
@@ -46,7 +47,7 @@ pub struct Recent {
 }
 
 /// One kept point: 24 bytes, where a [`Sample`] and its weight took 52. At a 1 s interval a
-/// unit keeps up to 480 (two hours at two a step), so 25 KB became 12 KB a unit of the
+/// unit keeps about 313 (two hours at 4/3 a step), so 25 KB became 8 KB a unit of the
 /// daemon's memory. Usage is kept to 24 bits (a relative error of 6e-8, far under its
 /// noise). AutoCoder's counts are kept apart ([`Signals`]), for the units that have them.
 #[derive(Debug, Clone, Copy)]
