@@ -120,8 +120,8 @@ const SERIES: [(&str, Option<Resource>, Get, f64); 5] = [
 ///
 /// A series is forecast online from its first value that is not zero: until then its
 /// forecast is the regression's over the recent points, all zero, and it keeps nothing. Most
-/// units never run AutoCoder's agents or have features pending, and those two series held
-/// about 5 KB a unit at a 1 s interval (docs/BENCHMARKS.md, "Memory: what a unit keeps"). Each
+/// units never run AutoCoder's agents, and that series, zero at every sample, held about 5 KB
+/// a unit at a 1 s interval (docs/BENCHMARKS.md, "Memory: what a unit keeps"). Each
 /// forecaster is boxed for the same reason: inline, the five made every unit's state 4 KB
 /// larger whether it used them or not.
 #[derive(Debug, Clone, Default)]
