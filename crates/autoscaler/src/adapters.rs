@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use autoscaler_cgroup::events::{self, Armed, Source};
 use autoscaler_cgroup::{
-    AgentCache, CgroupFiles, CgroupPaths, Descriptors, Mounts, SignalSources, signals_of,
+    AgentCache, CgroupFiles, CgroupPaths, Depth, Descriptors, Mounts, SignalSources, signals_of,
 };
 use autoscaler_core::{Limits, Millis, UnitName};
 use autoscaler_systemd::{Bus, Systemd, Watch};
@@ -128,8 +128,8 @@ struct Files {
 /// How often a unit's limits are read from its cgroup to see whether someone else changed
 /// them (`systemctl set-property`): such a change is seen within this long, or at the
 /// unit's next check when its interval is longer. A quiet unit's limits are read with its
-/// next full reading (at most [`autoscaler_cgroup::QUIET_FULL_MS`] later): limits matter
-/// once it runs, and a reading that finds it running is a full one.
+/// next full reading or refresh (at most [`autoscaler_cgroup::QUIET_FULL_MS`] later): limits
+/// matter once it runs, and a reading that finds it running is a full one.
 const LIMITS_EVERY_MS: i64 = 5_000;
 
 pub struct SystemProbe {
@@ -252,12 +252,12 @@ impl Probe for SystemProbe {
             let reading = f.files.read(at);
             // systemd does not signal new limits: the kernel's, read through the open files,
             // tell when systemd's view should be read again. Read at most every
-            // LIMITS_EVERY_MS, and with full readings only: four files, more than a quiet
-            // unit's reading, for news that is rare.
+            // LIMITS_EVERY_MS, and not with a quiet reading: four files, more than a quiet
+            // unit's reading, for news that is rare (a refresh reads them).
             let due = f
                 .limits_read
                 .is_none_or(|then| at.0.saturating_sub(then.0) >= LIMITS_EVERY_MS);
-            let full = reading.as_ref().is_ok_and(|r| !r.quiet);
+            let full = reading.as_ref().is_ok_and(|r| r.depth != Depth::Quiet);
             let kernel = (full && due).then(|| f.files.limits());
             let moved = kernel.is_some() && f.kernel.is_some() && kernel != f.kernel;
             if kernel.is_some() {
@@ -267,7 +267,7 @@ impl Probe for SystemProbe {
             // The pids come with the counters: a failed listing fails the reading, so unknown
             // processes never read as "no agents running" (idle: a scale-down).
             let agents = match &reading {
-                Ok(r) if r.quiet => f.agents.unchanged(),
+                Ok(r) if r.quiet() => f.agents.unchanged(),
                 Ok(r) => f.agents.agents(src, &r.pids, at),
                 Err(_) => Vec::new(),
             };

@@ -36,7 +36,7 @@ pub use fds::Descriptors;
 pub use host::read_host;
 pub use locate::CgroupPaths;
 pub use mounts::{Mount, Mounts};
-pub use read::{CgroupFiles, QUIET_FULL_MS, UnitReading, read_cgroup_limits, read_counters};
+pub use read::{CgroupFiles, Depth, QUIET_FULL_MS, UnitReading, read_cgroup_limits, read_counters};
 pub use signals::{
     AgentCache, AgentKind, AgentProc, CMDLINE_KEPT_MS, SignalSources, agent_processes, signals_of,
 };

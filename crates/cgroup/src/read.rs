@@ -11,7 +11,8 @@
 //! from offset 0 (`pread`), and remembers which files this hierarchy does not have, so a
 //! reading costs no `open`, `stat` or failing lookup. An error on an open file (`ENODEV` once
 //! the cgroup is removed) is returned: the caller locates the unit again. A unit in which
-//! nothing ran since the last reading costs one read, not ten (see [`QUIET_FULL_MS`]).
+//! nothing ran since the last reading costs one read, not ten, and three or four every
+//! [`QUIET_FULL_MS`] or sooner (see there).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -38,18 +39,19 @@ pub fn read_counters(paths: &CgroupPaths, at: Millis) -> anyhow::Result<Counters
     Ok(CgroupFiles::once(paths.clone()).read(at)?.counters)
 }
 
-/// How long a quiet unit's last full reading stands in for a new one. A unit is quiet when its
-/// CPU time reads the same as at its last full reading, and its pressure read zero and it had
-/// no cgroup below its own then: no task of it ran, so it cannot have forked, exited, `exec`ed,
-/// allocated, been throttled or stalled, and the other nine files are not read again (most
-/// services on a host are idle most of the time; see docs/BENCHMARKS.md). What can move
-/// without the unit running is read again at least this often, with everything else: its
-/// memory use (the kernel reclaiming its pages, or freeing a file's cache when another process
-/// deletes the file), a sleeping process moved in or out of its cgroup by hand, and its
-/// limits. This is the spec's default check interval, so a quiet unit checked every second is
-/// never known less well than at the default, where every reading is full. (A full reading
-/// costs about ten times a quiet one, `memory.stat` the most: at 10 s it was still 5% of the
-/// daemon's CPU at 50 idle units.)
+/// How long a quiet unit's last reading stands in for a new one. A unit is quiet when its CPU
+/// time reads the same as at its last full reading, and its pressure read zero and it had no
+/// cgroup below its own then: no task of it ran, so it cannot have forked, exited, `exec`ed,
+/// allocated, been throttled, stalled or been OOM-killed (a killed task runs its exit), and
+/// the other files are not read again (most services on a host are idle most of the time; see
+/// docs/BENCHMARKS.md). What can move without the unit running is read again at least this
+/// often, in a [`Depth::Refresh`]: its memory use (the kernel reclaiming its pages, or freeing
+/// a file's cache when another process deletes the file), its processes (a sleeping one moved
+/// in or out of its cgroup by hand, or a cgroup made below it: then the reading is a full
+/// one) and its limits. This is the spec's default check interval, so a quiet unit checked
+/// every second is never known less well than at the default, where every reading is full.
+/// (A full reading costs about ten times a quiet one, `memory.stat` the most: at 10 s it was
+/// still 5% of the daemon's CPU at 50 idle units.)
 pub const QUIET_FULL_MS: i64 = 30_000;
 
 /// Which of the unit's directories a file is in.
@@ -68,9 +70,32 @@ enum Dir {
 pub struct UnitReading {
     pub counters: Counters,
     pub pids: Vec<u32>,
-    /// The unit was quiet: this is the last full reading again (see [`QUIET_FULL_MS`]). No
-    /// task of it ran since, so none of its processes can have become another program.
-    pub quiet: bool,
+    /// How much of the cgroup was read again.
+    pub depth: Depth,
+}
+
+/// How much of a unit's cgroup a reading read again (see [`QUIET_FULL_MS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Every file.
+    Full,
+    /// The unit was quiet for [`CgroupFiles::quiet_for_ms`]: its CPU time, memory use and
+    /// processes were read again, and found the same processes (`memory.stat` only when its
+    /// memory use moved); the rest is the last full reading's. The caller reads the limits
+    /// again with it. No task of the unit ran since, so none of its processes can have become
+    /// another program.
+    Refresh,
+    /// The unit was quiet: its CPU time alone was read, and this is the last reading again.
+    /// No task of it ran since.
+    Quiet,
+}
+
+impl UnitReading {
+    /// No task of the unit ran since the last full reading: its processes are the same
+    /// programs.
+    pub fn quiet(&self) -> bool {
+        self.depth != Depth::Full
+    }
 }
 
 /// A located unit's cgroup files, kept open between readings (see the module's doc). One per
@@ -95,21 +120,24 @@ pub struct CgroupFiles {
 /// A full reading, and whether it can stand in for the next ones while nothing runs.
 #[derive(Debug)]
 struct Full {
+    /// The last reading, full or refreshed: its time is when the files were last read.
     reading: UnitReading,
+    /// The unit's memory use as `memory.current` (or v1's usage) gave it, page cache included.
+    usage: u64,
     /// The unit had cgroups below its own: a process moved into one of them from outside
     /// would go unseen until the next full reading, so such a unit is never taken as quiet.
     children: bool,
 }
 
 impl Full {
-    fn stands_for(&self, cpu_usage_usec: u64, at: Millis, quiet_for_ms: i64) -> bool {
+    /// Whether no task of the unit can have run since this reading.
+    fn still(&self, cpu_usage_usec: u64) -> bool {
         let c = &self.reading.counters;
         let calm = |p: Option<Psi>| p.is_none_or(|p| p.some_avg10 == 0.0);
         !self.children
             && c.cpu_usage_usec == cpu_usage_usec
             && calm(c.cpu_pressure)
             && calm(c.memory_pressure)
-            && (0..quiet_for_ms).contains(&(at.0 - c.at.0))
     }
 }
 
@@ -276,32 +304,73 @@ impl CgroupFiles {
         })
     }
 
-    /// One reading of the unit's cgroup at time `at` (the caller's clock): the last full one
-    /// again, at `at`, while the unit is quiet (see [`QUIET_FULL_MS`]).
+    /// One reading of the unit's cgroup at time `at` (the caller's clock): the last one again,
+    /// at `at`, while the unit is quiet, and only what can move without it running after
+    /// [`Self::quiet_for_ms`] (see [`QUIET_FULL_MS`]).
     pub fn read(&mut self, at: Millis) -> anyhow::Result<UnitReading> {
         let v2_cpu_stat = self.read_in(Dir::Unified, "cpu.stat")?;
         let cpu_usage_usec = self.cpu_usage_usec(v2_cpu_stat.as_deref())?;
         if let Some(last) = &self.last
-            && last.stands_for(cpu_usage_usec, at, self.quiet_for_ms)
+            && last.still(cpu_usage_usec)
         {
-            let mut again = last.reading.clone();
-            again.counters.at = at;
-            again.quiet = true;
-            return Ok(again);
+            let age = at.0 - last.reading.counters.at.0;
+            if (0..self.quiet_for_ms).contains(&age) {
+                let mut again = last.reading.clone();
+                again.counters.at = at;
+                again.depth = Depth::Quiet;
+                return Ok(again);
+            }
+            if let Some(refreshed) = self.refresh(at)? {
+                return Ok(refreshed);
+            }
         }
-        let usage = self
-            .essential_number(&[
-                (Dir::Unified, "memory.current"),
-                (Dir::Memory, "memory.usage_in_bytes"),
-            ])
-            .context("reading the unit's memory use")?;
-        let (procs_dir, procs) = self.procs()?;
+        self.full(v2_cpu_stat.as_deref(), cpu_usage_usec, at)
+    }
 
-        let (nr_periods, nr_throttled, throttled_usec) = self.throttling(v2_cpu_stat.as_deref());
-        // The working set, as kubelet and VPA count it: usage includes page cache, which grows
-        // to the limit in any service that reads files, and inactive file pages are reclaimed
-        // before anything is killed. Counted, they would push every such service to its maximum.
-        let inactive_file = [
+    /// A quiet unit's reading after [`Self::quiet_for_ms`]: its memory use and processes read
+    /// again, `None` when its processes are not the last reading's (read it in full).
+    fn refresh(&mut self, at: Millis) -> anyhow::Result<Option<UnitReading>> {
+        let usage = self.usage()?;
+        let (procs_dir, procs) = self.procs()?;
+        let (mut pids, children) = self.pids(procs_dir, &procs)?;
+        pids.sort_unstable();
+        pids.dedup();
+        let Some(last) = &self.last else {
+            return Ok(None);
+        };
+        if children || pids != last.reading.pids {
+            return Ok(None);
+        }
+        let moved = usage != last.usage;
+        let memory_bytes = if moved {
+            usage.saturating_sub(self.inactive_file())
+        } else {
+            last.reading.counters.memory_bytes
+        };
+        let Some(last) = &mut self.last else {
+            return Ok(None);
+        };
+        last.usage = usage;
+        let r = &mut last.reading;
+        r.counters.at = at;
+        r.counters.memory_bytes = memory_bytes;
+        r.depth = Depth::Refresh;
+        Ok(Some(r.clone()))
+    }
+
+    /// The unit's memory use, page cache included.
+    fn usage(&mut self) -> anyhow::Result<u64> {
+        self.essential_number(&[
+            (Dir::Unified, "memory.current"),
+            (Dir::Memory, "memory.usage_in_bytes"),
+        ])
+        .context("reading the unit's memory use")
+    }
+
+    /// The unit's page cache not recently used: v2 `memory.stat`'s `inactive_file`, v1's
+    /// `total_inactive_file`, 0 when neither is there.
+    fn inactive_file(&mut self) -> u64 {
+        [
             (Dir::Unified, "inactive_file"),
             (Dir::Memory, "total_inactive_file"),
         ]
@@ -310,8 +379,24 @@ impl CgroupFiles {
             self.optional(dir, "memory.stat")
                 .and_then(|t| keyed(&t, key))
         })
-        .unwrap_or(0);
-        let memory_bytes = usage.saturating_sub(inactive_file);
+        .unwrap_or(0)
+    }
+
+    /// Every file of the unit read again.
+    fn full(
+        &mut self,
+        v2_cpu_stat: Option<&str>,
+        cpu_usage_usec: u64,
+        at: Millis,
+    ) -> anyhow::Result<UnitReading> {
+        let usage = self.usage()?;
+        let (procs_dir, procs) = self.procs()?;
+
+        let (nr_periods, nr_throttled, throttled_usec) = self.throttling(v2_cpu_stat);
+        // The working set, as kubelet and VPA count it: usage includes page cache, which grows
+        // to the limit in any service that reads files, and inactive file pages are reclaimed
+        // before anything is killed. Counted, they would push every such service to its maximum.
+        let memory_bytes = usage.saturating_sub(self.inactive_file());
 
         let oom_kills = [
             (Dir::Unified, "memory.events"),
@@ -356,11 +441,12 @@ impl CgroupFiles {
         let reading = UnitReading {
             counters,
             pids,
-            quiet: false,
+            depth: Depth::Full,
         };
         if self.keep {
             self.last = Some(Full {
                 reading: reading.clone(),
+                usage,
                 children,
             });
         }

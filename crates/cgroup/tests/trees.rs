@@ -5,7 +5,7 @@ use std::path::Path;
 
 use autoscaler_cgroup::locate::parse_proc_cgroup;
 use autoscaler_cgroup::{
-    CgroupFiles, CgroupPaths, Counters, Descriptors, Limits, Mounts, QUIET_FULL_MS,
+    CgroupFiles, CgroupPaths, Counters, Depth, Descriptors, Limits, Mounts, QUIET_FULL_MS,
     read_cgroup_limits, read_counters, read_host,
 };
 use autoscaler_core::Millis;
@@ -580,10 +580,11 @@ fn kept_files_read_the_current_values() {
 }
 
 /// A unit in which nothing ran (the same CPU time, and no pressure and no cgroup below its own
-/// at the last full reading) reads as at its last full reading, for less than `quiet_for_ms`
-/// (at most `QUIET_FULL_MS`); CPU time that moved, or that long, brings a full reading again.
-/// What moves without the unit running (memory use, a process moved in by hand) is read at
-/// the next full reading.
+/// at the last full reading) reads as at its last reading, for less than `quiet_for_ms` (at
+/// most `QUIET_FULL_MS`); CPU time that moved brings a full reading at once. After that long,
+/// what moves without the unit running is read again: its memory use (and `memory.stat` only
+/// when that moved) and its processes, and a process moved in or out by hand brings a full
+/// reading.
 #[test]
 fn a_quiet_unit_is_read_in_full_when_anything_moves() {
     let (dir, paths) = hybrid_unit();
@@ -603,6 +604,7 @@ fn a_quiet_unit_is_read_in_full_when_anything_moves() {
     let inactive = |bytes: u64| format!("total_inactive_file {bytes}\n");
     let first = kept.read(at(0)).expect("first reading");
     assert_eq!(first.counters.memory_bytes, 3_358_720 - 1_048_576);
+    assert_eq!(first.depth, Depth::Full);
 
     // Files a quiet unit is not read again for: page cache, tasks, OOM kills.
     write("memory", "memory.stat", &inactive(2_097_152));
@@ -618,33 +620,56 @@ fn a_quiet_unit_is_read_in_full_when_anything_moves() {
         "quiet: the last full reading at the new time"
     );
     assert_eq!(quiet.pids, first.pids);
-    assert!(quiet.quiet && !first.quiet);
+    assert_eq!(quiet.depth, Depth::Quiet);
+    assert!(quiet.quiet() && !first.quiet());
     let quiet = kept.read(at(refresh - 1)).expect("a quiet reading");
     assert_eq!(quiet.counters.memory_bytes, first.counters.memory_bytes);
 
-    let full = kept
+    // After quiet_for_ms, memory use and processes are read again. Neither moved: no task ran,
+    // so the page cache, tasks and OOM kills cannot have either.
+    let r = kept
         .read(at(refresh))
-        .expect("a full reading after quiet_for_ms");
-    assert!(!full.quiet);
-    assert_eq!(full.counters.memory_bytes, 3_358_720 - 2_097_152);
-    assert_eq!((full.counters.tasks, full.counters.oom_kills), (9, 2));
-
-    // Memory use and the process list alone do not end the quiet: without CPU time nothing
-    // of the unit ran. They are read at the next full reading.
+        .expect("a refresh after quiet_for_ms");
+    assert_eq!(r.depth, Depth::Refresh);
+    assert!(r.quiet());
+    let want = Counters {
+        at: at(refresh),
+        ..first.counters
+    };
+    assert_eq!(
+        r.counters, want,
+        "memory use did not move: memory.stat not read"
+    );
+    // The refresh is the new last reading: quiet after it for quiet_for_ms again.
     let mut t = refresh;
     write("memory", "memory.usage_in_bytes", "3362816\n");
+    let r = kept.read(at(t + refresh - 1)).expect("a quiet reading");
+    assert_eq!(r.depth, Depth::Quiet);
+    assert_eq!(r.counters.memory_bytes, first.counters.memory_bytes);
+    // Memory use that moved is read at the next refresh, the page cache with it.
+    t += refresh;
+    let r = kept.read(at(t)).expect("a refresh");
+    assert_eq!(r.depth, Depth::Refresh);
+    assert_eq!(r.counters.memory_bytes, 3_362_816 - 2_097_152);
+    let (tasks, oom_kills) = (first.counters.tasks, first.counters.oom_kills);
+    assert_eq!((r.counters.tasks, r.counters.oom_kills), (tasks, oom_kills));
+    // A process moved in or out by hand (here, all but one out) brings a full reading.
     write("unified", "cgroup.procs", "4242\n");
-    t += 1;
-    let r = kept.read(at(t)).expect("a quiet reading");
-    assert!(r.quiet, "memory and processes moved, CPU time did not");
-    assert_eq!(r.counters.memory_bytes, full.counters.memory_bytes);
-    assert_eq!(r.pids, full.pids);
+    let r = kept.read(at(t + 1)).expect("a quiet reading");
+    assert_eq!(r.pids, first.pids, "processes are read at a refresh");
+    t += refresh;
+    let full = kept
+        .read(at(t))
+        .expect("a full reading: the processes moved");
+    assert_eq!(full.depth, Depth::Full);
+    assert_eq!(full.pids, vec![4242], "one process left");
+    assert_eq!((full.counters.tasks, full.counters.oom_kills), (9, 2));
     // CPU time that moved brings a full reading at once, at 1 s after the last full one.
     write("memory", "memory.stat", &inactive(1_000_000));
     write("unified", "cpu.stat", "usage_usec 2406925\n");
     t += 1;
     let r = kept.read(at(t)).expect("a reading after CPU time moved");
-    assert!(!r.quiet, "after cpu.stat moved");
+    assert_eq!(r.depth, Depth::Full, "after cpu.stat moved");
     assert_eq!(r.counters.memory_bytes, 3_362_816 - 1_000_000);
     assert_eq!(r.pids, vec![4242], "one process left");
     // Pressure is read at a full reading; seen there, the next reading is full too.
@@ -653,7 +678,8 @@ fn a_quiet_unit_is_read_in_full_when_anything_moves() {
         "cpu.pressure",
         "some avg10=0.50 avg60=0.00 avg300=0.00 total=6\n",
     );
-    let r = kept.read(at(t + refresh)).expect("a full reading");
+    write("unified", "cpu.stat", "usage_usec 2406926\n");
+    let r = kept.read(at(t + 10)).expect("a full reading");
     assert_eq!(r.counters.cpu_pressure.map(|p| p.some_avg10), Some(0.5));
     write("memory", "memory.stat", &inactive(1_000_100));
     let r = kept.read(at(t + 11)).expect("a reading after pressure");
@@ -664,17 +690,17 @@ fn a_quiet_unit_is_read_in_full_when_anything_moves() {
     write("unified", "cpu.pressure", calm);
     write("unified", "cgroup.stat", "nr_descendants 1\n");
     let r = kept.read(at(t + 12)).expect("a full reading");
-    assert!(!r.quiet);
+    assert_eq!(r.depth, Depth::Full);
     write("memory", "memory.stat", &inactive(1_000_200));
     let r = kept
         .read(at(t + 13))
         .expect("a reading of a unit with children");
-    assert!(!r.quiet);
+    assert_eq!(r.depth, Depth::Full);
     assert_eq!(r.counters.memory_bytes, 3_362_816 - 1_000_200);
     write("unified", "cgroup.stat", "nr_descendants 0\n");
     kept.read(at(t + 14)).expect("a full reading");
     let r = kept.read(at(t + 15)).expect("quiet again");
-    assert!(r.quiet);
+    assert_eq!(r.depth, Depth::Quiet);
 }
 
 /// Units read in full in one round (all of them at start) drift apart: each unit's quiet
