@@ -18,7 +18,7 @@ use autoscaler_cgroup::{
     AgentCache, CgroupFiles, CgroupPaths, Depth, Descriptors, Mounts, SignalSources, signals_of,
 };
 use autoscaler_core::{Limits, Millis, UnitName};
-use autoscaler_systemd::{Bus, Systemd, Watch};
+use autoscaler_systemd::{Bus, Systemd, UnitInfo, Watch};
 
 use crate::engine::{Actuator, ApplyError, ApplyErrorKind, Probe, Rollback, Sampled, UnitView};
 use crate::settings::{SignalSettings, Strategy, UnitSettings};
@@ -225,12 +225,7 @@ impl Probe for SystemProbe {
     async fn inspect(&self, unit: &UnitName) -> anyhow::Result<UnitView> {
         let watch = self.managers.get(unit).await?;
         match watch.inspect(unit).await {
-            Ok(info) => Ok(UnitView {
-                active_state: info.active_state,
-                main_pid: info.main_pid,
-                control_group: info.control_group,
-                limits: info.limits,
-            }),
+            Ok(info) => Ok(view_of(info)),
             Err(e) => {
                 // A failed call may mean a broken connection: make a new one next time.
                 if matches!(e, autoscaler_systemd::Error::Call { .. }) {
@@ -239,6 +234,11 @@ impl Probe for SystemProbe {
                 Err(e.into())
             }
         }
+    }
+
+    fn inspect_now(&self, unit: &UnitName) -> Option<UnitView> {
+        let watch = self.managers.connector(unit).current()?;
+        watch.cached(unit).map(view_of)
     }
 
     fn sample(&self, unit: &UnitName, view: &UnitView, at: Millis) -> anyhow::Result<Sampled> {
@@ -321,6 +321,15 @@ impl Probe for SystemProbe {
             }
         }
         Some(armed)
+    }
+}
+
+fn view_of(info: UnitInfo) -> UnitView {
+    UnitView {
+        active_state: info.active_state,
+        main_pid: info.main_pid,
+        control_group: info.control_group,
+        limits: info.limits,
     }
 }
 

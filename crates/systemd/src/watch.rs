@@ -247,6 +247,12 @@ impl Watch {
         Ok(info)
     }
 
+    /// The unit as last read or signalled, while that is known to be current: what
+    /// [`Watch::inspect`] would answer without asking systemd. `None`: ask.
+    pub fn cached(&self, unit: &UnitName) -> Option<UnitInfo> {
+        State::lock(&self.state).fresh(unit.as_str(), Instant::now())
+    }
+
     /// Makes the unit be read from systemd at its next inspect: its limits or cgroup may have
     /// changed, which systemd does not signal.
     pub fn invalidate(&self, unit: &UnitName) {

@@ -87,6 +87,12 @@ impl UnitView {
 pub trait Probe: Send + Sync + 'static {
     /// The unit as systemd sees it now; `Err` says why it cannot be managed (not loaded, no bus).
     fn inspect(&self, unit: &UnitName) -> impl Future<Output = anyhow::Result<UnitView>> + Send;
+    /// What [`Probe::inspect`] would answer at once, without waiting (a cache of systemd's
+    /// signals); `None`: ask with `inspect`. The engine's reader takes a round's cached units
+    /// straight to the cgroup reads, without a task, future or timer for each.
+    fn inspect_now(&self, _unit: &UnitName) -> Option<UnitView> {
+        None
+    }
     /// Cgroup counters and workload signals of a running unit. It may block on files (cgroup,
     /// /proc, AutoCoder's SQLite): the engine's reader runs it on tokio's blocking pool, one
     /// unit after the other, under [`SAMPLE_TIMEOUT`], never on the engine's task.

@@ -1,10 +1,10 @@
 //! Units' readings, taken off the engine task.
 //!
-//! [`Reader::read`] takes the units whose check is due: one task asks systemd what each is
-//! (async, under [`INSPECT_TIMEOUT`], all at once), and the running ones are queued for a
-//! reader on tokio's blocking pool, which reads their cgroups, processes and AutoCoder's
-//! databases in a row (synchronous file and SQLite reads) and sends the readings back to the
-//! engine in batches, one event each. A reader goes back to the pool when the queue is empty.
+//! [`Reader::read`] takes the units whose check is due: what systemd's cached view says each
+//! is (one task asks systemd, async, under [`INSPECT_TIMEOUT`], about those it does not
+//! cover), and the running ones are queued for a reader on tokio's blocking pool, which reads
+//! their cgroups, processes and AutoCoder's databases in a row (synchronous file and SQLite
+//! reads) and sends the readings back to the engine in batches, one event each. A reader goes back to the pool when the queue is empty.
 //!
 //! Why one reader and not one blocking job per unit: at 1000 units a second, a job (and a
 //! task) per unit kept about 130 threads in the pool, created and retired all the time, with
@@ -181,20 +181,40 @@ impl<P: Probe> Reader<P> {
     /// Reads the units given (index, name, when the check started); each reading comes back
     /// on the engine's channel. Never fails: a failure is an outcome.
     pub(super) fn read(&self, units: Vec<(usize, UnitName, Instant)>) {
-        if units.is_empty() {
+        // systemd's view of a unit comes from a cache in the steady state: the units it
+        // answers for at once go to the readers from here, and only the others need a task
+        // that waits for systemd (a future and a timer for each unit, every round, were 9% of
+        // the daemon's CPU at 50 idle units: docs/BENCHMARKS.md).
+        let mut jobs = Vec::with_capacity(units.len());
+        let mut answers = Vec::new();
+        let mut ask = Vec::new();
+        for (unit, name, started) in units {
+            match self.inner.probe.inspect_now(&name) {
+                Some(view) => match admit(unit, name, view, started) {
+                    Ok(job) => jobs.push(job),
+                    Err(reading) => answers.push(*reading),
+                },
+                None => ask.push((unit, name, started)),
+            }
+        }
+        submit(&self.inner, jobs);
+        if answers.is_empty() && ask.is_empty() {
             return;
         }
         let inner = self.inner.clone();
         tokio::spawn(async move {
-            let mut pending: FuturesUnordered<_> = units
+            if !answers.is_empty() {
+                // The engine may have stopped; then nobody needs the readings.
+                let _ = inner.tx.send(answers).await;
+            }
+            let mut pending: FuturesUnordered<_> = ask
                 .into_iter()
                 .map(|(unit, name, started)| inspect(inner.probe.clone(), unit, name, started))
                 .collect();
-            // systemd's view of a unit comes from a cache in the steady state: most answers
-            // are ready at once, and go to the readers together, with those that come within
-            // [`GATHER`] of the first (a unit whose view is read from systemd again). One
-            // batch a round is one reader woken, where a batch per answer that happened to be
-            // ready woke a reader, and then the engine, five or six times a round.
+            // The answers that come within [`GATHER`] of the first go to the readers together
+            // (a unit whose view is read from systemd again answers in about a millisecond):
+            // one reader woken, where a batch per answer woke a reader, and then the engine,
+            // for each.
             while let Some(first) = pending.next().await {
                 let mut jobs = Vec::new();
                 let mut answers = Vec::new();
@@ -209,7 +229,6 @@ impl<P: Probe> Reader<P> {
                 }
                 submit(&inner, jobs);
                 if !answers.is_empty() {
-                    // The engine may have stopped; then nobody needs the readings.
                     let _ = inner.tx.send(answers).await;
                 }
             }
@@ -283,8 +302,8 @@ fn stuck_reason() -> String {
     )
 }
 
-/// systemd's view of one unit: a job for a reader when it runs, else the reading that says
-/// why it cannot be read.
+/// systemd's view of one unit, asked for: a job for a reader when it runs, else the reading
+/// that says why it cannot be read.
 async fn inspect<P: Probe>(
     probe: Arc<P>,
     unit: usize,
@@ -298,20 +317,34 @@ async fn inspect<P: Probe>(
             outcome,
         }))
     };
-    let view = match timeout(INSPECT_TIMEOUT, probe.inspect(&name)).await {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => return done(unavailable(format!("{e:#}"), None)),
+    match timeout(INSPECT_TIMEOUT, probe.inspect(&name)).await {
+        Ok(Ok(view)) => admit(unit, name, view, started),
+        Ok(Err(e)) => done(unavailable(format!("{e:#}"), None)),
         Err(_) => {
             let reason = format!(
                 "systemd did not answer within {} s",
                 INSPECT_TIMEOUT.as_secs()
             );
-            return done(unavailable(reason, None));
+            done(unavailable(reason, None))
         }
-    };
+    }
+}
+
+/// A job for a reader when systemd says the unit runs, else the reading that says why it
+/// cannot be read.
+fn admit(
+    unit: usize,
+    name: UnitName,
+    view: UnitView,
+    started: Instant,
+) -> Result<Job, Box<Reading>> {
     if view.active_state != "active" && view.active_state != "reloading" {
         let reason = format!("unit is {}; start it to manage it", view.active_state);
-        return done(unavailable(reason, Some(view.limits)));
+        return Err(Box::new(Reading {
+            unit,
+            started,
+            outcome: unavailable(reason, Some(view.limits)),
+        }));
     }
     Ok(Job {
         unit,
