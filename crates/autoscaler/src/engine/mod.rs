@@ -22,7 +22,8 @@
 //! - `handle.rs`: [`EngineHandle`], the fronts' access; `range.rs`: its range query.
 //! - `run.rs`: the event loop and scheduling.
 //! - `sampler.rs`: units' readings, taken off the engine task by a reader on the blocking
-//!   pool that reads the due units in a row, with a watchdog for a read that hangs.
+//!   pool that reads the due units in a row, looked at by the engine while it works, for a
+//!   read that hangs.
 //! - `apply.rs`: config changes, manual scales and applying limits, with their brakes; every
 //!   change is journalled in the store before systemd is asked.
 //! - [`writer`]: every store write, on one thread with a queue, retried until stored.
@@ -31,8 +32,9 @@
 //! - `state.rs`: one unit's state and the snapshot fronts read.
 //!
 //! **Invariant:** the engine task never blocks and never waits on a unit's probe: readings
-//! are taken off it (systemd's view in one task per round, the synchronous [`Probe::sample`]
-//! by a reader on tokio's blocking pool) under a timeout, and come back as events. A stuck
+//! are taken off it (systemd's view from a cache, or else in one task per round, the
+//! synchronous [`Probe::sample`] by a reader on tokio's blocking pool) under a timeout, and
+//! come back as events. A stuck
 //! read shows on its own unit and delays the others by about `sampler::STALL` (200 ms).
 
 mod apply;

@@ -30,7 +30,7 @@ const OFFSET_STEP_MS: i64 = 100;
 /// How long a stopping engine waits for its queued store writes.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
 use super::handle::{Command, Reply};
-use super::sampler::{Outcome, Reader, Reading};
+use super::sampler::{self, Outcome, Reader, Reading};
 use super::state::UnitState;
 use super::{Actuator, Clock, EngineError, LoopStats, Probe, SAMPLE_TIMEOUT, Snapshot, Units};
 
@@ -60,6 +60,8 @@ enum Event {
     FollowUp(usize),
     /// A batch of readings, as a reader sends them.
     Readings(Vec<Reading>),
+    /// Time to look at the readers at work (see [`Reader::look`]).
+    Look,
     /// The kernel woke a unit, or a unit's notifications were armed.
     Note(Note),
     Command(Command),
@@ -208,7 +210,8 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
         };
         self.reconcile().await;
         self.publish();
-        let watchdog = tokio::spawn(self.reader.watchdog());
+        // When to look at the readers next, while one is at work.
+        let mut look: Option<Instant> = None;
         loop {
             self.rounds.send_modify(|n| *n = n.wrapping_add(1));
             self.watch_the_wall_clock();
@@ -237,6 +240,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                 Some(cmd) = commands.recv() => Event::Command(cmd),
                 Some(batch) = readings.recv() => Event::Readings(batch),
                 Some(n) = notes.recv() => Event::Note(n),
+                () = tokio::time::sleep_until(look.unwrap_or(idle)), if look.is_some() => Event::Look,
                 () = tokio::time::sleep_until(timer) => timer_event,
                 () = tokio::time::sleep_until(idle), if idle < timer => Event::Idle,
             };
@@ -274,19 +278,11 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                     }
                     self.send();
                 }
-                Event::Readings(batch) => {
-                    // A batch is handled [`READINGS_PER_PUBLISH`] readings to a publish: one
-                    // publish serves many, and an API request waits for a few, not for all.
-                    let mut batch = batch.into_iter().peekable();
-                    while batch.peek().is_some() {
-                        for r in batch.by_ref().take(READINGS_PER_PUBLISH) {
-                            let i = r.unit;
-                            self.finish_check(r).await;
-                            self.refresh(i);
-                        }
-                        self.send();
-                        tokio::task::yield_now().await;
-                    }
+                Event::Readings(batch) => self.finish_checks(batch).await,
+                Event::Look => {
+                    look = None;
+                    let readings = self.reader.look();
+                    self.finish_checks(readings).await;
                 }
                 Event::Note(Note::Wake { unit, source }) => {
                     self.wake(unit, source);
@@ -312,12 +308,31 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             // The readings this round asked for start together.
             let due = std::mem::take(&mut self.to_read);
             self.reader.read(due);
+            if self.reader.busy() {
+                look.get_or_insert(self.clock.instant() + sampler::TICK);
+            } else {
+                look = None;
+            }
         }
-        watchdog.abort();
         // What is queued is written before the engine says it stopped, for a while.
         let writer = self.writer.clone();
         let _ = tokio::task::spawn_blocking(move || writer.close(CLOSE_DEADLINE)).await;
         tracing::info!("engine stopped");
+    }
+
+    /// Handles readings, [`READINGS_PER_PUBLISH`] to a publish: one publish serves many, and
+    /// an API request waits for a few, not for all.
+    async fn finish_checks(&mut self, readings: Vec<Reading>) {
+        let mut batch = readings.into_iter().peekable();
+        while batch.peek().is_some() {
+            for r in batch.by_ref().take(READINGS_PER_PUBLISH) {
+                let i = r.unit;
+                self.finish_check(r).await;
+                self.refresh(i);
+            }
+            self.send();
+            tokio::task::yield_now().await;
+        }
     }
 
     /// Publishes the current state of every unit to the fronts.

@@ -11,24 +11,23 @@
 //! about 9000 futex calls a second, and held the loop at about 700 checks a second
 //! (docs/BENCHMARKS.md, "Scale: 1000 units at 1 s").
 //!
-//! A file that hangs must not hold the others, so a watchdog task looks at the readers while
-//! they work. A reader on one unit for longer than [`STALL`] is left to it, and a new reader
-//! takes the queue; a reader still on it after [`SAMPLE_TIMEOUT`] has its unit reported as
-//! stuck, and that unit is not read again until the read returns: a stuck file costs one
-//! blocked thread, not one per check, and delays the units queued behind it by [`STALL`]
-//! and at most one watchdog tick.
+//! A file that hangs must not hold the others, so the engine looks at the readers every
+//! [`TICK`] while they work ([`Reader::look`]). A reader on one unit for longer than
+//! [`STALL`] is left to it, and a new reader takes the queue; a reader still on it after
+//! [`SAMPLE_TIMEOUT`] has its unit reported as stuck, and that unit is not read again until
+//! the read returns: a stuck file costs one blocked thread, not one per check, and delays the
+//! units queued behind it by [`STALL`] and at most one tick.
 //!
 //! This module decides nothing and touches no unit state.
 
 use std::collections::{HashSet, VecDeque};
-use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use autoscaler_core::{Limits, Millis, UnitName};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::clock::Timeline;
@@ -43,14 +42,14 @@ pub(super) const STALL: Duration = Duration::from_millis(200);
 /// a millisecond, and then joins its round's batch.
 const GATHER: Duration = Duration::from_millis(5);
 
-/// How often the watchdog looks at the readers while one is at work.
-const TICK: Duration = Duration::from_millis(100);
+/// How often the engine looks at the readers while one is at work ([`Reader::look`]).
+pub(super) const TICK: Duration = Duration::from_millis(100);
 
 /// The most readings a reader keeps before it sends them to the engine. It sends them when
 /// the queue is empty, so a round's readings wake the engine a few times, not once each
 /// (docs/BENCHMARKS.md, "Fewer wakes and reads per sample"). At 1000 units, batches of this
 /// size keep the engine working while the reader goes on. Readings kept by a reader that
-/// then hangs are sent by the watchdog at its next tick.
+/// then hangs are handled at the engine's next look ([`Reader::look`]).
 const OUTBOX: usize = 32;
 
 /// What one check of one unit read.
@@ -88,7 +87,7 @@ struct Job {
     started: Instant,
 }
 
-/// A reader at work, as the watchdog sees it.
+/// A reader at work, as [`Reader::look`] sees it.
 struct Worker {
     id: u64,
     /// The job it is reading (unit, limits, when its check started), and since when.
@@ -138,8 +137,6 @@ struct Inner<P> {
     clock: Arc<dyn Clock>,
     timeline: Timeline,
     tx: mpsc::Sender<Vec<Reading>>,
-    /// Tells the watchdog that a reader started.
-    hired: Notify,
 }
 
 impl<P> Inner<P> {
@@ -168,7 +165,6 @@ impl<P: Probe> Reader<P> {
                 clock,
                 timeline,
                 tx,
-                hired: Notify::new(),
             }),
         }
     }
@@ -235,61 +231,56 @@ impl<P: Probe> Reader<P> {
         });
     }
 
-    /// Watches the readers until the engine stops: leaves a reader stalled on one unit to it
-    /// (a new one takes the queue), and reports a unit whose read outlived
-    /// [`SAMPLE_TIMEOUT`].
-    pub(super) fn watchdog(&self) -> impl Future<Output = ()> + Send + 'static {
-        let inner = self.inner.clone();
-        async move {
-            loop {
-                // A reader whose unit was reported stuck needs no more watching.
-                let idle = inner.lock().workers.iter().all(|w| w.reported);
-                let wait = async {
-                    if idle {
-                        inner.hired.notified().await;
-                    } else {
-                        tokio::time::sleep(TICK).await;
-                    }
+    /// Whether a reader is at work, or units wait for one: the engine then looks at the
+    /// readers every [`TICK`] ([`Reader::look`]). A reader whose unit was reported stuck needs
+    /// no more looking at.
+    pub(super) fn busy(&self) -> bool {
+        let s = self.inner.lock();
+        !s.queue.is_empty() || s.workers.iter().any(|w| !w.reported)
+    }
+
+    /// One look at the readers, every [`TICK`] while they are [`Reader::busy`]: leaves a
+    /// reader stalled on one unit to it (a new one takes the queue), and reports a unit whose
+    /// read outlived [`SAMPLE_TIMEOUT`]. Returns the readings for the engine to handle now:
+    /// those reports, and the readings a stalled reader holds.
+    ///
+    /// The engine looks from its own loop, woken by its own timer only while a reader is at
+    /// work: a reading takes about 100 µs and a round's a few milliseconds, so in the steady
+    /// state the timer never fires. A watchdog task that was told of every reader started and
+    /// looked 100 ms later woke twice a round (docs/BENCHMARKS.md).
+    pub(super) fn look(&self) -> Vec<Reading> {
+        let inner = &self.inner;
+        let now = inner.clock.instant();
+        let mut reports = Vec::new();
+        let hire = {
+            let mut s = inner.lock();
+            let mut stuck = Vec::new();
+            for w in &mut s.workers {
+                let Some((unit, limits, started, since)) = w.on else {
+                    continue;
                 };
-                tokio::select! {
-                    () = wait => {}
-                    () = inner.tx.closed() => return,
-                }
-                let now = inner.clock.instant();
-                let mut reports = Vec::new();
-                let hire = {
-                    let mut s = inner.lock();
-                    let mut stuck = Vec::new();
-                    for w in &mut s.workers {
-                        let Some((unit, limits, started, since)) = w.on else {
-                            continue;
-                        };
-                        let busy = now.saturating_duration_since(since);
-                        w.left |= busy >= STALL;
-                        if busy >= SAMPLE_TIMEOUT && !w.reported {
-                            w.reported = true;
-                            stuck.push(unit);
-                            reports.push(Reading {
-                                unit,
-                                started,
-                                outcome: unavailable(stuck_reason(), Some(limits)),
-                            });
-                        }
-                    }
-                    s.stuck.extend(stuck);
-                    // Readings a reader holds: one that stalled cannot send them.
-                    reports.append(&mut s.outbox);
-                    s.hire()
-                };
-                if let Some(id) = hire {
-                    let inner = inner.clone();
-                    tokio::task::spawn_blocking(move || work(&inner, id));
-                }
-                if !reports.is_empty() {
-                    let _ = inner.tx.send(reports).await;
+                let busy = now.saturating_duration_since(since);
+                w.left |= busy >= STALL;
+                if busy >= SAMPLE_TIMEOUT && !w.reported {
+                    w.reported = true;
+                    stuck.push(unit);
+                    reports.push(Reading {
+                        unit,
+                        started,
+                        outcome: unavailable(stuck_reason(), Some(limits)),
+                    });
                 }
             }
+            s.stuck.extend(stuck);
+            // Readings a reader holds: one that stalled cannot send them.
+            reports.append(&mut s.outbox);
+            s.hire()
+        };
+        if let Some(id) = hire {
+            let inner = inner.clone();
+            tokio::task::spawn_blocking(move || work(&inner, id));
         }
+        reports
     }
 }
 
@@ -367,12 +358,11 @@ fn submit<P: Probe>(inner: &Arc<Inner<P>>, jobs: Vec<Job>) {
     if let Some(id) = hire {
         let worker = inner.clone();
         tokio::task::spawn_blocking(move || work(&worker, id));
-        inner.hired.notify_one();
     }
 }
 
 /// A reader: reads the queued units in a row until the queue is empty, or until the
-/// watchdog leaves it to a unit that takes too long.
+/// engine's look leaves it to a unit that takes too long.
 fn work<P: Probe>(inner: &Inner<P>, id: u64) {
     loop {
         let job = {
