@@ -190,7 +190,7 @@ impl SystemProbe {
     fn files(&self, unit: &UnitName, view: &UnitView) -> anyhow::Result<Arc<Mutex<Files>>> {
         let cg = view
             .control_group
-            .clone()
+            .as_deref()
             .filter(|c| !c.is_empty())
             .context("systemd reports no cgroup for the unit")?;
         let mut cache = self.located.lock().unwrap_or_else(|e| e.into_inner());
@@ -201,7 +201,7 @@ impl SystemProbe {
         {
             return Ok(l.files.clone());
         }
-        let paths = CgroupPaths::locate(&self.mounts, Path::new("/proc"), &cg, view.main_pid)?;
+        let paths = CgroupPaths::locate(&self.mounts, Path::new("/proc"), cg, view.main_pid)?;
         let files = Arc::new(Mutex::new(Files {
             files: CgroupFiles::new(paths, self.descriptors.clone()),
             kernel: None,
@@ -211,7 +211,7 @@ impl SystemProbe {
         cache.insert(
             unit.clone(),
             Located {
-                control_group: cg,
+                control_group: cg.to_string(),
                 main_pid: view.main_pid,
                 limits: view.limits,
                 files: files.clone(),

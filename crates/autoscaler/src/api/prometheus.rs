@@ -184,7 +184,7 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
             .get_or_create(&ul)
             .set(if u.unit_error.is_none() { 1.0 } else { 0.0 });
         wakes.get_or_create(&ul).inc_by(u.wakes as f64);
-        for e in &u.events {
+        for e in u.events.iter() {
             armed
                 .get_or_create(&l(&[("unit", unit), ("source", e.source.name())]))
                 .set(if e.armed { 1.0 } else { 0.0 });

@@ -73,8 +73,10 @@ pub struct UnitSnapshot {
     pub adaptive: Option<Verdict>,
     /// The heaviest features by CPU, as recorded while their agents ran.
     pub features: Vec<FeatureUsage>,
-    /// The kernel's notifications for the unit: each source armed, or refused and why.
-    pub events: Vec<SourceState>,
+    /// The kernel's notifications for the unit: each source armed, or refused and why. Shared
+    /// with the unit's state: it changes when the unit is armed, and a snapshot is taken at
+    /// every check.
+    pub events: Arc<[SourceState]>,
     /// How many times the kernel woke the unit's check, since start.
     pub wakes: u64,
 }
@@ -185,7 +187,7 @@ pub(super) struct UnitState {
     adaptive: Option<Verdict>,
     /// When the last changes were attempted, for the rate limit.
     changes: VecDeque<Millis>,
-    events: Vec<SourceState>,
+    events: Arc<[SourceState]>,
     wakes: u64,
 }
 
@@ -291,7 +293,7 @@ impl UnitState {
             predicted_from: None,
             adaptive: None,
             changes,
-            events: Vec::new(),
+            events: Arc::new([]),
             wakes: 0,
         })
     }
@@ -310,7 +312,7 @@ impl UnitState {
                 );
             }
         }
-        self.events = sources;
+        self.events = sources.into();
     }
 
     pub fn woken(&mut self, source: Source) {
