@@ -258,7 +258,7 @@ async fn history(
             )
         })?,
     };
-    let rows = s.engine.history(&unit, limit)?;
+    let rows = s.engine.history(&unit, limit).await?;
     Ok(Json(Value::Array(rows.iter().map(history_json).collect())))
 }
 

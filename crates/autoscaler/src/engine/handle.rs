@@ -146,8 +146,14 @@ impl EngineHandle {
         }
     }
 
-    /// History rows, newest first.
-    pub fn history(&self, unit: &UnitName, limit: u32) -> Result<Vec<HistoryRow>, EngineError> {
+    /// History rows, newest first. The query runs off the async workers, as the range query
+    /// does: SQLite calls block (on a database another process holds locked, for the busy
+    /// timeout), and a worker held there is one the engine's loop and other requests lack.
+    pub async fn history(
+        &self,
+        unit: &UnitName,
+        limit: u32,
+    ) -> Result<Vec<HistoryRow>, EngineError> {
         if !(1..=1000).contains(&limit) {
             return Err(EngineError::BadRequest {
                 message: format!("limit {limit} is out of range"),
@@ -155,8 +161,11 @@ impl EngineHandle {
                 allowed: Some("an integer in 1..=1000".into()),
             });
         }
-        self.store
-            .history(unit, limit)
+        let store = self.store.clone();
+        let unit = unit.clone();
+        tokio::task::spawn_blocking(move || store.history(&unit, limit))
+            .await
+            .map_err(|e| EngineError::Internal(format!("the history query task failed: {e}")))?
             .map_err(|e| EngineError::Internal(format!("{e:#}")))
     }
 
