@@ -11,8 +11,8 @@
 //! from offset 0 (`pread`), and remembers which files this hierarchy does not have, so a
 //! reading costs no `open`, `stat` or failing lookup. An error on an open file (`ENODEV` once
 //! the cgroup is removed) is returned: the caller locates the unit again. A unit in which
-//! nothing ran since the last reading costs one read, not ten, and three or four every
-//! [`QUIET_FULL_MS`] or sooner (see there).
+//! nothing ran since the last reading costs one read, not ten, and a refresh of what can move
+//! without it running every 15 to 30 s (see [`QUIET_FULL_MS`]).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -117,7 +117,8 @@ pub struct CgroupFiles {
     quiet_for_ms: i64,
 }
 
-/// A full reading, and whether it can stand in for the next ones while nothing runs.
+/// The last full reading (its time and memory use moved on by refreshes), and whether it can
+/// stand in for the next ones while nothing runs.
 #[derive(Debug)]
 struct Full {
     /// The last reading, full or refreshed: its time is when the files were last read.

@@ -240,7 +240,9 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
                 Some(cmd) = commands.recv() => Event::Command(cmd),
                 Some(batch) = readings.recv() => Event::Readings(batch),
                 Some(n) = notes.recv() => Event::Note(n),
-                () = tokio::time::sleep_until(look.unwrap_or(idle)), if look.is_some() => Event::Look,
+                () = tokio::time::sleep_until(look.unwrap_or(idle)), if look.is_some() => {
+                    Event::Look
+                }
                 () = tokio::time::sleep_until(timer) => timer_event,
                 () = tokio::time::sleep_until(idle), if idle < timer => Event::Idle,
             };

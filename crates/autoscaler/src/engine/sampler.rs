@@ -4,7 +4,8 @@
 //! is (one task asks systemd, async, under [`INSPECT_TIMEOUT`], about those it does not
 //! cover), and the running ones are queued for a reader on tokio's blocking pool, which reads
 //! their cgroups, processes and AutoCoder's databases in a row (synchronous file and SQLite
-//! reads) and sends the readings back to the engine in batches, one event each. A reader goes back to the pool when the queue is empty.
+//! reads) and sends the readings back to the engine in batches, one event each. A reader goes
+//! back to the pool when the queue is empty.
 //!
 //! Why one reader and not one blocking job per unit: at 1000 units a second, a job (and a
 //! task) per unit kept about 130 threads in the pool, created and retired all the time, with
@@ -179,8 +180,8 @@ impl<P: Probe> Reader<P> {
     pub(super) fn read(&self, units: Vec<(usize, UnitName, Instant)>) {
         // systemd's view of a unit comes from a cache in the steady state: the units it
         // answers for at once go to the readers from here, and only the others need a task
-        // that waits for systemd (a future and a timer for each unit, every round, were 9% of
-        // the daemon's CPU at 50 idle units: docs/BENCHMARKS.md).
+        // that waits for systemd (a future and a timer for each unit, every round, were about
+        // 8% of the daemon's CPU at 50 idle units: docs/BENCHMARKS.md).
         let mut jobs = Vec::with_capacity(units.len());
         let mut answers = Vec::new();
         let mut ask = Vec::new();
