@@ -377,6 +377,48 @@ async fn a_unit_that_vanishes_is_unavailable_until_it_comes_back() {
     d.stop().await.expect("stop");
 }
 
+/// systemd's view of a stopped unit, answered at once from the cache (the fake answers as the
+/// daemon's watch does), still comes back to the engine as a reading: the unit says why it
+/// is not read, keeps the limits systemd gave, and is read again once it runs.
+#[tokio::test(start_paused = true)]
+async fn a_stopped_unit_says_so_until_it_runs_again() {
+    let (_dir, sys, units, d) = fresh(&["app.service"]);
+    let u = &units[0];
+    d.wait("a first observation", observed)
+        .await
+        .expect("observed");
+    let samples = sys.samples(u);
+
+    sys.set_active_state(u, "inactive");
+    d.wait("the unit reported stopped", |s| {
+        first(s)
+            .unit_error
+            .as_deref()
+            .is_some_and(|e| e.contains("unit is inactive; start it to manage it"))
+    })
+    .await
+    .expect("stopped");
+    assert_eq!(d.unit(0).limits, Some(START), "systemd's limits are kept");
+    assert_eq!(
+        sys.samples(u),
+        samples,
+        "a stopped unit's cgroup is not read"
+    );
+
+    sys.set_active_state(u, "active");
+    let back_at = d.clock.wall();
+    d.wait("the unit read again", |s| {
+        first(s).unit_error.is_none()
+            && first(s)
+                .observation
+                .as_ref()
+                .is_some_and(|o| o.usage.at > back_at)
+    })
+    .await
+    .expect("back");
+    d.stop().await.expect("stop");
+}
+
 /// Regression: the store sums `oom_kills` over a range, so each sample must carry the kills
 /// since the one before, not the cgroup's running total.
 #[tokio::test(start_paused = true)]
