@@ -262,19 +262,18 @@ impl Systemd {
             Some(p) => p.clone(),
             None => self.load(unit).await?,
         };
-        let unit_iface = "org.freedesktop.systemd1.Unit";
-        let (path, mut props) = match self.get_all(&path, unit_iface, unit).await {
+        let (path, props) = match self.get_all::<UnitProps>(&path, UNIT, unit).await {
             Ok(props) => (path, props),
             // A kept path that no longer answers: load the unit again, once.
             Err(_) if known.is_some() => {
                 self.forget_path(unit);
                 let path = self.load(unit).await?;
-                let props = self.get_all(&path, unit_iface, unit).await?;
+                let props = self.get_all::<UnitProps>(&path, UNIT, unit).await?;
                 (path, props)
             }
             Err(e) => return Err(e),
         };
-        let load_state: String = take(&mut props, "LoadState", unit)?;
+        let load_state = need(props.load_state, "LoadState", unit)?;
         if load_state != "loaded" {
             let reason = match self.unit_proxy(&path).await?.load_error().await {
                 Ok((_, msg)) if !msg.is_empty() => msg,
@@ -289,12 +288,12 @@ impl Systemd {
                 reason,
             });
         }
-        let fragment: String = take(&mut props, "FragmentPath", unit)?;
-        let drop_ins: Vec<String> = take(&mut props, "DropInPaths", unit)?;
+        let fragment = need(props.fragment_path, "FragmentPath", unit)?;
+        let drop_ins = need(props.drop_in_paths, "DropInPaths", unit)?;
         let mut info = UnitInfo {
             load_state,
-            active_state: take(&mut props, "ActiveState", unit)?,
-            sub_state: take(&mut props, "SubState", unit)?,
+            active_state: need(props.active_state, "ActiveState", unit)?,
+            sub_state: need(props.sub_state, "SubState", unit)?,
             main_pid: None,
             control_group: None,
             limits: Limits::default(),
@@ -302,26 +301,24 @@ impl Systemd {
             drop_in_paths: drop_ins.into_iter().map(PathBuf::from).collect(),
         };
         if let Some(iface) = cgroup_interface(unit) {
-            let mut c = self.get_all(&path, iface, unit).await?;
-            let cg: String = take(&mut c, "ControlGroup", unit)?;
+            let c: CgroupProps = self.get_all(&path, iface, unit).await?;
+            let cg = need(c.control_group, "ControlGroup", unit)?;
             info.control_group = (!cg.is_empty()).then_some(cg);
             info.limits = Limits {
-                cpu_quota: usec_to_percent(take(&mut c, "CPUQuotaPerSecUSec", unit)?),
-                memory_max: Some(take::<u64>(&mut c, "MemoryMax", unit)?)
-                    .filter(|v| *v != u64::MAX),
-                tasks_max: Some(take::<u64>(&mut c, "TasksMax", unit)?).filter(|v| *v != u64::MAX),
+                cpu_quota: usec_to_percent(need(c.cpu_quota, "CPUQuotaPerSecUSec", unit)?),
+                memory_max: Some(need(c.memory_max, "MemoryMax", unit)?).filter(|v| *v != u64::MAX),
+                tasks_max: Some(need(c.tasks_max, "TasksMax", unit)?).filter(|v| *v != u64::MAX),
             };
-            if c.contains_key("MainPID") {
-                info.main_pid = Some(take::<u32>(&mut c, "MainPID", unit)?).filter(|p| *p != 0);
-            }
+            // Only services have a main process.
+            info.main_pid = c.main_pid.filter(|p| *p != 0);
             // The two interfaces are read one after the other: a unit that stopped between
             // them reads as running without a cgroup. Its state read again after the cgroup
             // is at least as new, so the view says what the unit is now (stopping, stopped).
             let running = matches!(info.active_state.as_str(), "active" | "reloading");
             if running && info.control_group.is_none() {
-                let mut again = self.get_all(&path, unit_iface, unit).await?;
-                info.active_state = take(&mut again, "ActiveState", unit)?;
-                info.sub_state = take(&mut again, "SubState", unit)?;
+                let again: UnitProps = self.get_all(&path, UNIT, unit).await?;
+                info.active_state = need(again.active_state, "ActiveState", unit)?;
+                info.sub_state = need(again.sub_state, "SubState", unit)?;
             }
         }
         Ok(info)
@@ -454,13 +451,11 @@ impl Systemd {
             return String::new();
         };
         match self
-            .get_all(&path, "org.freedesktop.systemd1.Service", unit)
+            .get_all::<ServiceResult>(&path, "org.freedesktop.systemd1.Service", unit)
             .await
         {
-            Ok(mut m) => take::<String>(&mut m, "Result", unit)
-                .map(|r| format!(", result: {r}"))
-                .unwrap_or_default(),
-            Err(_) => String::new(),
+            Ok(ServiceResult { result: Some(r) }) => format!(", result: {r}"),
+            _ => String::new(),
         }
     }
 
@@ -499,45 +494,81 @@ impl Systemd {
             .map_err(call(format!("a proxy for {}", path.as_str())))
     }
 
-    async fn get_all(
+    /// `Properties.GetAll(iface)`, decoded into `T`: only the properties `T` names are kept;
+    /// the others (a service has hundreds) are skipped in the message, not decoded into
+    /// values. Decoding them all was half of an async worker's time in a thousand units'
+    /// first round, and a steady cost as the watch reads each unit again every minute or two.
+    async fn get_all<T>(
         &self,
         path: &OwnedObjectPath,
         iface: &'static str,
         unit: &UnitName,
-    ) -> Result<HashMap<String, OwnedVariant>, Error> {
+    ) -> Result<T, Error>
+    where
+        T: for<'de> serde::Deserialize<'de> + zbus::wire::Type,
+    {
         let what = || format!("reading the {iface} properties of {unit}");
-        let props = zbus::fdo::PropertiesProxy::builder(&self.conn)
-            .destination("org.freedesktop.systemd1")
-            .path(path.clone())
-            .build()
+        let reply = self
+            .conn
+            .call_method(
+                Some("org.freedesktop.systemd1"),
+                path.as_ref(),
+                Some("org.freedesktop.DBus.Properties"),
+                "GetAll",
+                &(iface,),
+            )
             .await
             .map_err(call(what()))?;
-        let name = zbus::names::InterfaceName::try_from(iface).map_err(call(what()))?;
-        props
-            .get_all(name)
-            .await
-            .map_err(|e| call(what())(e.into()))
+        reply.body().deserialize().map_err(call(what()))
     }
+}
+
+const UNIT: &str = "org.freedesktop.systemd1.Unit";
+
+/// What [`Systemd::inspect`] keeps of the `Unit` interface.
+#[derive(zbus::DeserializeDict, zbus::wire::Type)]
+#[zbus(signature = "a{sv}", rename_all = "PascalCase")]
+struct UnitProps {
+    load_state: Option<String>,
+    active_state: Option<String>,
+    sub_state: Option<String>,
+    fragment_path: Option<String>,
+    drop_in_paths: Option<Vec<String>>,
+}
+
+/// What [`Systemd::inspect`] keeps of a unit's cgroup interface (`Service`, `Slice`, ...).
+#[derive(zbus::DeserializeDict, zbus::wire::Type)]
+#[zbus(signature = "a{sv}")]
+struct CgroupProps {
+    #[zbus(rename = "ControlGroup")]
+    control_group: Option<String>,
+    #[zbus(rename = "CPUQuotaPerSecUSec")]
+    cpu_quota: Option<u64>,
+    #[zbus(rename = "MemoryMax")]
+    memory_max: Option<u64>,
+    #[zbus(rename = "TasksMax")]
+    tasks_max: Option<u64>,
+    #[zbus(rename = "MainPID")]
+    main_pid: Option<u32>,
+}
+
+/// A failed service's `Result` (`exit-code`, `signal`, ...).
+#[derive(zbus::DeserializeDict, zbus::wire::Type)]
+#[zbus(signature = "a{sv}", rename_all = "PascalCase")]
+struct ServiceResult {
+    result: Option<String>,
 }
 
 /// How long a restarted unit must stay active with the same main process.
 pub const SETTLE: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(100);
 
-fn take<T>(
-    props: &mut HashMap<String, OwnedVariant>,
-    key: &str,
-    unit: &UnitName,
-) -> Result<T, Error>
-where
-    T: TryFrom<OwnedVariant, Error = zbus::Error>,
-{
-    let what = || format!("property {key} of {unit}");
-    let v = props.remove(key).ok_or_else(|| Error::Call {
-        what: what(),
+/// A property every unit of its kind has; its absence means the reply is not systemd's.
+fn need<T>(value: Option<T>, key: &str, unit: &UnitName) -> Result<T, Error> {
+    value.ok_or_else(|| Error::Call {
+        what: format!("property {key} of {unit}"),
         source: zbus::Error::InvalidReply,
-    })?;
-    T::try_from(v).map_err(call(what()))
+    })
 }
 
 #[cfg(test)]

@@ -427,6 +427,7 @@ async fn a_failed_restart_is_rolled_back_byte_for_byte() -> anyhow::Result<()> {
     assert!(
         msg.contains("rolled back")
             && msg.contains("did not start")
+            && msg.contains("result: exit-code")
             && msg.contains("running again"),
         "{msg}"
     );
