@@ -225,7 +225,7 @@ impl Probe for SystemProbe {
     async fn inspect(&self, unit: &UnitName) -> anyhow::Result<UnitView> {
         let watch = self.managers.get(unit).await?;
         match watch.inspect(unit).await {
-            Ok(info) => Ok(view_of(info)),
+            Ok(info) => Ok(view_of(&info)),
             Err(e) => {
                 // A failed call may mean a broken connection: make a new one next time.
                 if matches!(e, autoscaler_systemd::Error::Call { .. }) {
@@ -238,7 +238,7 @@ impl Probe for SystemProbe {
 
     fn inspect_now(&self, unit: &UnitName) -> Option<UnitView> {
         let watch = self.managers.connector(unit).current()?;
-        watch.cached(unit).map(view_of)
+        watch.cached(unit, view_of)
     }
 
     fn sample(&self, unit: &UnitName, view: &UnitView, at: Millis) -> anyhow::Result<Sampled> {
@@ -324,11 +324,11 @@ impl Probe for SystemProbe {
     }
 }
 
-fn view_of(info: UnitInfo) -> UnitView {
+fn view_of(info: &UnitInfo) -> UnitView {
     UnitView {
-        active_state: info.active_state,
+        active_state: info.active_state.clone(),
         main_pid: info.main_pid,
-        control_group: info.control_group,
+        control_group: info.control_group.clone(),
         limits: info.limits,
     }
 }

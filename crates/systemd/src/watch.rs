@@ -101,20 +101,30 @@ impl State {
     }
 
     fn fresh(&mut self, unit: &str, now: Instant) -> Option<UnitInfo> {
+        self.fresh_with(unit, now, UnitInfo::clone)
+    }
+
+    /// `f` of the cached info while it is current, without copying what `f` does not take.
+    fn fresh_with<T>(
+        &mut self,
+        unit: &str,
+        now: Instant,
+        f: impl FnOnce(&UnitInfo) -> T,
+    ) -> Option<T> {
         if !self.live {
             return None;
         }
-        let info = self
+        let taken = self
             .units
             .get(unit)?
             .cached
             .as_ref()
             .filter(|c| now < c.until)
-            .map(|c| c.info.clone());
-        if info.is_some() {
+            .map(|c| f(&c.info));
+        if taken.is_some() {
             self.stats.hits += 1;
         }
-        info
+        taken
     }
 
     fn token(&mut self, unit: &str) -> Option<Token> {
@@ -247,10 +257,11 @@ impl Watch {
         Ok(info)
     }
 
-    /// The unit as last read or signalled, while that is known to be current: what
-    /// [`Watch::inspect`] would answer without asking systemd. `None`: ask.
-    pub fn cached(&self, unit: &UnitName) -> Option<UnitInfo> {
-        State::lock(&self.state).fresh(unit.as_str(), Instant::now())
+    /// `f` of the unit as last read or signalled, while that is known to be current: of what
+    /// [`Watch::inspect`] would answer without asking systemd. `None`: ask. Called at every
+    /// check of every unit, so the caller copies only what it keeps.
+    pub fn cached<T>(&self, unit: &UnitName, f: impl FnOnce(&UnitInfo) -> T) -> Option<T> {
+        State::lock(&self.state).fresh_with(unit.as_str(), Instant::now(), f)
     }
 
     /// Makes the unit be read from systemd at its next inspect: its limits or cgroup may have
