@@ -105,6 +105,21 @@ async fn inspect_reads_a_running_unit() -> anyhow::Result<()> {
         ),
         ("inactive", None, None)
     );
+
+    // A slice is read through its own interface, which has no main process.
+    let slice = sd.inspect(&unit("app.slice")).await?;
+    assert_eq!(
+        (
+            slice.active_state.as_str(),
+            slice.main_pid,
+            slice.control_group.as_deref()
+        ),
+        (
+            "active",
+            None,
+            Some(format!("/{}/app.slice", sb.name()).as_str())
+        )
+    );
     Ok(())
 }
 
