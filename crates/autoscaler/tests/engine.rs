@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use autoscaler::engine::{Clock, INSPECT_TIMEOUT, SAMPLE_TIMEOUT, Snapshot, UnitSnapshot};
-use autoscaler_core::{GIB, Limits, Mode, UnitName};
+use autoscaler_core::{GIB, Limits, Millis, Mode, UnitName};
 use autoscaler_testkit::fakes::{Apply, Call, FakeClock, FakeDaemon, FakeSystemd, HOST, T0};
 use serde_json::Value;
 
@@ -57,6 +57,19 @@ fn first(s: &Snapshot) -> &UnitSnapshot {
 
 fn observed(s: &Snapshot) -> bool {
     first(s).observation.is_some()
+}
+
+/// The unit was read after `at`.
+fn observed_after(s: &Snapshot, at: Millis) -> bool {
+    first(s)
+        .observation
+        .as_ref()
+        .is_some_and(|o| o.usage.at > at)
+}
+
+/// The unit is available again and was read after `at`.
+fn read_again(s: &Snapshot, at: Millis) -> bool {
+    first(s).unit_error.is_none() && observed_after(s, at)
 }
 
 /// Moves paused time by hand, a second at a time, until `cond` holds: for the tests where a
@@ -200,12 +213,7 @@ async fn a_config_change_takes_effect_at_the_next_check() {
     .expect("config");
     let changed_at = d.clock.wall();
     let s = d
-        .wait("the next check", |s| {
-            first(s)
-                .observation
-                .as_ref()
-                .is_some_and(|o| o.usage.at > changed_at)
-        })
+        .wait("the next check", |s| observed_after(s, changed_at))
         .await
         .expect("next check");
     let o = first(&s).observation.as_ref().expect("observation");
@@ -344,15 +352,9 @@ async fn a_unit_that_vanishes_is_unavailable_until_it_comes_back() {
     assert_eq!(status, 503, "{body}");
     sys.restore(u);
     let back_at = d.clock.wall();
-    d.wait("the unit read again", |s| {
-        first(s).unit_error.is_none()
-            && first(s)
-                .observation
-                .as_ref()
-                .is_some_and(|o| o.usage.at > back_at)
-    })
-    .await
-    .expect("back");
+    d.wait("the unit read again", |s| read_again(s, back_at))
+        .await
+        .expect("back");
 
     // Gone in the middle of a change: a 503, a failed history row, and no disabled mode
     // (nothing was changed, and nothing needs acknowledging).
@@ -407,15 +409,9 @@ async fn a_stopped_unit_says_so_until_it_runs_again() {
 
     sys.set_active_state(u, "active");
     let back_at = d.clock.wall();
-    d.wait("the unit read again", |s| {
-        first(s).unit_error.is_none()
-            && first(s)
-                .observation
-                .as_ref()
-                .is_some_and(|o| o.usage.at > back_at)
-    })
-    .await
-    .expect("back");
+    d.wait("the unit read again", |s| read_again(s, back_at))
+        .await
+        .expect("back");
     d.stop().await.expect("stop");
 }
 
