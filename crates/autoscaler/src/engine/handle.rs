@@ -146,9 +146,7 @@ impl EngineHandle {
         }
     }
 
-    /// History rows, newest first. The query runs off the async workers, as the range query
-    /// does: SQLite calls block (on a database another process holds locked, for the busy
-    /// timeout), and a worker held there is one the engine's loop and other requests lack.
+    /// History rows, newest first, queried off the async workers ([`EngineHandle::query`]).
     pub async fn history(
         &self,
         unit: &UnitName,
@@ -161,11 +159,24 @@ impl EngineHandle {
                 allowed: Some("an integer in 1..=1000".into()),
             });
         }
-        let store = self.store.clone();
         let unit = unit.clone();
-        tokio::task::spawn_blocking(move || store.history(&unit, limit))
+        self.query("history", move |store| store.history(&unit, limit))
             .await
-            .map_err(|e| EngineError::Internal(format!("the history query task failed: {e}")))?
+    }
+
+    /// Runs a store query off the async workers: SQLite calls block (a cold day of samples
+    /// takes a good part of a second on a busy host; a database another process holds locked,
+    /// the busy timeout), and a worker held there is one the engine's loop and other requests
+    /// lack.
+    pub(super) async fn query<T: Send + 'static>(
+        &self,
+        what: &str,
+        run: impl FnOnce(&Store) -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || run(&store))
+            .await
+            .map_err(|e| EngineError::Internal(format!("the {what} query task failed: {e}")))?
             .map_err(|e| EngineError::Internal(format!("{e:#}")))
     }
 

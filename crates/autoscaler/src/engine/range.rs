@@ -50,13 +50,8 @@ impl EngineHandle {
             step_text.unwrap_or_default(),
         )
         .map_err(bad)?;
-        let store = self.store.clone();
         let unit = unit.clone();
-        // SQLite calls block (a cold day of samples takes a good part of a second on a busy
-        // host); they run off the async workers.
-        tokio::task::spawn_blocking(move || store.metrics_range(&unit, range))
+        self.query("metrics", move |store| store.metrics_range(&unit, range))
             .await
-            .map_err(|e| EngineError::Internal(format!("the metrics query task failed: {e}")))?
-            .map_err(|e| EngineError::Internal(format!("{e:#}")))
     }
 }
