@@ -7,13 +7,16 @@
 //! nothing from one point a second that one point every 15-30 s does not give it; the noise
 //! the extra points carry is averaged away anyway.
 //!
-//! So samples closer together than three quarters of a step ([`POINTS_PER_WINDOW`] steps make
-//! the forecast window; [`MERGE_WITHIN`]) are merged into one point, their mean (time
-//! included), and each point remembers how many samples it holds. At the spec's defaults (30 s
-//! checks, a 120-minute window, so a 30 s step) no two samples are ever merged and every
-//! figure is as before; a faster interval keeps at most `4/3 x POINTS_PER_WINDOW` points per
-//! window. [`Recent::version`] changes only when a point is added or dropped, so a caller can
-//! redo the O(points) work once per point rather than once per sample.
+//! So the samples of one step ([`POINTS_PER_WINDOW`] steps make the forecast window) are
+//! merged into one point, their mean (time included), and each point remembers how many
+//! samples it holds. A point spans a step less three quarters of the gap before its newest
+//! sample ([`EARLY`]): samples every `i` seconds, `i` a divisor of the step, make exactly one
+//! point a step, and a check up to a quarter of its interval early is still a point of its
+//! own. At the spec's defaults (30 s checks, a 120-minute window, so a 30 s step) no two samples
+//! are ever merged and every figure is as before; a faster interval keeps
+//! `POINTS_PER_WINDOW` points per window. [`Recent::version`] changes only when a point is
+//! added or dropped, so a caller can redo the O(points) work once per point rather than once
+//! per sample.
 
 use std::collections::VecDeque;
 
@@ -25,19 +28,22 @@ use crate::time::Millis;
 /// that resolution but the work per check.
 pub const POINTS_PER_WINDOW: u32 = 240;
 
-/// How much of a step the samples merged into one point may span. Less than a whole step, so
-/// that checks at the step's own interval are not merged when one comes early (a late timer,
-/// a check the kernel woke): a check up to a quarter of a step early is still a point of its
-/// own. It was half a step, and at a 1 s interval each unit kept 480 points where 313 tell the
-/// regression the same (12 KB a unit of the daemon's memory, now 8; docs/BENCHMARKS.md,
-/// "Memory: what a unit keeps").
-const MERGE_WITHIN: f64 = 0.75;
+/// The share of the gap before a sample by which the point it would join must end earlier
+/// than a whole step. Samples at the step's own interval are then never merged, even when one
+/// comes a quarter of an interval early (a late timer, a check the kernel woke); at any
+/// interval dividing the step, a step's samples make one point. The rule was "a point spans
+/// less than three quarters of a step", which at a 1 s interval kept 313 points a window
+/// where 240 tell the regression the same (docs/BENCHMARKS.md, "Memory: what a unit keeps",
+/// sessions 12 and 15).
+const EARLY: f64 = 0.75;
 
-/// The recent samples, oldest first, merged to at most 4/3 points per step.
+/// The recent samples, oldest first, merged to about a point per step.
 #[derive(Debug, Clone, Default)]
 pub struct Recent {
     /// The points, oldest first; the newest is `open`'s mean while it is open.
     points: VecDeque<Point>,
+    /// The time the points' `at` counts from.
+    base: Millis,
     /// AutoCoder's counts of each point, index for index with `points`, from the first point
     /// that has any: most units never do, and keep none.
     signals: Option<VecDeque<Signals>>,
@@ -46,13 +52,15 @@ pub struct Recent {
     version: u64,
 }
 
-/// One kept point: 24 bytes, where a [`Sample`] and its weight took 52. At a 1 s interval a
-/// unit keeps about 313 (two hours at 4/3 a step), so 25 KB became 8 KB a unit of the
+/// One kept point: 20 bytes, where a [`Sample`] and its weight took 52. At a 1 s interval a
+/// unit keeps 240 (two hours, a point a step), so 25 KB became under 5 KB a unit of the
 /// daemon's memory. Usage is kept to 24 bits (a relative error of 6e-8, far under its
-/// noise). AutoCoder's counts are kept apart ([`Signals`]), for the units that have them.
+/// noise), the time as milliseconds after [`Recent::base`] (24 days either way; the points
+/// span hours). AutoCoder's counts are kept apart ([`Signals`]), for the units that have them.
 #[derive(Debug, Clone, Copy)]
 struct Point {
-    at: Millis,
+    /// Milliseconds after [`Recent::base`].
+    at: i32,
     cpu_cores: f32,
     memory_bytes: f32,
     tasks: f32,
@@ -93,9 +101,9 @@ impl Signals {
 }
 
 impl Point {
-    fn new(s: &Sample, weight: u32) -> Point {
+    fn new(at: i32, s: &Sample, weight: u32) -> Point {
         Point {
-            at: s.at,
+            at,
             cpu_cores: s.cpu_cores as f32,
             memory_bytes: s.memory_bytes as f32,
             tasks: s.tasks as f32,
@@ -103,9 +111,13 @@ impl Point {
         }
     }
 
-    fn sample(&self, signals: Signals) -> Sample {
+    fn at(&self, base: Millis) -> Millis {
+        Millis(base.0 + i64::from(self.at))
+    }
+
+    fn sample(&self, base: Millis, signals: Signals) -> Sample {
         Sample {
-            at: self.at,
+            at: self.at(base),
             cpu_cores: f64::from(self.cpu_cores),
             memory_bytes: f64::from(self.memory_bytes),
             tasks: f64::from(self.tasks),
@@ -121,6 +133,8 @@ impl Point {
 #[derive(Debug, Clone, Copy)]
 struct Open {
     first: Millis,
+    /// The newest sample's time.
+    last: Millis,
     n: u32,
     /// Milliseconds after `first`, summed.
     offset_ms: f64,
@@ -137,6 +151,7 @@ impl Open {
     fn new(s: &Sample) -> Open {
         let mut o = Open {
             first: s.at,
+            last: s.at,
             n: 0,
             offset_ms: 0.0,
             cpu: 0.0,
@@ -153,6 +168,7 @@ impl Open {
 
     fn add(&mut self, s: &Sample) {
         self.n += 1;
+        self.last = s.at;
         self.offset_ms += s.at.0.saturating_sub(self.first.0) as f64;
         self.cpu += s.cpu_cores;
         self.memory += s.memory_bytes;
@@ -185,15 +201,17 @@ impl Open {
 
 impl Recent {
     /// Takes a sample, merging it into the newest point when that point's first sample is
-    /// less than [`MERGE_WITHIN`] of a step older (a step is `window_secs /
-    /// POINTS_PER_WINDOW`), and drops the points older than `keep_secs` before the sample.
+    /// less than a step, less [`EARLY`] of the gap since the newest sample, older (a step is
+    /// `window_secs / POINTS_PER_WINDOW`), and drops the points older than `keep_secs` before
+    /// the sample.
     pub fn push(&mut self, s: Sample, window_secs: f64, keep_secs: f64) {
-        let merge_ms = window_secs * 1000.0 / f64::from(POINTS_PER_WINDOW) * MERGE_WITHIN;
+        let step_ms = window_secs * 1000.0 / f64::from(POINTS_PER_WINDOW);
         let version = self.version;
+        let base = self.base;
         while self
             .points
             .front()
-            .is_some_and(|p| s.at.secs_since(p.at) > keep_secs)
+            .is_some_and(|p| s.at.secs_since(p.at(base)) > keep_secs)
         {
             self.points.pop_front();
             if let Some(signals) = &mut self.signals {
@@ -211,31 +229,70 @@ impl Recent {
         {
             self.signals = None;
         }
+        let joins = |o: &Open| {
+            let span = (s.at.0 - o.first.0) as f64;
+            let gap = (s.at.0 - o.last.0) as f64;
+            s.at >= o.last && span < step_ms - EARLY * gap
+        };
         let newest = match &mut self.open {
-            Some(o) if ((s.at.0 - o.first.0) as f64) < merge_ms && s.at >= o.first => {
+            Some(o) if joins(o) => {
                 o.add(&s);
-                let mean = o.mean();
+                let (mean, n) = (o.mean(), o.n);
+                let at = self.offset(mean.at);
                 if let Some(p) = self.points.back_mut() {
-                    *p = Point::new(&mean, o.n);
+                    *p = Point::new(at, &mean, n);
                 }
                 mean
             }
             _ => {
                 self.open = Some(Open::new(&s));
                 if self.points.len() == self.points.capacity() {
-                    // Grown by doubling up to the most points `keep_secs` can hold, and not
-                    // past it: doubling from 256 gave room for 512.
-                    let most = (keep_secs * 1000.0 / merge_ms).ceil() as usize + 2;
+                    // Grown by doubling up to the points `keep_secs` holds at a point a step,
+                    // and not past it (doubling from 256 gave room for 512); a quarter more
+                    // at a time past that, for irregular checks.
+                    let most = (keep_secs * 1000.0 / step_ms).ceil() as usize + 2;
                     let len = self.points.len();
-                    self.points
-                        .reserve_exact(len.max(4).min(most.saturating_sub(len)).max(1));
+                    let more = if len < most {
+                        len.max(4).min(most - len)
+                    } else {
+                        len / 4
+                    };
+                    self.points.reserve_exact(more.max(1));
                 }
-                self.points.push_back(Point::new(&s, 1));
+                let at = self.offset(s.at);
+                self.points.push_back(Point::new(at, &s, 1));
                 self.version += 1;
                 s
             }
         };
         self.note_signals(&newest);
+    }
+
+    /// `at` as a point's time, after [`Recent::base`]. The base is the first point's time,
+    /// moved to the oldest point's if `at` is over 24 days from it; points more than that
+    /// before `at` (only a clock set back by weeks leaves them) are dropped.
+    fn offset(&mut self, at: Millis) -> i32 {
+        if self.points.is_empty() {
+            self.base = at;
+        }
+        if let Ok(x) = i32::try_from(at.0 - self.base.0) {
+            return x;
+        }
+        let base = self.base;
+        let oldest = self.points.front().map_or(at, |p| p.at(base)).min(at);
+        let fits = |t: Millis| i32::try_from(t.0 - oldest.0).is_ok();
+        if !self.points.back().is_none_or(|p| fits(p.at(base))) || !fits(at) {
+            self.points.clear();
+            self.signals = None;
+            self.version += 1;
+            self.base = at;
+            return 0;
+        }
+        for p in &mut self.points {
+            p.at = i32::try_from(p.at(base).0 - oldest.0).unwrap_or(i32::MAX);
+        }
+        self.base = oldest;
+        i32::try_from(at.0 - oldest.0).unwrap_or(i32::MAX)
     }
 
     /// Keeps the newest point's AutoCoder counts, once any point has had some.
@@ -257,7 +314,7 @@ impl Recent {
         self.points
             .iter()
             .zip(signals.chain(std::iter::repeat(Signals::NONE)))
-            .map(|(p, s)| p.sample(s))
+            .map(|(p, s)| p.sample(self.base, s))
             .collect()
     }
 
@@ -279,7 +336,10 @@ impl Recent {
     pub fn samples_within(&self, now: Millis, window_secs: f64) -> usize {
         self.points
             .iter()
-            .filter(|p| p.at <= now && now.secs_since(p.at) < window_secs)
+            .filter(|p| {
+                let at = p.at(self.base);
+                at <= now && now.secs_since(at) < window_secs
+            })
             .map(|p| p.weight as usize)
             .sum()
     }
@@ -318,16 +378,16 @@ mod tests {
     }
 
     #[test]
-    fn a_fast_interval_keeps_at_most_four_points_per_three_steps_of_means() {
+    fn a_fast_interval_keeps_a_point_a_step_of_means() {
         let mut r = Recent::default();
         for k in 0..7199 {
             let cpu = if k % 2 == 0 { 1.0 } else { 0.0 };
             r.push(at(f64::from(k), cpu), 7200.0, 7200.0);
         }
-        // 23 s per point over two hours (a point spans less than 22.5 s).
-        assert_eq!(r.len(), 313);
+        // 30 s per point over two hours (a point spans under 30 s less 0.75 s).
+        assert_eq!(r.len(), 240);
         assert!(
-            r.points.capacity() <= 322,
+            r.points.capacity() <= 242,
             "room for what two hours hold, not doubled past it: {}",
             r.points.capacity()
         );
@@ -336,9 +396,50 @@ mod tests {
             points.iter().all(|p| (p.cpu_cores - 0.5).abs() < 0.04),
             "means"
         );
-        // A point's time is its samples' mean time: the first holds 0..=22 s.
-        assert_eq!(points[0].at, Millis(11_000));
+        // A point's time is its samples' mean time: the first holds 0..=29 s.
+        assert_eq!(points[0].at, Millis(14_500));
         assert_eq!(r.samples_within(Millis(7_199_000), 7200.0), 7199);
+    }
+
+    #[test]
+    fn checks_at_any_divisor_of_the_step_make_a_point_a_step_and_an_early_one_stands_alone() {
+        for interval in [1.0, 2.0, 5.0, 10.0, 15.0] {
+            let mut r = Recent::default();
+            let n = (3600.0 / interval) as usize;
+            for k in 0..n {
+                r.push(at(k as f64 * interval, 1.0), 7200.0, 7200.0);
+            }
+            assert_eq!(r.len(), 120, "an hour at {interval} s");
+        }
+        let mut r = Recent::default();
+        // 30 s checks, one of them a quarter of the interval early.
+        for secs in [0.0, 30.0, 52.5, 90.0] {
+            r.push(at(secs, 1.0), 7200.0, 7200.0);
+        }
+        assert_eq!(r.len(), 4);
+    }
+
+    #[test]
+    fn points_weeks_apart_in_time_keep_their_times() {
+        let day = 86_400.0;
+        let mut r = Recent::default();
+        // A point a day, two days kept, for 30 days: the base moves to the oldest point kept
+        // once the newest is 24 days past it.
+        for d in 0..30 {
+            r.push(at(f64::from(d) * day, 1.0), 7200.0, 2.0 * day);
+        }
+        r.push(at(30.0 * day + 60.0, 2.0), 7200.0, 2.0 * day);
+        let points = r.points();
+        assert_eq!(points.len(), 2);
+        assert_eq!(points[0].at, at(29.0 * day, 1.0).at);
+        assert_eq!(points[1].at, at(30.0 * day + 60.0, 2.0).at);
+        assert!(r.base > Millis(0), "moved");
+        // A clock set back by 40 days: the points from its future go.
+        r.push(at(-10.0 * day, 3.0), 7200.0, 2.0 * day);
+        let points = r.points();
+        assert_eq!(points.len(), 1);
+        assert_eq!(points[0].at, at(-10.0 * day, 3.0).at);
+        assert_eq!(points[0].cpu_cores, 3.0);
     }
 
     #[test]
@@ -367,8 +468,8 @@ mod tests {
     }
 
     #[test]
-    fn a_point_is_24_bytes_and_gives_back_its_sample() {
-        assert_eq!(std::mem::size_of::<Point>(), 24);
+    fn a_point_is_20_bytes_and_gives_back_its_sample() {
+        assert_eq!(std::mem::size_of::<Point>(), 20);
         let s = Sample {
             at: Millis(123_456),
             cpu_cores: 1.25,
@@ -378,14 +479,15 @@ mod tests {
             testing_agents: 1,
             features_pending: Some(5),
         };
-        assert_eq!(Point::new(&s, 1).sample(Signals::of(&s)), s);
+        let base = Millis(100_000);
+        assert_eq!(Point::new(23_456, &s, 1).sample(base, Signals::of(&s)), s);
         let odd = Sample {
             cpu_cores: 0.1,
             agents: 70_000,
             features_pending: None,
             ..s
         };
-        let back = Point::new(&odd, 1).sample(Signals::of(&odd));
+        let back = Point::new(23_456, &odd, 1).sample(base, Signals::of(&odd));
         assert!((back.cpu_cores - 0.1).abs() < 1e-8);
         assert_eq!(back.agents, u32::from(u16::MAX));
         assert_eq!(back.features_pending, None);
