@@ -18,9 +18,10 @@
 //! [`ForecastPoint::enough_data`] is false and the interval is deliberately wide.
 //!
 //! Cost: per sample and horizon a constant amount of work (each remembered forecast is pushed
-//! and popped once; at most one is remembered per [`SCORE_EVERY_SECS`], so at most
-//! `horizon / SCORE_EVERY_SECS + 1` wait at a time), and memory bounded by a day of 5-minute
-//! buckets for the seasonal model. No I/O, no clock: time comes with each sample.
+//! and popped once; at most one is remembered per [`SCORE_EVERY_SECS`], and once the horizon is
+//! calibrated per tenth of the horizon, so 10 wait at a time then), and memory bounded
+//! by a day of 5-minute buckets for the seasonal model. No I/O, no clock: time comes with each
+//! sample.
 
 use std::collections::VecDeque;
 
@@ -48,6 +49,16 @@ const PRIOR_Q: f64 = 2.995_732_273_553_991;
 /// seconds; errors of forecasts made seconds apart are nearly the same error, so scoring them
 /// all adds cost, not information, and would let a minute's burst of samples dominate.
 pub const SCORE_EVERY_SECS: f64 = 60.0;
+
+/// Once a horizon is calibrated, its forecasts are remembered at most once per this share of
+/// it: two forecasts made a tenth of the horizon apart share nine tenths of their target
+/// window, so their errors are nearly one error. Scoring fewer changes neither the weight a
+/// stretch of time has (the step is divided by the forecasts in flight) nor the coverage bound,
+/// which goes with the horizon over the time scored, not with the count; it keeps 10
+/// forecasts in flight at 30 minutes where one a minute kept 30 (a daemon checking every
+/// second held 53 a series, 2 KB; docs/BENCHMARKS.md, "Memory", session 15). Before
+/// calibration one a minute is kept, so the first interval comes as soon as before.
+const SCORE_SHARE: f64 = 0.1;
 
 /// Miss rate allowed on each side of the 95% interval.
 const ALPHA_SIDE: f64 = 0.025;
@@ -258,6 +269,15 @@ impl Horizon {
             band: None,
             recent_hits: 0,
             recent_n: 0,
+        }
+    }
+
+    /// The least time between two forecasts remembered for scoring.
+    fn score_every(&self) -> f64 {
+        if self.band.is_some() {
+            SCORE_EVERY_SECS.max(self.secs * SCORE_SHARE)
+        } else {
+            SCORE_EVERY_SECS
         }
     }
 
@@ -485,12 +505,14 @@ impl SeriesForecaster {
         self.day.add(at, v);
         self.min_seen = self.min_seen.min(v);
         self.max_seen = self.max_seen.max(v);
-        // A forecast to be scored is issued at most every SCORE_EVERY_SECS per horizon; the
-        // ones shown are made when asked for (`forecasts`), not at every sample.
+        // A forecast to be scored is issued at most every SCORE_EVERY_SECS per horizon, and
+        // once calibrated every SCORE_SHARE of it; the ones shown are made when asked for
+        // (`forecasts`), not at every sample.
         for i in 0..self.horizons.len() {
+            let every = self.horizons[i].score_every();
             if self.horizons[i]
                 .last_issue
-                .is_some_and(|t| at.secs_since(t) < SCORE_EVERY_SECS)
+                .is_some_and(|t| at.secs_since(t) < every)
             {
                 continue;
             }
@@ -504,6 +526,11 @@ impl SeriesForecaster {
                 value,
                 h.band_now(),
             ));
+            // The room the warm-up's one a minute took is given back once fewer wait.
+            let most = (h.secs / every).ceil() as usize + 1;
+            if h.pending.len() <= most && h.pending.capacity() > most {
+                h.pending.shrink_to(most);
+            }
         }
     }
 

@@ -244,3 +244,33 @@ fn pending_forecasts_are_small_and_exact_on_a_steady_value() {
     let (lo, up) = p.band().expect("calibrated");
     assert!((lo - 1.0e8).abs() < 10.0 && (up - 2.0e8).abs() < 20.0);
 }
+
+/// A series sampled every second: one forecast a minute waits per horizon until the horizon
+/// is calibrated, then one per tenth of it, and the queues give back the warm-up's room.
+#[test]
+fn calibrated_horizons_keep_a_forecast_per_tenth_of_the_horizon_in_flight() {
+    let mut rng = Rng::new(7);
+    let mut f = SeriesForecaster::default();
+    let in_flight = |f: &SeriesForecaster| f.horizons.each_ref().map(|h| h.pending.len());
+    let mut warm_most = [0; 3];
+    for s in 0..4 * 3600 {
+        f.observe(Millis::from_secs(s), 2.0 + 0.1 * rng.normal());
+        for (i, h) in f.horizons.iter().enumerate() {
+            if h.band.is_none() {
+                warm_most[i] = warm_most[i].max(in_flight(&f)[i]);
+            }
+        }
+    }
+    assert_eq!(warm_most, [5, 15, 30], "one a minute before calibration");
+    assert!(f.horizons.iter().all(|h| h.band.is_some()), "calibrated");
+    assert_eq!(in_flight(&f), [5, 10, 10], "at most a tenth of the horizon apart");
+    let room = f.horizons.each_ref().map(|h| h.pending.capacity());
+    assert!(room[2] <= 11 && room[1] <= 11, "room given back: {room:?}");
+    // The first interval came as soon as before: 19 forecasts a minute apart after the first
+    // one's 30 minutes.
+    let mut g = SeriesForecaster::default();
+    for s in 0..=(30 + 18) * 60 {
+        g.observe(Millis::from_secs(s), 2.0 + 0.1 * rng.normal());
+    }
+    assert!(g.forecasts().expect("observed")[2].enough_data);
+}
