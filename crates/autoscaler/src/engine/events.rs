@@ -1,5 +1,5 @@
 //! The kernel wakes a unit's check: PSI triggers, memory thresholds and OOM notifications
-//! (`autoscaler_cgroup::events`), each polled by a small task that tells the engine which
+//! (`autoscaler_cgroup::events`), polled by a small task a unit that tells the engine which
 //! unit and why. The engine then checks that unit at once and a few times more in quick
 //! succession (a burst), with the same decision code: an event is fresh evidence, so the
 //! streak and cooldown rules hold as for any check.
@@ -19,7 +19,7 @@ use autoscaler_core::UnitName;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::AbortHandle;
 
 use super::{Probe, UnitView};
 
@@ -101,7 +101,15 @@ impl Drop for Watch {
     }
 }
 
-/// Arms unit `unit` on the blocking pool and polls what was armed, until aborted.
+/// A notifier registered with tokio, and the readiness it waits for.
+type Slot = Option<(AsyncFd<Polled>, Interest)>;
+
+/// The most notifiers a unit has: one per [`Source`].
+const SOURCES: usize = 4;
+
+/// Arms unit `unit` on the blocking pool and polls what was armed, until aborted. One task a
+/// unit polls all its notifiers: a task each, and one more to arm them, took about 2 KB a unit
+/// (docs/BENCHMARKS.md, "Memory", session 15).
 pub(super) fn watch<P: Probe>(
     probe: Arc<P>,
     unit: usize,
@@ -117,14 +125,15 @@ pub(super) fn watch<P: Probe>(
             let _turn = ARMING.acquire().await;
             tokio::task::spawn_blocking(move || probe.arm(&name, &view, threshold)).await
         };
-        let Ok(Some(armed)) = armed else { return };
+        let Ok(Some(mut armed)) = armed else { return };
+        debug_assert!(armed.notifiers.len() <= SOURCES, "one notifier per source");
         let mut sources: Vec<SourceState> = armed
             .notifiers
-            .iter()
+            .iter_mut()
             .map(|n| SourceState {
                 source: n.source,
                 armed: true,
-                detail: n.detail.clone(),
+                detail: std::mem::take(&mut n.detail),
             })
             .collect();
         sources.extend(armed.refused.into_iter().map(|(source, why)| SourceState {
@@ -132,8 +141,8 @@ pub(super) fn watch<P: Probe>(
             armed: false,
             detail: why,
         }));
-        let mut polls = JoinSet::new();
-        for n in armed.notifiers {
+        let mut slots: [Slot; SOURCES] = std::array::from_fn(|_| None);
+        for (slot, n) in slots.iter_mut().zip(armed.notifiers) {
             let (source, interest) = (n.source, interest(n.wait));
             // Safe here: the descriptor belongs to the `Notifier` inside, which nothing else
             // can reach, and stays open as long as the `AsyncFd` (the condition tokio's
@@ -141,9 +150,7 @@ pub(super) fn watch<P: Probe>(
             #[allow(deprecated)]
             let registered = AsyncFd::with_interest(Polled(n), interest);
             match registered {
-                Ok(fd) => {
-                    polls.spawn(poll(fd, interest, unit, tx.clone()));
-                }
+                Ok(fd) => *slot = Some((fd, interest)),
                 Err(e) => {
                     if let Some(s) = sources.iter_mut().find(|s| s.source == source) {
                         s.armed = false;
@@ -161,7 +168,7 @@ pub(super) fn watch<P: Probe>(
                 sources,
             })
             .await;
-        while polls.join_next().await.is_some() {}
+        poll(&mut slots, unit, &tx).await;
         // Every source ended (the cgroup went away): nothing to do until armed again.
         std::future::pending::<()>().await;
     });
@@ -172,25 +179,42 @@ pub(super) fn watch<P: Probe>(
     }
 }
 
-/// Waits for `fd`'s events and tells the engine, until the cgroup goes away (a failed
-/// drain) or the engine stops listening. A wake the engine has no room for is dropped: the
-/// unit is being checked already.
-async fn poll(fd: AsyncFd<Polled>, interest: Interest, unit: usize, tx: mpsc::Sender<Note>) {
-    let source = fd.get_ref().0.source;
-    loop {
-        let Ok(mut ready) = fd.ready(interest).await else {
-            return;
+/// Waits for the notifiers' events and tells the engine, each until the cgroup goes away (a
+/// failed drain), all until the engine stops listening. A wake the engine has no room for is
+/// dropped: the unit is being checked already.
+async fn poll(slots: &mut [Slot; SOURCES], unit: usize, tx: &mpsc::Sender<Note>) {
+    while slots.iter().any(Option::is_some) {
+        let (i, open) = tokio::select! {
+            open = fired(slots[0].as_ref()) => (0, open),
+            open = fired(slots[1].as_ref()) => (1, open),
+            open = fired(slots[2].as_ref()) => (2, open),
+            open = fired(slots[3].as_ref()) => (3, open),
         };
-        let drained = fd.get_ref().0.drain();
-        ready.clear_ready();
-        if drained.is_err() {
-            return;
+        let Some((fd, _)) = &slots[i] else { continue };
+        let source = fd.get_ref().0.source;
+        if !open {
+            slots[i] = None;
+            continue;
         }
         match tx.try_send(Note::Wake { unit, source }) {
             Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
             Err(mpsc::error::TrySendError::Closed(_)) => return,
         }
     }
+}
+
+/// Waits until `slot`'s notifier fires and drains it: false when the drain failed (its cgroup
+/// went away). An empty slot never fires.
+async fn fired(slot: Option<&(AsyncFd<Polled>, Interest)>) -> bool {
+    let Some((fd, interest)) = slot else {
+        return std::future::pending().await;
+    };
+    let Ok(mut ready) = fd.ready(*interest).await else {
+        return false;
+    };
+    let drained = fd.get_ref().0.drain();
+    ready.clear_ready();
+    drained.is_ok()
 }
 
 fn interest(wait: Wait) -> Interest {
