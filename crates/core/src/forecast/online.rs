@@ -355,21 +355,30 @@ struct Holt {
 /// allocated at the first value: a series a unit never has (AutoCoder's pending features, on
 /// most units) costs nothing.
 ///
-/// A bucket is its mean alone, 4 bytes, NaN while it holds nothing: values come in time order
-/// (a [`SeriesForecaster`] ignores those not after the last), so only the newest bucket is
-/// still filling and needs a count, and slot `k mod 288` can only hold bucket `k` of the day
-/// that ends with the newest. Buckets a gap skipped are emptied as the next value passes
-/// them. A day stamp in each bucket, and its own count, made it 8 bytes, and
-/// `(i64, f64, u32)` 24 before that (docs/BENCHMARKS.md, "Memory: what a unit keeps"). The mean is
-/// kept to 24 bits, a relative error of 6e-8 a value, far below any usage's noise.
+/// Values come in time order (a [`SeriesForecaster`] ignores those not after the last), so
+/// only the newest bucket is still filling: its mean and count are kept whole beside the
+/// others, and slot `k mod 288` can only hold bucket `k` of the day that ends with the newest.
+/// Buckets a gap skipped are emptied as the next value passes them. A closed bucket is its
+/// mean alone on a logarithmic scale in 16 bits ([`Day::code`]): within 0.07% of the mean,
+/// far under the noise of a usage's 5-minute means a day apart, which is what the seasonal
+/// model forecasts from. It was an `f32` (4 bytes), with a day stamp and a count beside it
+/// before that (8), and `(i64, f64, u32)` before that (24); docs/BENCHMARKS.md, "Memory".
 #[derive(Debug, Clone, Default)]
 struct Day {
-    means: Vec<f32>,
-    /// The newest bucket, counted from the epoch, and the values in its mean (up to 65,535,
-    /// a value every 5 ms; past that the mean goes on as a running average with that weight).
+    means: Vec<u16>,
+    /// The newest bucket, counted from the epoch, the values in it and their mean.
     newest: i64,
-    n: u16,
+    n: u32,
+    mean: f64,
 }
+
+/// A bucket that holds nothing.
+const EMPTY: u16 = 0;
+/// A bucket whose mean is zero (or under 2^-64, or negative: usage never is).
+const ZERO: u16 = 1;
+/// Codes per doubling of the mean: a code is `log2(mean)` to 1/512, so a mean is kept within
+/// `2^(1/1024) - 1` ≈ 0.07%, and the 65,534 codes span `2^-64` to `2^64`.
+const CODES_PER_OCTAVE: f64 = 512.0;
 
 impl Day {
     fn bucket(at: Millis) -> i64 {
@@ -380,27 +389,49 @@ impl Day {
         k.rem_euclid(BUCKETS as i64) as usize
     }
 
+    /// A closed bucket's mean in 16 bits.
+    fn code(mean: f64) -> u16 {
+        if mean.is_nan() {
+            return EMPTY;
+        }
+        let scaled = (mean.log2() + 64.0) * CODES_PER_OCTAVE;
+        if !(scaled >= 0.0) {
+            return ZERO;
+        }
+        (f64::from(ZERO + 1) + scaled.round()).min(f64::from(u16::MAX)) as u16
+    }
+
+    fn decode(code: u16) -> f64 {
+        match code {
+            EMPTY => f64::NAN,
+            ZERO => 0.0,
+            _ => (f64::from(code - ZERO - 1) / CODES_PER_OCTAVE - 64.0).exp2(),
+        }
+    }
+
     fn add(&mut self, at: Millis, v: f64) {
         let k = Day::bucket(at);
         if self.means.is_empty() {
-            self.means = vec![f32::NAN; BUCKETS];
+            self.means = vec![EMPTY; BUCKETS];
             self.newest = k;
         }
         if k < self.newest {
             return;
         }
         if k > self.newest {
+            if self.n > 0 {
+                self.means[Day::slot(self.newest)] = Day::code(self.mean);
+            }
             // The buckets after the newest, up to this one, start empty: a gap left nothing.
             for j in (self.newest + 1..=k).take(BUCKETS) {
-                self.means[Day::slot(j)] = f32::NAN;
+                self.means[Day::slot(j)] = EMPTY;
             }
             self.newest = k;
             self.n = 0;
         }
-        let slot = &mut self.means[Day::slot(k)];
         self.n = self.n.saturating_add(1);
-        let mean = if self.n == 1 { 0.0 } else { f64::from(*slot) };
-        *slot = (mean + (v - mean) / f64::from(self.n)) as f32;
+        let mean = if self.n == 1 { 0.0 } else { self.mean };
+        self.mean = mean + (v - mean) / f64::from(self.n);
     }
 
     fn mean_at(&self, at: Millis) -> f64 {
@@ -408,7 +439,10 @@ impl Day {
         if self.means.is_empty() || k > self.newest || k <= self.newest - BUCKETS as i64 {
             return f64::NAN;
         }
-        f64::from(self.means[Day::slot(k)])
+        if k == self.newest {
+            return if self.n > 0 { self.mean } else { f64::NAN };
+        }
+        Day::decode(self.means[Day::slot(k)])
     }
 }
 

@@ -195,7 +195,7 @@ fn day_buckets_are_small_means_allocated_at_the_first_value() {
         d.add(Millis(t0.0 + k as i64 * 1000), v);
     }
     assert_eq!(d.means.len(), BUCKETS);
-    assert_eq!(std::mem::size_of_val(d.means.as_slice()), 4 * BUCKETS);
+    assert_eq!(std::mem::size_of_val(d.means.as_slice()), 2 * BUCKETS);
     let mean = d.mean_at(t0);
     assert!((mean - 2.0e9).abs() < 2.0e9 * 1e-6, "{mean}");
     // The same slot a day later is another bucket: not read, and restarted by a value.
@@ -215,12 +215,33 @@ fn day_buckets_are_small_means_allocated_at_the_first_value() {
     assert!(d.mean_at(last.plus_secs(1800.0)).is_nan(), "the gap");
     assert_eq!(d.mean_at(last.plus_secs(3600.0)), 2.0);
     assert!(d.mean_at(last.plus_secs(3900.0)).is_nan(), "not yet");
-    // A count past 16 bits goes on as a running mean.
+    // The newest bucket's mean is kept whole; a closed one to 0.07%.
     let mut d = Day::default();
     for k in 0..70_000 {
-        d.add(Millis(t0.0 + k % 300), 7.0);
+        d.add(Millis(t0.0 + k % 300), 7.0 + (k % 3) as f64);
     }
-    assert_eq!(d.mean_at(t0), 7.0);
+    let open = d.mean_at(t0);
+    assert!((open - 559_999.0 / 70_000.0).abs() < 1e-12, "{open}");
+    d.add(t0.plus_secs(300.0), 1.0);
+    let closed = d.mean_at(t0);
+    assert!((closed / 8.0 - 1.0).abs() < 7e-4, "{closed}");
+}
+
+/// A closed bucket's 16-bit mean: empty, zero and anything from 2^-64 to 2^64 within 0.07%.
+#[test]
+fn day_bucket_codes_keep_a_mean_within_seven_ten_thousandths() {
+    assert!(Day::decode(Day::code(f64::NAN)).is_nan());
+    for v in [0.0, -3.0, 1e-30] {
+        assert_eq!(Day::decode(Day::code(v)), 0.0, "{v}");
+    }
+    assert_eq!(Day::decode(Day::code(1.0)), 1.0);
+    let mut v = 1e-19;
+    while v < 1e19 {
+        let back = Day::decode(Day::code(v));
+        assert!((back / v - 1.0).abs() < 6.8e-4, "{v} came back as {back}");
+        v *= 1.37;
+    }
+    assert_eq!(Day::code(f64::INFINITY), u16::MAX);
 }
 
 /// A remembered forecast is 40 bytes, gives back a steady value exactly, and keeps the
@@ -263,7 +284,11 @@ fn calibrated_horizons_keep_a_forecast_per_tenth_of_the_horizon_in_flight() {
     }
     assert_eq!(warm_most, [5, 15, 30], "one a minute before calibration");
     assert!(f.horizons.iter().all(|h| h.band.is_some()), "calibrated");
-    assert_eq!(in_flight(&f), [5, 10, 10], "at most a tenth of the horizon apart");
+    assert_eq!(
+        in_flight(&f),
+        [5, 10, 10],
+        "at most a tenth of the horizon apart"
+    );
     let room = f.horizons.each_ref().map(|h| h.pending.capacity());
     assert!(room[2] <= 11 && room[1] <= 11, "room given back: {room:?}");
     // The first interval came as soon as before: 19 forecasts a minute apart after the first
