@@ -244,26 +244,47 @@ fn day_bucket_codes_keep_a_mean_within_seven_ten_thousandths() {
     assert_eq!(Day::code(f64::INFINITY), u16::MAX);
 }
 
-/// A remembered forecast is 40 bytes, gives back a steady value exactly, and keeps the
-/// others to 24 bits relative to it.
+/// A remembered forecast is 32 bytes, gives back a steady value exactly, keeps the others to
+/// 24 bits relative to it, and its due time across any span.
 #[test]
 fn pending_forecasts_are_small_and_exact_on_a_steady_value() {
-    assert_eq!(std::mem::size_of::<Pending>(), 40);
-    let steady = Pending::new(Millis(0), &[3.0e9; 4], 3.0e9, None);
+    assert_eq!(std::mem::size_of::<Pending>(), 32);
+    let steady = Pending::new(7, &[3.0e9; 4], 0, None);
     assert!((0..4).all(|i| steady.pred(i) == 3.0e9));
     assert_eq!(steady.issued(), 3.0e9);
+    assert_eq!(steady.due_ms(), 7);
     assert_eq!(steady.band(), None);
     let p = Pending::new(
-        Millis(0),
+        DUE_MASK,
         &[3.0e9, 3.1e9, f64::NAN, 2.9e9],
-        3.1e9,
+        1,
         Some((1.0e8, 2.0e8)),
     );
+    assert_eq!(p.due_ms(), DUE_MASK);
     assert!((p.pred(1) - 3.1e9).abs() < 3.1e9 * 1e-7);
     assert!(p.pred(2).is_nan());
     assert!((p.issued() - 3.1e9).abs() < 3.1e9 * 1e-7);
     let (lo, up) = p.band().expect("calibrated");
     assert!((lo - 1.0e8).abs() < 10.0 && (up - 2.0e8).abs() < 20.0);
+    // A trend forecast under zero is issued as zero, as shown.
+    assert_eq!(
+        Pending::new(0, &[1.0, 1.0, -0.5, 1.0], 2, None).issued(),
+        0.0
+    );
+    // Due times 40 days on from the first, two in flight at a time: counted from the oldest.
+    let mut h = Horizon::new(300.0);
+    let day = 86_400_000;
+    for d in 0..40 {
+        let due = Millis(d * day + 123);
+        h.remember(due, &[1.0; 4], 0, None);
+        let back: Vec<Millis> = h.pending.iter().map(|p| h.due(p)).collect();
+        assert_eq!(back.last(), Some(&due));
+        assert!(back.windows(2).all(|w| w[1].0 - w[0].0 == day));
+        if h.pending.len() == 2 {
+            h.pending.pop_front();
+        }
+    }
+    assert!(h.base.0 > 12 * day, "moved on");
 }
 
 /// A series sampled every second: one forecast a minute waits per horizon until the horizon
