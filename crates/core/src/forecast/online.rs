@@ -429,8 +429,11 @@ impl Day {
         if mean.is_nan() {
             return EMPTY;
         }
+        if mean <= 0.0 {
+            return ZERO;
+        }
         let scaled = (mean.log2() + 64.0) * CODES_PER_OCTAVE;
-        if !(scaled >= 0.0) {
+        if scaled < 0.0 {
             return ZERO;
         }
         (f64::from(ZERO + 1) + scaled.round()).min(f64::from(u16::MAX)) as u16
