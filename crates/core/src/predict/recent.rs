@@ -279,9 +279,10 @@ impl Recent {
             return x;
         }
         let base = self.base;
-        let oldest = self.points.front().map_or(at, |p| p.at(base)).min(at);
-        let fits = |t: Millis| i32::try_from(t.0 - oldest.0).is_ok();
-        if !self.points.back().is_none_or(|p| fits(p.at(base))) || !fits(at) {
+        let first = self.points.front().map_or(at, |p| p.at(base));
+        let last = self.points.back().map_or(at, |p| p.at(base));
+        let (oldest, newest) = (first.min(at), last.max(at));
+        if i32::try_from(newest.0 - oldest.0).is_err() {
             self.points.clear();
             self.signals = None;
             self.version += 1;
