@@ -287,7 +287,8 @@ impl Horizon {
         }
     }
 
-    /// Remembers a forecast due at `due`, after those remembered before it.
+    /// Remembers a forecast due at `due`, after those remembered before it, and gives back
+    /// the room the warm-up's one a minute took once fewer wait.
     fn remember(&mut self, due: Millis, preds: &[f64; 4], model: usize, band: Option<(f64, f64)>) {
         if self.pending.is_empty() {
             self.base = due;
@@ -301,6 +302,10 @@ impl Horizon {
         }
         let ms = u32::try_from(due.0 - self.base.0).unwrap_or(DUE_MASK);
         self.pending.push_back(Pending::new(ms, preds, model, band));
+        let most = (self.secs / self.score_every()).ceil() as usize + 1;
+        if self.pending.len() <= most && self.pending.capacity() > most {
+            self.pending.shrink_to(most);
+        }
     }
 
     fn due(&self, p: &Pending) -> Millis {
@@ -595,11 +600,6 @@ impl SeriesForecaster {
             h.last_issue = Some(at);
             let band = h.band_now();
             h.remember(at.plus_secs(h.secs), &preds, model, band);
-            // The room the warm-up's one a minute took is given back once fewer wait.
-            let most = (h.secs / every).ceil() as usize + 1;
-            if h.pending.len() <= most && h.pending.capacity() > most {
-                h.pending.shrink_to(most);
-            }
         }
     }
 
