@@ -126,7 +126,6 @@ pub(super) fn watch<P: Probe>(
             tokio::task::spawn_blocking(move || probe.arm(&name, &view, threshold)).await
         };
         let Ok(Some(mut armed)) = armed else { return };
-        debug_assert!(armed.notifiers.len() <= SOURCES, "one notifier per source");
         let mut sources: Vec<SourceState> = armed
             .notifiers
             .iter_mut()
@@ -141,9 +140,18 @@ pub(super) fn watch<P: Probe>(
             armed: false,
             detail: why,
         }));
+        // `sources` begins with the notifiers, in their order.
         let mut slots: [Slot; SOURCES] = std::array::from_fn(|_| None);
-        for (slot, n) in slots.iter_mut().zip(armed.notifiers) {
-            let (source, interest) = (n.source, interest(n.wait));
+        let mut free = slots.iter_mut();
+        for (n, state) in armed.notifiers.into_iter().zip(sources.iter_mut()) {
+            let interest = interest(n.wait);
+            // `arm` gives at most one notifier per source; one past them would be dropped
+            // unpolled, so `/status` says so rather than showing it armed.
+            let Some(slot) = free.next() else {
+                state.armed = false;
+                state.detail = format!("cannot poll it: more than {SOURCES} notifiers");
+                continue;
+            };
             // Safe here: the descriptor belongs to the `Notifier` inside, which nothing else
             // can reach, and stays open as long as the `AsyncFd` (the condition tokio's
             // `unsafe` replacement states; the workspace forbids `unsafe`).
@@ -152,10 +160,8 @@ pub(super) fn watch<P: Probe>(
             match registered {
                 Ok(fd) => *slot = Some((fd, interest)),
                 Err(e) => {
-                    if let Some(s) = sources.iter_mut().find(|s| s.source == source) {
-                        s.armed = false;
-                        s.detail = format!("cannot poll it: {e}");
-                    }
+                    state.armed = false;
+                    state.detail = format!("cannot poll it: {e}");
                 }
             }
         }
