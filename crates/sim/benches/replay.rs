@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use autoscaler_core::Millis;
 use autoscaler_core::forecast::SeriesForecaster;
-use autoscaler_sim::{Machine, PolicySpec, Setup, Trace, read_dir, replay};
+use autoscaler_sim::{Machine, PolicySpec, Setup, Trace, read_dir, replay, shared_traces_dir};
 
 /// Feeds the trace's CPU and memory series to fresh forecasters, reading the forecasts after
 /// every sample.
@@ -32,16 +32,8 @@ fn forecast_trace(t: &Trace) {
 }
 
 fn main() -> anyhow::Result<()> {
-    let dir = std::env::var_os("AUTOSCALER_TRACES").map_or_else(
-        // The shared traces sit beside the repository (../shared/traces), as on CI.
-        || {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/traces/gcd-vms"
-            ))
-        },
-        PathBuf::from,
-    );
+    let dir = std::env::var_os("AUTOSCALER_TRACES")
+        .map_or_else(|| shared_traces_dir().join("gcd-vms"), PathBuf::from);
     let setup = Setup::new(Machine::default());
     let (traces, errors) = read_dir(&dir, setup.machine.scale())?;
     for e in &errors {

@@ -21,7 +21,9 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 
 use autoscaler_core::{Limits, Policy};
-use autoscaler_sim::{Machine, Observation, PolicySpec, Scaler, Setup, read_dir, replay, run};
+use autoscaler_sim::{
+    Machine, Observation, PolicySpec, Scaler, Setup, read_dir, replay, run, shared_traces_dir,
+};
 
 /// Samples in 8 hours and in one hour at gcd-vms' 5-minute step.
 const LONG: usize = 96;
@@ -91,15 +93,9 @@ impl Scaler for Rule {
 }
 
 fn main() -> anyhow::Result<()> {
-    let root = std::env::args().nth(1).map_or_else(
-        || {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/traces"
-            ))
-        },
-        PathBuf::from,
-    );
+    let root = std::env::args()
+        .nth(1)
+        .map_or_else(shared_traces_dir, PathBuf::from);
     let setup = Setup::new(Machine::default());
     let (traces, errors) = read_dir(&root.join("gcd-vms"), setup.machine.scale())?;
     anyhow::ensure!(errors.is_empty(), "unreadable traces: {errors:?}");

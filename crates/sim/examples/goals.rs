@@ -15,18 +15,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use autoscaler_core::{FieldValue, Policy};
-use autoscaler_sim::{Machine, PolicySpec, Setup, read_dir, read_trace, run};
+use autoscaler_sim::{Machine, PolicySpec, Setup, read_dir, read_trace, run, shared_traces_dir};
 
 fn main() -> anyhow::Result<()> {
-    let root = std::env::args().nth(1).map_or_else(
-        || {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/traces"
-            ))
-        },
-        PathBuf::from,
-    );
+    let root = std::env::args()
+        .nth(1)
+        .map_or_else(shared_traces_dir, PathBuf::from);
     let policies = [
         PolicySpec::Spec(Policy::Balanced),
         PolicySpec::Spec(Policy::Aggressive),

@@ -34,4 +34,4 @@ pub use policy::{Machine, Observation, PolicySpec, Scaler, Setup};
 pub use replay::{replay, replay_delayed};
 pub use report::{ParetoRow, Report, Run, TraceResult, plot_svg, run};
 pub use score::Score;
-pub use trace::{ExportWriter, Point, Trace, read_dir, read_trace};
+pub use trace::{ExportWriter, Point, Trace, read_dir, read_trace, shared_traces_dir};

@@ -220,6 +220,12 @@ pub fn read_trace(path: &Path, scale: Scale) -> Result<Trace, TraceError> {
     })
 }
 
+/// The public traces beside the repository (`../shared/traces`, as on CI), where the
+/// examples and benches look when no directory is given.
+pub fn shared_traces_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/traces")
+}
+
 /// Reads every `.txt` and `.csv` file under `dir` (recursively, sorted by path). A file that
 /// fails is reported in the second list and the others are still read.
 pub fn read_dir(dir: &Path, scale: Scale) -> Result<(Vec<Trace>, Vec<TraceError>), TraceError> {
