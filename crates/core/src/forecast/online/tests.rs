@@ -288,22 +288,35 @@ fn pending_forecasts_are_small_and_exact_on_a_steady_value() {
 }
 
 /// A series sampled every second: one forecast a minute waits per horizon until the horizon
-/// is calibrated, then one per tenth of it, and the queues give back the warm-up's room.
+/// is calibrated, no more than calibration needs, then one per tenth of it, and the queues
+/// give back the warm-up's room.
 #[test]
 fn calibrated_horizons_keep_a_forecast_per_tenth_of_the_horizon_in_flight() {
     let mut rng = Rng::new(7);
     let mut f = SeriesForecaster::default();
     let in_flight = |f: &SeriesForecaster| f.horizons.each_ref().map(|h| h.pending.len());
     let mut warm_most = [0; 3];
+    let mut warm_room = [0; 3];
     for s in 0..4 * 3600 {
         f.observe(Millis::from_secs(s), 2.0 + 0.1 * rng.normal());
         for (i, h) in f.horizons.iter().enumerate() {
             if h.band.is_none() {
                 warm_most[i] = warm_most[i].max(in_flight(&f)[i]);
+                warm_room[i] = warm_room[i].max(h.pending.capacity());
             }
         }
     }
-    assert_eq!(warm_most, [5, 15, 30], "one a minute before calibration");
+    // 30 a minute apart fit in a 30-minute horizon; the first 19 calibrate it.
+    assert_eq!(
+        warm_most,
+        [5, 15, 19],
+        "one a minute, as many as calibration needs"
+    );
+    assert_eq!(
+        warm_room,
+        [6, 16, 19],
+        "room for those, not the next power of two"
+    );
     assert!(f.horizons.iter().all(|h| h.band.is_some()), "calibrated");
     assert_eq!(
         in_flight(&f),
