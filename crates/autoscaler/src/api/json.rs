@@ -288,7 +288,7 @@ pub fn prediction_json(u: &UnitSnapshot, p: &Prediction) -> Value {
     json!({
         "timestamp": ts(u.observation.as_ref().map(|o| o.usage.at)),
         "unit": u.name.as_str(),
-        "adaptive": u.adaptive.as_ref().map_or(Value::Null, adaptive_json),
+        "adaptive": u.adaptive.as_deref().map_or(Value::Null, adaptive_json),
         "predictive": u.config.predictive(),
         "window_minutes": u.config.forecast_window_minutes(),
         "samples": p.samples,

@@ -120,7 +120,7 @@ impl EngineHandle {
                 unit: unit.to_string(),
                 reason: reason.clone(),
             }),
-            (Some(o), None) => Ok(o.clone()),
+            (Some(o), None) => Ok(Observation::clone(o)),
             (None, None) => Err(EngineError::Unavailable {
                 unit: unit.to_string(),
                 reason: "no sample yet: the first check has not run".into(),

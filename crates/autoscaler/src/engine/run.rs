@@ -581,7 +581,7 @@ impl<P: Probe, A: Actuator> Engine<P, A> {
             });
         }
         if let Err(e) = &bounds {
-            self.units[i].decision_note = format!("no automatic action: {e}");
+            self.units[i].decision_note = format!("no automatic action: {e}").into();
             return;
         }
         let Some(d) = decision else { return };

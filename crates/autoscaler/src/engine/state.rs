@@ -52,12 +52,13 @@ pub struct UnitSnapshot {
     pub config: Config,
     /// Limits as systemd last reported them.
     pub limits: Option<Limits>,
-    pub observation: Option<Observation>,
+    /// Shared with the unit's state: a new one each check, 384 bytes not copied again.
+    pub observation: Option<Arc<Observation>>,
     /// Why the unit cannot be managed right now, if it cannot.
     pub unit_error: Option<String>,
     pub last_failure: Option<Failure>,
     /// The controller's last verdict in words.
-    pub decision: String,
+    pub decision: Arc<str>,
     /// A scaling action is being applied right now.
     pub applying: bool,
     pub scale_up_count: u64,
@@ -69,8 +70,9 @@ pub struct UnitSnapshot {
     /// Trends, forecasts and the recommendation as of the last check.
     pub prediction: Option<Arc<Prediction>>,
     /// Under the `adaptive` policy: its last verdict (recommendation and chosen model per
-    /// resource, and the moves it asked for).
-    pub adaptive: Option<Verdict>,
+    /// resource, and the moves it asked for). Shared with the unit's state: most units run
+    /// another policy, and a verdict inline took 456 bytes in each state and snapshot.
+    pub adaptive: Option<Arc<Verdict>>,
     /// The heaviest features by CPU, as recorded while their agents ran.
     pub features: Vec<FeatureUsage>,
     /// The kernel's notifications for the unit: each source armed, or refused and why. Shared
@@ -166,11 +168,13 @@ pub(super) struct UnitState {
     pub config: Config,
     controller: Controller,
     pub prev: Option<Counters>,
-    observation: Option<Observation>,
+    observation: Option<Arc<Observation>>,
     limits: Option<Limits>,
     unit_error: Option<String>,
     pub last_failure: Option<Failure>,
-    pub decision_note: String,
+    /// The last verdict in words; shared with the snapshots, and replaced only when it reads
+    /// differently (most checks of a steady unit say the same).
+    pub decision_note: Arc<str>,
     pub applying: bool,
     action_counts: BTreeMap<(Action, Status), u64>,
     last_scale_time: Option<Millis>,
@@ -184,7 +188,7 @@ pub(super) struct UnitState {
     /// What `prediction` was computed from: it is computed again only when one of these
     /// changed (see [`Recent::version`]).
     predicted_from: Option<PredictedFrom>,
-    adaptive: Option<Verdict>,
+    adaptive: Option<Arc<Verdict>>,
     /// When the last changes were attempted, for the rate limit.
     changes: VecDeque<Millis>,
     events: Arc<[SourceState]>,
@@ -405,21 +409,24 @@ impl UnitState {
         let (evaluation, decision) = match bounds {
             Some(_) => {
                 let d = self.controller.observe(inputs);
-                self.decision_note = d.reason();
+                let note = d.reason();
+                if *self.decision_note != *note {
+                    self.decision_note = note.into();
+                }
                 self.adaptive = match d.why {
-                    Why::Adaptive(v) => Some(v),
+                    Why::Adaptive(v) => Some(Arc::new(v)),
                     _ => None,
                 };
                 (d.evaluation.clone(), Some(d))
             }
             None => (evaluate(inputs), None),
         };
-        self.observation = Some(Observation {
+        self.observation = Some(Arc::new(Observation {
             usage,
             counters,
             limits,
             evaluation,
-        });
+        }));
         decision
     }
 
@@ -573,7 +580,7 @@ impl UnitState {
             last_scale_time: self.last_scale_time,
             bounds: Bounds::new(&self.config, host).map_err(|e| e.to_string()),
             prediction: self.prediction.clone(),
-            adaptive: self.adaptive,
+            adaptive: self.adaptive.clone(),
             features: self.features.heaviest(10),
             events: self.events.clone(),
             wakes: self.wakes,
