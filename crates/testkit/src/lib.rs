@@ -520,8 +520,16 @@ fn remove_cgroups(name: &str) -> anyhow::Result<()> {
         .iter()
         .map(|h| Path::new(CGROUP_ROOT).join(h).join(name))
         .collect();
+    // A removal can take tens of milliseconds (the cpu hierarchy's waits for RCU): a
+    // benchmark's sandbox of 1000 units left behind took over 10 s, so the time allowed
+    // grows with the directories to remove.
+    let mut count = Vec::new();
+    for root in &roots {
+        collect_dirs(root, &mut count);
+    }
+    let allowed = Duration::from_secs(10) + Duration::from_millis(30) * count.len() as u32;
     wait_until(
-        Duration::from_secs(10),
+        allowed,
         &format!("the cgroups of {name} to be removed"),
         || {
             let mut left = Vec::new();
