@@ -1,7 +1,6 @@
 //! What the benchmarks in `examples/` share: the figures of a process from `/proc`, the
 //! daemon's metrics, and the sandbox's idle units. Not an example of its own (Cargo builds
-//! only `examples/*.rs` and `examples/*/main.rs`). Each benchmark uses a part of it.
-#![allow(dead_code)]
+//! only `examples/*.rs` and `examples/*/main.rs`).
 
 use std::path::PathBuf;
 use std::process::Command;
