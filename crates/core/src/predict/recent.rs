@@ -57,10 +57,11 @@ pub struct Recent {
 }
 
 /// One kept point: 16 bytes, where a [`Sample`] and its weight took 52. At a 1 s interval a
-/// unit keeps 240 (two hours, a point a step), so 25 KB became 4.5 KB a unit of the
-/// daemon's memory, its weights ([`Recent::weights`]) included. Usage is kept to 24 bits (a relative error of 6e-8, far under its
-/// noise), the time as milliseconds after [`Recent::base`] (24 days either way; the points
-/// span hours). AutoCoder's counts are kept apart ([`Signals`]), for the units that have them.
+/// unit keeps 240 (two hours, a point a step), so 25 KB became about 4.5 KB a unit of the
+/// daemon's memory, the counts ([`Recent::weights`]) included. Usage is kept to 24 bits (a
+/// relative error of 6e-8, far under its noise), the time as milliseconds after
+/// [`Recent::base`] (24 days either way; the points span hours). AutoCoder's counts are kept
+/// apart ([`Signals`]), for the units that have them.
 #[derive(Debug, Clone, Copy)]
 struct Point {
     /// Milliseconds after [`Recent::base`].
