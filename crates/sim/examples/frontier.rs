@@ -7,7 +7,7 @@
 //! Each rule here sees what a policy sees (usage capped at the limit, and whether the limit was
 //! hit), grows a hit limit x1.5 at once, as `adaptive` does, and otherwise sets the limit to
 //! the level it sees plus room, every sample: no hysteresis band, no hold, no resize cost, no
-//! generous first hours. It is not a policy (it makes about 200 resizes a day against the
+//! generous first hours. It is not a policy (it makes 40 to 200 resizes a day against the
 //! goal's 24); it is a bound on what rules of its kind can reach on these traces. Each family
 //! is swept over its one factor and the slack at `balanced`'s unmet CPU read off the curve.
 //! The families are the room the rounds in docs/DECISIONS.md tried, in their freest form:
@@ -48,7 +48,8 @@ struct Rule {
 }
 
 impl Rule {
-    fn room(&self, level: f64) -> f64 {
+    /// The limit the rule sets, in cores, when usage `level` was not held at the limit.
+    fn target(&self, level: f64) -> f64 {
         let rise = || {
             self.seen
                 .iter()
@@ -81,7 +82,7 @@ impl Scaler for Rule {
         let target = if o.cpu_limited {
             current * HIT_GROWTH
         } else {
-            self.room(cores)
+            self.target(cores)
         };
         // Rounded up to 5% of a core, within the bounds, as `adaptive`'s targets are.
         let quota = ((target * 20.0).ceil() * 5.0) as u32;
