@@ -38,7 +38,7 @@ fn main() -> anyhow::Result<()> {
     let names = common::start_idle_units(&sandbox, units, &[])?;
 
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let (daemon, _config) = common::start_daemon(&args, &sandbox, "dry-run", &names)?;
+    let (daemon, _config) = common::start_daemon(&args.bin, &sandbox, "dry-run", &names)?;
     let daemon_pid = daemon.pid().context("the daemon is not running")?;
 
     // cgtop on the sandbox's app.slice, where the units are: the same cgroups. It runs for a

@@ -73,7 +73,7 @@ fn main() -> anyhow::Result<()> {
     // The loaded unit first: it is the default unit, the one `/api/autoscaler/status` shows.
     let mut managed = vec![LOADED];
     managed.extend(names.iter().map(String::as_str));
-    let (daemon, _config) = common::start_daemon(&args, &sandbox, "live", &managed)?;
+    let (daemon, _config) = common::start_daemon(&args.bin, &sandbox, "live", &managed)?;
     let daemon_pid = daemon.pid().context("the daemon is not running")?;
     let all = units + 1;
 

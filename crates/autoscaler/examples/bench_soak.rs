@@ -33,20 +33,11 @@ fn main() -> anyhow::Result<()> {
         (1..=2000).contains(&units) && (1..=240).contains(&minutes),
         "UNITS must be 1-2000 and MINUTES 1-240 (the load stays bounded)"
     );
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let args = common::Args {
-        bin,
-        units,
-        seconds: minutes * 60,
-        label: label.clone(),
-        load1: load.split_whitespace().next().unwrap_or("?").to_string(),
-    };
-
     let sandbox = autoscaler_testkit::Sandbox::start()?;
     common::default_cpu_weight(&sandbox)?;
     let names = common::start_idle_units(&sandbox, units, &[])?;
     let managed: Vec<&str> = names.iter().map(String::as_str).collect();
-    let (daemon, _config) = common::start_daemon(&args, &sandbox, "dry-run", &managed)?;
+    let (daemon, _config) = common::start_daemon(&bin, &sandbox, "dry-run", &managed)?;
     let pid = daemon.pid().context("the daemon is not running")?;
     wait_until(
         Duration::from_secs(120),

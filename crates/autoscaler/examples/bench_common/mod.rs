@@ -48,7 +48,7 @@ impl Args {
 /// shows every unit every second, and changes nothing) unless a unit's config says otherwise,
 /// a 1 s check interval, logging at `info`, managing `units` (the first is the default unit).
 pub fn start_daemon(
-    args: &Args,
+    bin: &std::path::Path,
     sandbox: &Sandbox,
     strategy: &str,
     units: &[&str],
@@ -64,7 +64,7 @@ pub fn start_daemon(
     for n in units {
         dargs.extend(["--unit", n]);
     }
-    let daemon = Daemon::start_with_env(&args.bin, sandbox, &dargs, &[("AUTOSCALER_LOG", "info")])?;
+    let daemon = Daemon::start_with_env(bin, sandbox, &dargs, &[("AUTOSCALER_LOG", "info")])?;
     Ok((daemon, config))
 }
 
