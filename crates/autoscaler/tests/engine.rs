@@ -524,3 +524,66 @@ async fn a_front_reads_its_own_writes() {
     }
     d.stop().await.expect("stop");
 }
+
+/// `/metrics` is sent a family at a time (issue 14: the whole text at once added about 9 MiB
+/// at each scrape at 1000 units): each chunk is one whole family, no family comes twice, the
+/// text ends with `# EOF`, and every unit's samples are there with what the fakes report.
+#[tokio::test(start_paused = true)]
+async fn metrics_are_streamed_a_whole_family_at_a_time() {
+    let names: Vec<String> = (0..40).map(|i| format!("app{i}.service")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (_dir, sys, units, d) = fresh(&names);
+    sys.set_usage(&units[7], 1.5, 4 * GIB, 50);
+    d.wait("every unit read after the usage was set", |s| {
+        s.units.iter().all(|u| {
+            u.observation
+                .as_ref()
+                .is_some_and(|o| o.usage.at > T0 && o.usage.tasks > 0)
+        })
+    })
+    .await
+    .expect("observed");
+    let (status, chunks) = d.get_chunks("/metrics").await.expect("GET /metrics");
+    assert_eq!(status, 200);
+    let (last, families) = chunks.split_last().expect("a body");
+    assert_eq!(last, "# EOF\n");
+    let mut seen = std::collections::HashSet::new();
+    for chunk in families {
+        let mut lines = chunk.lines();
+        let help = lines.next().and_then(|l| l.strip_prefix("# HELP "));
+        let name = help.and_then(|h| h.split(' ').next()).expect(chunk);
+        assert!(seen.insert(name.to_string()), "{name} twice");
+        let kind = lines
+            .next()
+            .and_then(|l| l.strip_prefix(&format!("# TYPE {name} ")));
+        let sample_name = match kind {
+            Some("gauge") => name.to_string(),
+            Some("counter") => format!("{name}_total"),
+            other => panic!("{name}: type {other:?}"),
+        };
+        for l in lines {
+            let rest = l.strip_prefix(&sample_name).expect(l);
+            assert!(rest.starts_with('{') || rest.starts_with(' '), "{l}");
+        }
+    }
+    let total: usize = chunks.iter().map(String::len).sum();
+    let largest = chunks.iter().map(String::len).max().unwrap_or(0);
+    assert!(largest * 4 < total, "a chunk of {largest} bytes in {total}");
+    let text = chunks.concat();
+    for u in &units {
+        let available = format!("autoscaler_unit_available{{unit=\"{u}\"}} 1.0\n");
+        assert!(text.contains(&available), "{available}");
+        let modes = format!("autoscaler_mode{{unit=\"{u}\",mode=");
+        assert_eq!(text.matches(&modes).count(), Mode::ALL.len(), "{u}");
+    }
+    let u7 = &units[7];
+    for line in [
+        format!("autoscaler_memory_bytes{{unit=\"{u7}\"}} 4294967296.0\n"),
+        format!("autoscaler_tasks{{unit=\"{u7}\"}} 50.0\n"),
+        format!("autoscaler_limit_cpu_quota_percent{{unit=\"{u7}\"}} 200.0\n"),
+        format!("autoscaler_oom_kills_total{{unit=\"{u7}\"}} 0.0\n"),
+    ] {
+        assert!(text.contains(&line), "{line}");
+    }
+    d.stop().await.expect("stop");
+}

@@ -481,6 +481,24 @@ impl FakeDaemon {
         Ok((status, json))
     }
 
+    /// A GET through the daemon's router: the status and the body as the chunks it was sent
+    /// in, for the answers that are streamed (`/metrics`).
+    pub async fn get_chunks(&self, path: &str) -> anyhow::Result<(u16, Vec<String>)> {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let req = axum::http::Request::get(path).body(axum::body::Body::empty())?;
+        let resp = self.router.clone().oneshot(req).await?;
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        let mut chunks = Vec::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                chunks.push(String::from_utf8(data.to_vec())?);
+            }
+        }
+        Ok((status, chunks))
+    }
+
     /// Waits, in real time, until the store's writer has written everything queued: the
     /// writer is a thread that works in real time while a test's clock may be paused, so a
     /// test that reads the store right after paused hours must let it catch up.

@@ -1,295 +1,500 @@
-//! Prometheus `/metrics`: the engine's snapshot in OpenMetrics text, built at each scrape.
+//! Prometheus `/metrics`: the engine's snapshot in OpenMetrics text, written at each scrape.
 //!
-//! Building a small registry per scrape keeps this stateless: the snapshot is the only
-//! source, so what Prometheus sees is what the status endpoint says.
+//! The snapshot is the only source, so what Prometheus sees is what the status endpoint says.
+//! The text is written and sent a family at a time: at 1000 units the exposition is about
+//! 2 MB, and building it whole (a registry of label sets, then the text) added about 9 MiB to
+//! the daemon's RSS at each scrape, more than the units' state grows in an hour. A family's
+//! samples for every unit are one chunk of the body (OpenMetrics keeps a family together).
 
-use std::sync::atomic::AtomicU64;
+use std::convert::Infallible;
+use std::fmt::Write as _;
 
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use futures_util::StreamExt as _;
 
 use super::AppState;
-use crate::engine::{Failure, Rollback};
+use crate::engine::writer::StoreState;
+use crate::engine::{Failure, LoopStats, Observation, Rollback, UnitSnapshot, Units};
 use autoscaler_core::Mode;
 
-type Labels = Vec<(String, String)>;
-type G = Family<Labels, Gauge<f64, AtomicU64>>;
-type C = Family<Labels, Counter<f64, AtomicU64>>;
-
-struct Families {
-    reg: Registry,
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Kind {
+    Gauge,
+    Counter,
 }
 
-impl Families {
-    fn gauge(&mut self, name: &str, help: &str) -> G {
-        let f = G::default();
-        self.reg.register(name, help, f.clone());
-        f
+/// One metric family: its name, help and type, and where its samples come from.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: Kind,
+    samples: Samples,
+}
+
+enum Samples {
+    /// Samples of each unit (none, one or several), written through [`Lines`].
+    Unit(fn(&UnitSnapshot, &mut Lines<'_>)),
+    /// One sample for the whole daemon.
+    Daemon(fn(&Daemon) -> f64),
+}
+
+/// What the daemon-wide families read.
+struct Daemon {
+    loop_stats: LoopStats,
+    store: StoreState,
+}
+
+/// Writes one unit's samples of one family: `name{unit="…",…} value`.
+struct Lines<'a> {
+    out: &'a mut String,
+    name: &'static str,
+    kind: Kind,
+    unit: &'a str,
+}
+
+impl Lines<'_> {
+    fn put(&mut self, value: f64) {
+        self.put_with(&[], value);
     }
-    fn counter(&mut self, name: &str, help: &str) -> C {
-        let f = C::default();
-        self.reg.register(name, help, f.clone());
-        f
+
+    fn put_with(&mut self, labels: &[(&str, &str)], value: f64) {
+        let unit = [("unit", self.unit)];
+        sample(
+            self.out,
+            self.name,
+            self.kind,
+            unit.iter().chain(labels),
+            value,
+        );
     }
 }
 
-fn l(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+/// One sample line; a counter's samples carry the `_total` suffix.
+fn sample<'l>(
+    out: &mut String,
+    name: &str,
+    kind: Kind,
+    labels: impl IntoIterator<Item = &'l (&'l str, &'l str)>,
+    value: f64,
+) {
+    out.push_str(name);
+    if kind == Kind::Counter {
+        out.push_str("_total");
+    }
+    let mut sep = '{';
+    for (key, val) in labels {
+        out.push(sep);
+        out.push_str(key);
+        out.push_str("=\"");
+        escape_label(out, val);
+        out.push('"');
+        sep = ',';
+    }
+    if sep == ',' {
+        out.push('}');
+    }
+    out.push(' ');
+    number(out, value);
+    out.push('\n');
+}
+
+/// A label value as OpenMetrics quotes it: backslash, double quote and newline escaped.
+fn escape_label(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A sample's value: the shortest text that reads back as the same number (`1.0`, `0.25`,
+/// `1.8446744073709552e19`), and OpenMetrics' words for what is not finite.
+fn number(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else {
+        let _ = write!(out, "{v:?}");
+    }
+}
+
+/// A family's whole text: its `HELP` and `TYPE` lines, then its samples for every unit.
+fn family_text(f: &Family, units: &Units, daemon: &Daemon) -> String {
+    let mut out = String::new();
+    let kind = match f.kind {
+        Kind::Gauge => "gauge",
+        Kind::Counter => "counter",
+    };
+    let _ = writeln!(
+        out,
+        "# HELP {} {}\n# TYPE {} {kind}",
+        f.name, f.help, f.name
+    );
+    match f.samples {
+        Samples::Unit(write) => {
+            for u in units {
+                let mut lines = Lines {
+                    out: &mut out,
+                    name: f.name,
+                    kind: f.kind,
+                    unit: u.name.as_str(),
+                };
+                write(u, &mut lines);
+            }
+        }
+        Samples::Daemon(read) => sample(&mut out, f.name, f.kind, [], read(daemon)),
+    }
+    out
+}
+
+fn flag(on: bool) -> f64 {
+    if on { 1.0 } else { 0.0 }
 }
 
 /// `autoscaler_unit_failed` and `autoscaler_rollback_failed` for a unit's unacknowledged
 /// failure. The rollback's outcome is read from its type, never from the message's words, so
 /// rewording the message cannot silence the critical alert.
 fn failure_gauges(last: Option<&Failure>) -> (f64, f64) {
-    let gauge = |on: bool| if on { 1.0 } else { 0.0 };
     (
-        gauge(last.is_some()),
-        gauge(last.is_some_and(|f| matches!(f.rollback, Rollback::Failed(_)))),
+        flag(last.is_some()),
+        flag(last.is_some_and(|f| matches!(f.rollback, Rollback::Failed(_)))),
     )
 }
+
+fn observed(u: &UnitSnapshot) -> Option<&Observation> {
+    u.observation.as_deref()
+}
+
+const fn gauge(
+    name: &'static str,
+    help: &'static str,
+    write: fn(&UnitSnapshot, &mut Lines<'_>),
+) -> Family {
+    Family {
+        name,
+        help,
+        kind: Kind::Gauge,
+        samples: Samples::Unit(write),
+    }
+}
+
+const fn counter(
+    name: &'static str,
+    help: &'static str,
+    write: fn(&UnitSnapshot, &mut Lines<'_>),
+) -> Family {
+    Family {
+        name,
+        help,
+        kind: Kind::Counter,
+        samples: Samples::Unit(write),
+    }
+}
+
+const fn daemon(
+    name: &'static str,
+    help: &'static str,
+    kind: Kind,
+    read: fn(&Daemon) -> f64,
+) -> Family {
+    Family {
+        name,
+        help,
+        kind,
+        samples: Samples::Daemon(read),
+    }
+}
+
+/// Every family, in the order they are sent.
+static FAMILIES: &[Family] = &[
+    gauge(
+        "autoscaler_cpu_cores_used",
+        "CPU cores used by the unit over the last check interval.",
+        |u, l| {
+            if let Some(c) = observed(u).and_then(|o| o.usage.cpu_cores) {
+                l.put(c);
+            }
+        },
+    ),
+    gauge(
+        "autoscaler_cpu_percent_of_quota",
+        "CPU use in percent of the unit's CPUQuota.",
+        |u, l| {
+            if let Some(p) = observed(u).and_then(|o| o.evaluation.cpu_percent) {
+                l.put(p);
+            }
+        },
+    ),
+    gauge(
+        "autoscaler_memory_bytes",
+        "Memory used by the unit's cgroup.",
+        |u, l| {
+            if let Some(o) = observed(u) {
+                l.put(o.usage.memory_bytes as f64);
+            }
+        },
+    ),
+    gauge(
+        "autoscaler_tasks",
+        "Tasks (threads) in the unit's cgroup.",
+        |u, l| {
+            if let Some(o) = observed(u) {
+                l.put(o.usage.tasks as f64);
+            }
+        },
+    ),
+    gauge(
+        "autoscaler_processes",
+        "Processes in the unit's cgroup.",
+        |u, l| {
+            if let Some(o) = observed(u) {
+                l.put(o.usage.processes as f64);
+            }
+        },
+    ),
+    gauge(
+        "autoscaler_limit_cpu_quota_percent",
+        "CPUQuota in percent of one core (absent: unlimited).",
+        |u, l| {
+            if let Some(q) = u.limits.and_then(|lim| lim.cpu_quota) {
+                l.put(f64::from(q));
+            }
+        },
+    ),
+    gauge(
+        "autoscaler_limit_memory_bytes",
+        "MemoryMax in bytes (absent: unlimited).",
+        |u, l| {
+            if let Some(m) = u.limits.and_then(|lim| lim.memory_max) {
+                l.put(m as f64);
+            }
+        },
+    ),
+    gauge(
+        "autoscaler_limit_tasks",
+        "TasksMax (absent: unlimited).",
+        |u, l| {
+            if let Some(t) = u.limits.and_then(|lim| lim.tasks_max) {
+                l.put(t as f64);
+            }
+        },
+    ),
+    gauge(
+        "autoscaler_cpu_throttled_ratio",
+        "Share of CFS periods throttled over the last interval.",
+        |u, l| {
+            if let Some(t) = observed(u).and_then(|o| o.usage.throttled_ratio) {
+                l.put(t);
+            }
+        },
+    ),
+    counter(
+        "autoscaler_cpu_throttled_seconds",
+        "Time the unit was throttled by its CPU quota.",
+        |u, l| {
+            if let Some(o) = observed(u) {
+                l.put(o.counters.throttled_usec as f64 / 1e6);
+            }
+        },
+    ),
+    gauge(
+        "autoscaler_pressure_some_avg10",
+        "PSI 'some' avg10 in percent, by resource.",
+        |u, l| {
+            let Some(o) = observed(u) else { return };
+            if let Some(p) = o.usage.cpu_pressure {
+                l.put_with(&[("resource", "cpu")], p);
+            }
+            if let Some(p) = o.usage.memory_pressure {
+                l.put_with(&[("resource", "memory")], p);
+            }
+        },
+    ),
+    counter(
+        "autoscaler_oom_kills",
+        "OOM kills in the unit's cgroup.",
+        |u, l| {
+            if let Some(o) = observed(u) {
+                l.put(o.counters.oom_kills as f64);
+            }
+        },
+    ),
+    counter(
+        "autoscaler_actions",
+        "Scaling actions taken by this daemon since it started or as stored, by action and status.",
+        |u, l| {
+            for ((action, status), n) in &u.action_counts {
+                l.put_with(
+                    &[("action", action.as_str()), ("status", status.as_str())],
+                    *n as f64,
+                );
+            }
+        },
+    ),
+    gauge(
+        "autoscaler_unit_available",
+        "1 when the unit can be read and managed.",
+        |u, l| l.put(flag(u.unit_error.is_none())),
+    ),
+    gauge(
+        "autoscaler_mode",
+        "1 for the unit's current mode.",
+        |u, l| {
+            for m in Mode::ALL {
+                l.put_with(&[("mode", m.as_str())], flag(u.config.mode() == m));
+            }
+        },
+    ),
+    gauge(
+        "autoscaler_unit_failed",
+        "1 while a failed change is unacknowledged: the unit was disabled and stays so until its mode is set.",
+        |u, l| l.put(failure_gauges(u.last_failure.as_ref()).0),
+    ),
+    gauge(
+        "autoscaler_rollback_failed",
+        "1 while the unacknowledged failure's rollback failed too: the unit may be left changed or stopped.",
+        |u, l| l.put(failure_gauges(u.last_failure.as_ref()).1),
+    ),
+    gauge(
+        "autoscaler_bound_max_cpu_quota_percent",
+        "The highest CPUQuota the bounds allow on this host, in percent of one core.",
+        |u, l| {
+            if let Ok(b) = &u.bounds {
+                l.put(f64::from(b.cpu().1));
+            }
+        },
+    ),
+    gauge(
+        "autoscaler_bound_max_memory_bytes",
+        "The highest MemoryMax the bounds allow on this host.",
+        |u, l| {
+            if let Ok(b) = &u.bounds {
+                l.put(b.memory().1 as f64);
+            }
+        },
+    ),
+    gauge(
+        "autoscaler_bound_max_tasks",
+        "The highest TasksMax the bounds allow on this host.",
+        |u, l| {
+            if let Ok(b) = &u.bounds {
+                l.put(b.tasks().1 as f64);
+            }
+        },
+    ),
+    daemon(
+        "autoscaler_loop_duration_seconds",
+        "How long the last check took.",
+        Kind::Gauge,
+        |d| d.loop_stats.last_check_seconds,
+    ),
+    daemon(
+        "autoscaler_loop_lag_seconds",
+        "How late the last check started after it was due.",
+        Kind::Gauge,
+        |d| d.loop_stats.last_lag_seconds,
+    ),
+    daemon(
+        "autoscaler_loop_lag_max_seconds",
+        "The largest lag of any check since start.",
+        Kind::Gauge,
+        |d| d.loop_stats.max_lag_seconds,
+    ),
+    daemon(
+        "autoscaler_checks",
+        "Checks run since start.",
+        Kind::Counter,
+        |d| d.loop_stats.checks as f64,
+    ),
+    daemon(
+        "autoscaler_apply_failures",
+        "Failed applies since start.",
+        Kind::Counter,
+        |d| d.loop_stats.apply_failures as f64,
+    ),
+    daemon(
+        "autoscaler_store_errors",
+        "Store reads and write attempts that failed since start.",
+        Kind::Counter,
+        |d| (d.loop_stats.store_errors + d.store.errors) as f64,
+    ),
+    daemon(
+        "autoscaler_store_queued_writes",
+        "Writes waiting for the database (retried until stored).",
+        Kind::Gauge,
+        |d| d.store.queued as f64,
+    ),
+    daemon(
+        "autoscaler_store_degraded",
+        "1 while the database refuses writes.",
+        Kind::Gauge,
+        |d| flag(d.store.is_degraded()),
+    ),
+    daemon(
+        "autoscaler_store_dropped_samples",
+        "Samples dropped because too many writes were waiting, since start.",
+        Kind::Counter,
+        |d| d.store.dropped_samples as f64,
+    ),
+    daemon(
+        "autoscaler_store_lost_writes",
+        "Writes the database refused for a lasting reason, since start.",
+        Kind::Counter,
+        |d| d.store.lost_writes as f64,
+    ),
+    daemon(
+        "autoscaler_clock_jumps",
+        "Times the wall clock jumped since start (rules go by the monotonic clock).",
+        Kind::Counter,
+        |d| d.loop_stats.clock_jumps as f64,
+    ),
+    counter(
+        "autoscaler_event_wakes",
+        "Times the kernel woke the unit's check (pressure, memory threshold, OOM), since start.",
+        |u, l| l.put(u.wakes as f64),
+    ),
+    gauge(
+        "autoscaler_event_armed",
+        "1 when the kernel notification is armed for the unit, 0 when refused (checked at the interval instead).",
+        |u, l| {
+            for e in u.events.iter() {
+                l.put_with(&[("source", e.source.name())], flag(e.armed));
+            }
+        },
+    ),
+];
 
 #[utoipa::path(get, path = "/metrics", operation_id = "prometheus", tag = "meta",
     summary = "Prometheus metrics (OpenMetrics text): usage, limits, throttling, pressure, OOM kills, actions by action and status, loop duration and lag.",
     responses((status = 200, description = "OpenMetrics text.", body = String, content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(s): State<AppState>) -> Response {
     let snap = s.engine.snapshot();
-    let mut f = Families {
-        reg: Registry::default(),
+    let daemon = Daemon {
+        loop_stats: snap.loop_stats,
+        store: s.engine.store_state(),
     };
-    let cpu = f.gauge(
-        "autoscaler_cpu_cores_used",
-        "CPU cores used by the unit over the last check interval",
-    );
-    let cpu_pct = f.gauge(
-        "autoscaler_cpu_percent_of_quota",
-        "CPU use in percent of the unit's CPUQuota",
-    );
-    let mem = f.gauge(
-        "autoscaler_memory_bytes",
-        "Memory used by the unit's cgroup",
-    );
-    let tasks = f.gauge("autoscaler_tasks", "Tasks (threads) in the unit's cgroup");
-    let procs = f.gauge("autoscaler_processes", "Processes in the unit's cgroup");
-    let lim_cpu = f.gauge(
-        "autoscaler_limit_cpu_quota_percent",
-        "CPUQuota in percent of one core (absent: unlimited)",
-    );
-    let lim_mem = f.gauge(
-        "autoscaler_limit_memory_bytes",
-        "MemoryMax in bytes (absent: unlimited)",
-    );
-    let lim_tasks = f.gauge("autoscaler_limit_tasks", "TasksMax (absent: unlimited)");
-    let throttled = f.gauge(
-        "autoscaler_cpu_throttled_ratio",
-        "Share of CFS periods throttled over the last interval",
-    );
-    let throttled_s = f.counter(
-        "autoscaler_cpu_throttled_seconds",
-        "Time the unit was throttled by its CPU quota",
-    );
-    let pressure = f.gauge(
-        "autoscaler_pressure_some_avg10",
-        "PSI 'some' avg10 in percent, by resource",
-    );
-    let ooms = f.counter("autoscaler_oom_kills", "OOM kills in the unit's cgroup");
-    let actions = f.counter(
-        "autoscaler_actions",
-        "Scaling actions taken by this daemon since it started or as stored, by action and status",
-    );
-    let available = f.gauge(
-        "autoscaler_unit_available",
-        "1 when the unit can be read and managed",
-    );
-    let mode = f.gauge("autoscaler_mode", "1 for the unit's current mode");
-    let failed = f.gauge(
-        "autoscaler_unit_failed",
-        "1 while a failed change is unacknowledged: the unit was disabled and stays so until its mode is set",
-    );
-    let rollback_failed = f.gauge(
-        "autoscaler_rollback_failed",
-        "1 while the unacknowledged failure's rollback failed too: the unit may be left changed or stopped",
-    );
-    let max_cpu = f.gauge(
-        "autoscaler_bound_max_cpu_quota_percent",
-        "The highest CPUQuota the bounds allow on this host, in percent of one core",
-    );
-    let max_mem = f.gauge(
-        "autoscaler_bound_max_memory_bytes",
-        "The highest MemoryMax the bounds allow on this host",
-    );
-    let max_tasks = f.gauge(
-        "autoscaler_bound_max_tasks",
-        "The highest TasksMax the bounds allow on this host",
-    );
-    let loop_dur = f.gauge(
-        "autoscaler_loop_duration_seconds",
-        "How long the last check took",
-    );
-    let loop_lag = f.gauge(
-        "autoscaler_loop_lag_seconds",
-        "How late the last check started after it was due",
-    );
-    let loop_lag_max = f.gauge(
-        "autoscaler_loop_lag_max_seconds",
-        "The largest lag of any check since start",
-    );
-    let checks = f.counter("autoscaler_checks", "Checks run since start");
-    let failures = f.counter("autoscaler_apply_failures", "Failed applies since start");
-    let store_errors = f.counter(
-        "autoscaler_store_errors",
-        "Store reads and write attempts that failed since start",
-    );
-    let store_queued = f.gauge(
-        "autoscaler_store_queued_writes",
-        "Writes waiting for the database (retried until stored)",
-    );
-    let store_degraded = f.gauge(
-        "autoscaler_store_degraded",
-        "1 while the database refuses writes",
-    );
-    let store_dropped = f.counter(
-        "autoscaler_store_dropped_samples",
-        "Samples dropped because too many writes were waiting, since start",
-    );
-    let store_lost = f.counter(
-        "autoscaler_store_lost_writes",
-        "Writes the database refused for a lasting reason, since start",
-    );
-    let clock_jumps = f.counter(
-        "autoscaler_clock_jumps",
-        "Times the wall clock jumped since start (rules go by the monotonic clock)",
-    );
-    let wakes = f.counter(
-        "autoscaler_event_wakes",
-        "Times the kernel woke the unit's check (pressure, memory threshold, OOM), since start",
-    );
-    let armed = f.gauge(
-        "autoscaler_event_armed",
-        "1 when the kernel notification is armed for the unit, 0 when refused (checked at the interval instead)",
-    );
-
-    for u in &snap.units {
-        let unit = u.name.as_str();
-        let ul = l(&[("unit", unit)]);
-        available
-            .get_or_create(&ul)
-            .set(if u.unit_error.is_none() { 1.0 } else { 0.0 });
-        wakes.get_or_create(&ul).inc_by(u.wakes as f64);
-        for e in u.events.iter() {
-            armed
-                .get_or_create(&l(&[("unit", unit), ("source", e.source.name())]))
-                .set(if e.armed { 1.0 } else { 0.0 });
-        }
-        let (is_failed, is_rollback_failed) = failure_gauges(u.last_failure.as_ref());
-        failed.get_or_create(&ul).set(is_failed);
-        rollback_failed.get_or_create(&ul).set(is_rollback_failed);
-        if let Ok(b) = &u.bounds {
-            max_cpu.get_or_create(&ul).set(f64::from(b.cpu().1));
-            max_mem.get_or_create(&ul).set(b.memory().1 as f64);
-            max_tasks.get_or_create(&ul).set(b.tasks().1 as f64);
-        }
-        for m in Mode::ALL {
-            let on = u.config.mode() == m;
-            mode.get_or_create(&l(&[("unit", unit), ("mode", m.as_str())]))
-                .set(if on { 1.0 } else { 0.0 });
-        }
-        if let Some(lim) = &u.limits {
-            if let Some(q) = lim.cpu_quota {
-                lim_cpu.get_or_create(&ul).set(f64::from(q));
-            }
-            if let Some(m) = lim.memory_max {
-                lim_mem.get_or_create(&ul).set(m as f64);
-            }
-            if let Some(t) = lim.tasks_max {
-                lim_tasks.get_or_create(&ul).set(t as f64);
-            }
-        }
-        for ((action, status), n) in &u.action_counts {
-            actions
-                .get_or_create(&l(&[
-                    ("unit", unit),
-                    ("action", action.as_str()),
-                    ("status", status.as_str()),
-                ]))
-                .inc_by(*n as f64);
-        }
-        let Some(o) = &u.observation else { continue };
-        if let Some(c) = o.usage.cpu_cores {
-            cpu.get_or_create(&ul).set(c);
-        }
-        if let Some(p) = o.evaluation.cpu_percent {
-            cpu_pct.get_or_create(&ul).set(p);
-        }
-        mem.get_or_create(&ul).set(o.usage.memory_bytes as f64);
-        tasks.get_or_create(&ul).set(o.usage.tasks as f64);
-        procs.get_or_create(&ul).set(o.usage.processes as f64);
-        if let Some(t) = o.usage.throttled_ratio {
-            throttled.get_or_create(&ul).set(t);
-        }
-        throttled_s
-            .get_or_create(&ul)
-            .inc_by(o.counters.throttled_usec as f64 / 1e6);
-        ooms.get_or_create(&ul).inc_by(o.counters.oom_kills as f64);
-        if let Some(p) = o.usage.cpu_pressure {
-            pressure
-                .get_or_create(&l(&[("unit", unit), ("resource", "cpu")]))
-                .set(p);
-        }
-        if let Some(p) = o.usage.memory_pressure {
-            pressure
-                .get_or_create(&l(&[("unit", unit), ("resource", "memory")]))
-                .set(p);
-        }
-    }
-    let ls = snap.loop_stats;
-    loop_dur.get_or_create(&vec![]).set(ls.last_check_seconds);
-    loop_lag.get_or_create(&vec![]).set(ls.last_lag_seconds);
-    loop_lag_max.get_or_create(&vec![]).set(ls.max_lag_seconds);
-    checks.get_or_create(&vec![]).inc_by(ls.checks as f64);
-    failures
-        .get_or_create(&vec![])
-        .inc_by(ls.apply_failures as f64);
-    let st = &s.engine.store_state();
-    store_errors
-        .get_or_create(&vec![])
-        .inc_by((ls.store_errors + st.errors) as f64);
-    store_queued.get_or_create(&vec![]).set(st.queued as f64);
-    store_degraded
-        .get_or_create(&vec![])
-        .set(if st.is_degraded() { 1.0 } else { 0.0 });
-    store_dropped
-        .get_or_create(&vec![])
-        .inc_by(st.dropped_samples as f64);
-    store_lost
-        .get_or_create(&vec![])
-        .inc_by(st.lost_writes as f64);
-    clock_jumps
-        .get_or_create(&vec![])
-        .inc_by(ls.clock_jumps as f64);
-
-    let mut body = String::new();
-    if let Err(e) = encode(&mut body, &f.reg) {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("encoding metrics failed: {e}"),
-        )
-            .into_response();
-    }
+    // Each family is written when the body is polled for it, so one family's text is held
+    // at a time, however many units there are.
+    let chunks =
+        futures_util::stream::iter(FAMILIES.iter().map(Some).chain([None])).map(move |f| {
+            Ok::<_, Infallible>(match f {
+                Some(f) => family_text(f, &snap.units, &daemon),
+                None => "# EOF\n".to_string(),
+            })
+        });
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        body,
+        Body::from_stream(chunks),
     )
         .into_response()
 }
@@ -307,6 +512,65 @@ mod tests {
             rollback: rollback.clone(),
         };
         assert_eq!(failure_gauges(Some(&f)), want, "{rollback:?}, {message:?}");
+    }
+
+    fn text(f: impl FnOnce(&mut String)) -> String {
+        let mut out = String::new();
+        f(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_value_reads_back_as_the_same_number() {
+        let cases = [
+            (1.0, "1.0"),
+            (0.25, "0.25"),
+            (0.0, "0.0"),
+            (4294967296.0, "4294967296.0"),
+            (u64::MAX as f64, "1.8446744073709552e19"),
+            (1e-7, "1e-7"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(text(|o| number(o, v)), want, "{v}");
+            if v.is_finite() {
+                assert_eq!(want.parse::<f64>(), Ok(v), "{want}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_sample_line_quotes_its_labels_and_suffixes_a_counter() {
+        // systemd escapes a unit name's dashes as `\x2d`: the backslash must be doubled.
+        let labels = [("unit", r#"a\x2db"c"#), ("source", "line\nbreak")];
+        assert_eq!(
+            text(|o| sample(o, "m", Kind::Counter, &labels, 2.0)),
+            "m_total{unit=\"a\\\\x2db\\\"c\",source=\"line\\nbreak\"} 2.0\n"
+        );
+        assert_eq!(text(|o| sample(o, "g", Kind::Gauge, [], 0.5)), "g 0.5\n");
+    }
+
+    #[test]
+    fn every_family_is_named_once_with_a_help_that_ends_in_a_full_stop() {
+        let mut names: Vec<&str> = FAMILIES.iter().map(|f| f.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), FAMILIES.len(), "a family named twice");
+        for f in FAMILIES {
+            assert!(f.name.starts_with("autoscaler_"), "{}", f.name);
+            assert!(
+                !f.name.ends_with("_total"),
+                "{}: the suffix is added",
+                f.name
+            );
+            assert!(
+                f.help.ends_with('.') && !f.help.contains('\n'),
+                "{}",
+                f.name
+            );
+        }
     }
 
     #[test]
