@@ -4,9 +4,10 @@
 //!
 //! Usage: `bench_soak DAEMON_BINARY [UNITS] [MINUTES] [LABEL]` (defaults 1000 and 120).
 //! Prints a sentence on stderr every ten minutes (and after the first) and one Markdown table
-//! row on stdout: the RSS after 1, 30, 60, 90 and 120 minutes (those the run reaches) and at
-//! its end, the highest seen at a minute's mark, the loop's worst lag, and the daemon's CPU
-//! in µs a unit sample over the run. It starts and stops everything it uses.
+//! row on stdout: the RSS after 1, 30, 60, 90 and 120 minutes (those the run reaches), at its
+//! end and just after a `GET /metrics` for every unit, the highest seen at a minute's mark,
+//! the loop's worst lag, and the daemon's CPU in µs a unit sample over the run. It starts
+//! and stops everything it uses.
 //!
 //! `bench_memory` measures the same growth in minutes on a paused clock, over the fake
 //! systemd; this one is the daemon itself, on real cgroups and real time. It costs little
@@ -71,22 +72,27 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
+    // The end's reading before the last scrape, and one just after it: a `GET /metrics` for
+    // every unit is the daemon's largest answer, so what it adds is worth its own column.
+    let (rss, anon) = (rss_kib(pid)?, rss_anon_kib(pid)?);
     let m = metrics(&daemon)?;
+    let scraped = (rss_kib(pid)?, rss_anon_kib(pid)?);
     let still = available(&m);
     anyhow::ensure!(
         still == units,
         "only {still} of {units} units were available at the end"
     );
-    let (rss, anon) = (rss_kib(pid)?, rss_anon_kib(pid)?);
     let samples = (value(&m, "autoscaler_checks_total").context("no checks")? - checks0).max(1.0);
     let per = (cpu_ticks(pid)? - cpu0) as f64 * 1e6 / clock_ticks()? as f64 / samples;
     println!(
-        "| {} | {label} | {units} | {minutes} min | {} | {:.1} MiB ({:.1} anon) | {:.1} MiB | {:.0} ms \
-         | {per:.0} |",
+        "| {} | {label} | {units} | {minutes} min | {} | {:.1} MiB ({:.1} anon) \
+         | {:.1} MiB ({:.1} anon) | {:.1} MiB | {:.0} ms | {per:.0} |",
         today(),
         at_marks.join(" / "),
         rss as f64 / 1024.0,
         anon as f64 / 1024.0,
+        scraped.0 as f64 / 1024.0,
+        scraped.1 as f64 / 1024.0,
         peak.0 as f64 / 1024.0,
         value(&m, "autoscaler_loop_lag_max_seconds").unwrap_or(f64::NAN) * 1000.0
     );
