@@ -60,6 +60,13 @@ impl Lines<'_> {
         self.put_with(&[], value);
     }
 
+    /// A sample when the unit has a value (no reading yet, no limit, no bounds: none).
+    fn put_some(&mut self, value: Option<f64>) {
+        if let Some(v) = value {
+            self.put(v);
+        }
+    }
+
     fn put_with(&mut self, labels: &[(&str, &str)], value: f64) {
         let unit = [("unit", self.unit)];
         sample(
@@ -172,304 +179,265 @@ fn observed(u: &UnitSnapshot) -> Option<&Observation> {
     u.observation.as_deref()
 }
 
-const fn gauge(
-    name: &'static str,
-    help: &'static str,
-    write: fn(&UnitSnapshot, &mut Lines<'_>),
-) -> Family {
-    Family {
-        name,
-        help,
-        kind: Kind::Gauge,
-        samples: Samples::Unit(write),
+impl Family {
+    const fn units(
+        kind: Kind,
+        name: &'static str,
+        help: &'static str,
+        write: fn(&UnitSnapshot, &mut Lines<'_>),
+    ) -> Family {
+        let samples = Samples::Unit(write);
+        Family {
+            name,
+            help,
+            kind,
+            samples,
+        }
     }
-}
 
-const fn counter(
-    name: &'static str,
-    help: &'static str,
-    write: fn(&UnitSnapshot, &mut Lines<'_>),
-) -> Family {
-    Family {
-        name,
-        help,
-        kind: Kind::Counter,
-        samples: Samples::Unit(write),
-    }
-}
-
-const fn daemon(
-    name: &'static str,
-    help: &'static str,
-    kind: Kind,
-    read: fn(&Daemon) -> f64,
-) -> Family {
-    Family {
-        name,
-        help,
-        kind,
-        samples: Samples::Daemon(read),
+    const fn daemon(
+        kind: Kind,
+        name: &'static str,
+        help: &'static str,
+        read: fn(&Daemon) -> f64,
+    ) -> Family {
+        let samples = Samples::Daemon(read);
+        Family {
+            name,
+            help,
+            kind,
+            samples,
+        }
     }
 }
 
 /// Every family, in the order they are sent.
-static FAMILIES: &[Family] = &[
-    gauge(
-        "autoscaler_cpu_cores_used",
-        "CPU cores used by the unit over the last check interval.",
-        |u, l| {
-            if let Some(c) = observed(u).and_then(|o| o.usage.cpu_cores) {
-                l.put(c);
-            }
-        },
-    ),
-    gauge(
-        "autoscaler_cpu_percent_of_quota",
-        "CPU use in percent of the unit's CPUQuota.",
-        |u, l| {
-            if let Some(p) = observed(u).and_then(|o| o.evaluation.cpu_percent) {
-                l.put(p);
-            }
-        },
-    ),
-    gauge(
-        "autoscaler_memory_bytes",
-        "Memory used by the unit's cgroup.",
-        |u, l| {
-            if let Some(o) = observed(u) {
-                l.put(o.usage.memory_bytes as f64);
-            }
-        },
-    ),
-    gauge(
-        "autoscaler_tasks",
-        "Tasks (threads) in the unit's cgroup.",
-        |u, l| {
-            if let Some(o) = observed(u) {
-                l.put(o.usage.tasks as f64);
-            }
-        },
-    ),
-    gauge(
-        "autoscaler_processes",
-        "Processes in the unit's cgroup.",
-        |u, l| {
-            if let Some(o) = observed(u) {
-                l.put(o.usage.processes as f64);
-            }
-        },
-    ),
-    gauge(
-        "autoscaler_limit_cpu_quota_percent",
-        "CPUQuota in percent of one core (absent: unlimited).",
-        |u, l| {
-            if let Some(q) = u.limits.and_then(|lim| lim.cpu_quota) {
-                l.put(f64::from(q));
-            }
-        },
-    ),
-    gauge(
-        "autoscaler_limit_memory_bytes",
-        "MemoryMax in bytes (absent: unlimited).",
-        |u, l| {
-            if let Some(m) = u.limits.and_then(|lim| lim.memory_max) {
-                l.put(m as f64);
-            }
-        },
-    ),
-    gauge(
-        "autoscaler_limit_tasks",
-        "TasksMax (absent: unlimited).",
-        |u, l| {
-            if let Some(t) = u.limits.and_then(|lim| lim.tasks_max) {
-                l.put(t as f64);
-            }
-        },
-    ),
-    gauge(
-        "autoscaler_cpu_throttled_ratio",
-        "Share of CFS periods throttled over the last interval.",
-        |u, l| {
-            if let Some(t) = observed(u).and_then(|o| o.usage.throttled_ratio) {
-                l.put(t);
-            }
-        },
-    ),
-    counter(
-        "autoscaler_cpu_throttled_seconds",
-        "Time the unit was throttled by its CPU quota.",
-        |u, l| {
-            if let Some(o) = observed(u) {
-                l.put(o.counters.throttled_usec as f64 / 1e6);
-            }
-        },
-    ),
-    gauge(
-        "autoscaler_pressure_some_avg10",
-        "PSI 'some' avg10 in percent, by resource.",
-        |u, l| {
-            let Some(o) = observed(u) else { return };
-            if let Some(p) = o.usage.cpu_pressure {
-                l.put_with(&[("resource", "cpu")], p);
-            }
-            if let Some(p) = o.usage.memory_pressure {
-                l.put_with(&[("resource", "memory")], p);
-            }
-        },
-    ),
-    counter(
-        "autoscaler_oom_kills",
-        "OOM kills in the unit's cgroup.",
-        |u, l| {
-            if let Some(o) = observed(u) {
-                l.put(o.counters.oom_kills as f64);
-            }
-        },
-    ),
-    counter(
-        "autoscaler_actions",
-        "Scaling actions taken by this daemon since it started or as stored, by action and status.",
-        |u, l| {
-            for ((action, status), n) in &u.action_counts {
-                l.put_with(
-                    &[("action", action.as_str()), ("status", status.as_str())],
-                    *n as f64,
-                );
-            }
-        },
-    ),
-    gauge(
-        "autoscaler_unit_available",
-        "1 when the unit can be read and managed.",
-        |u, l| l.put(flag(u.unit_error.is_none())),
-    ),
-    gauge(
-        "autoscaler_mode",
-        "1 for the unit's current mode.",
-        |u, l| {
-            for m in Mode::ALL {
-                l.put_with(&[("mode", m.as_str())], flag(u.config.mode() == m));
-            }
-        },
-    ),
-    gauge(
-        "autoscaler_unit_failed",
-        "1 while a failed change is unacknowledged: the unit was disabled and stays so until its mode is set.",
-        |u, l| l.put(failure_gauges(u.last_failure.as_ref()).0),
-    ),
-    gauge(
-        "autoscaler_rollback_failed",
-        "1 while the unacknowledged failure's rollback failed too: the unit may be left changed or stopped.",
-        |u, l| l.put(failure_gauges(u.last_failure.as_ref()).1),
-    ),
-    gauge(
-        "autoscaler_bound_max_cpu_quota_percent",
-        "The highest CPUQuota the bounds allow on this host, in percent of one core.",
-        |u, l| {
-            if let Ok(b) = &u.bounds {
-                l.put(f64::from(b.cpu().1));
-            }
-        },
-    ),
-    gauge(
-        "autoscaler_bound_max_memory_bytes",
-        "The highest MemoryMax the bounds allow on this host.",
-        |u, l| {
-            if let Ok(b) = &u.bounds {
-                l.put(b.memory().1 as f64);
-            }
-        },
-    ),
-    gauge(
-        "autoscaler_bound_max_tasks",
-        "The highest TasksMax the bounds allow on this host.",
-        |u, l| {
-            if let Ok(b) = &u.bounds {
-                l.put(b.tasks().1 as f64);
-            }
-        },
-    ),
-    daemon(
-        "autoscaler_loop_duration_seconds",
-        "How long the last check took.",
-        Kind::Gauge,
-        |d| d.loop_stats.last_check_seconds,
-    ),
-    daemon(
-        "autoscaler_loop_lag_seconds",
-        "How late the last check started after it was due.",
-        Kind::Gauge,
-        |d| d.loop_stats.last_lag_seconds,
-    ),
-    daemon(
-        "autoscaler_loop_lag_max_seconds",
-        "The largest lag of any check since start.",
-        Kind::Gauge,
-        |d| d.loop_stats.max_lag_seconds,
-    ),
-    daemon(
-        "autoscaler_checks",
-        "Checks run since start.",
-        Kind::Counter,
-        |d| d.loop_stats.checks as f64,
-    ),
-    daemon(
-        "autoscaler_apply_failures",
-        "Failed applies since start.",
-        Kind::Counter,
-        |d| d.loop_stats.apply_failures as f64,
-    ),
-    daemon(
-        "autoscaler_store_errors",
-        "Store reads and write attempts that failed since start.",
-        Kind::Counter,
-        |d| (d.loop_stats.store_errors + d.store.errors) as f64,
-    ),
-    daemon(
-        "autoscaler_store_queued_writes",
-        "Writes waiting for the database (retried until stored).",
-        Kind::Gauge,
-        |d| d.store.queued as f64,
-    ),
-    daemon(
-        "autoscaler_store_degraded",
-        "1 while the database refuses writes.",
-        Kind::Gauge,
-        |d| flag(d.store.is_degraded()),
-    ),
-    daemon(
-        "autoscaler_store_dropped_samples",
-        "Samples dropped because too many writes were waiting, since start.",
-        Kind::Counter,
-        |d| d.store.dropped_samples as f64,
-    ),
-    daemon(
-        "autoscaler_store_lost_writes",
-        "Writes the database refused for a lasting reason, since start.",
-        Kind::Counter,
-        |d| d.store.lost_writes as f64,
-    ),
-    daemon(
-        "autoscaler_clock_jumps",
-        "Times the wall clock jumped since start (rules go by the monotonic clock).",
-        Kind::Counter,
-        |d| d.loop_stats.clock_jumps as f64,
-    ),
-    counter(
-        "autoscaler_event_wakes",
-        "Times the kernel woke the unit's check (pressure, memory threshold, OOM), since start.",
-        |u, l| l.put(u.wakes as f64),
-    ),
-    gauge(
-        "autoscaler_event_armed",
-        "1 when the kernel notification is armed for the unit, 0 when refused (checked at the interval instead).",
-        |u, l| {
-            for e in u.events.iter() {
-                l.put_with(&[("source", e.source.name())], flag(e.armed));
-            }
-        },
-    ),
-];
+static FAMILIES: &[Family] = {
+    use Kind::{Counter, Gauge};
+    &[
+        Family::units(
+            Gauge,
+            "autoscaler_cpu_cores_used",
+            "CPU cores used by the unit over the last check interval.",
+            |u, l| l.put_some(observed(u).and_then(|o| o.usage.cpu_cores)),
+        ),
+        Family::units(
+            Gauge,
+            "autoscaler_cpu_percent_of_quota",
+            "CPU use in percent of the unit's CPUQuota.",
+            |u, l| l.put_some(observed(u).and_then(|o| o.evaluation.cpu_percent)),
+        ),
+        Family::units(
+            Gauge,
+            "autoscaler_memory_bytes",
+            "Memory used by the unit's cgroup.",
+            |u, l| l.put_some(observed(u).map(|o| o.usage.memory_bytes as f64)),
+        ),
+        Family::units(
+            Gauge,
+            "autoscaler_tasks",
+            "Tasks (threads) in the unit's cgroup.",
+            |u, l| l.put_some(observed(u).map(|o| o.usage.tasks as f64)),
+        ),
+        Family::units(
+            Gauge,
+            "autoscaler_processes",
+            "Processes in the unit's cgroup.",
+            |u, l| l.put_some(observed(u).map(|o| o.usage.processes as f64)),
+        ),
+        Family::units(
+            Gauge,
+            "autoscaler_limit_cpu_quota_percent",
+            "CPUQuota in percent of one core (absent: unlimited).",
+            |u, l| l.put_some(u.limits.and_then(|lim| lim.cpu_quota).map(f64::from)),
+        ),
+        Family::units(
+            Gauge,
+            "autoscaler_limit_memory_bytes",
+            "MemoryMax in bytes (absent: unlimited).",
+            |u, l| l.put_some(u.limits.and_then(|lim| lim.memory_max).map(|m| m as f64)),
+        ),
+        Family::units(
+            Gauge,
+            "autoscaler_limit_tasks",
+            "TasksMax (absent: unlimited).",
+            |u, l| l.put_some(u.limits.and_then(|lim| lim.tasks_max).map(|t| t as f64)),
+        ),
+        Family::units(
+            Gauge,
+            "autoscaler_cpu_throttled_ratio",
+            "Share of CFS periods throttled over the last interval.",
+            |u, l| l.put_some(observed(u).and_then(|o| o.usage.throttled_ratio)),
+        ),
+        Family::units(
+            Counter,
+            "autoscaler_cpu_throttled_seconds",
+            "Time the unit was throttled by its CPU quota.",
+            |u, l| l.put_some(observed(u).map(|o| o.counters.throttled_usec as f64 / 1e6)),
+        ),
+        Family::units(
+            Gauge,
+            "autoscaler_pressure_some_avg10",
+            "PSI 'some' avg10 in percent, by resource.",
+            |u, l| {
+                let Some(o) = observed(u) else { return };
+                if let Some(p) = o.usage.cpu_pressure {
+                    l.put_with(&[("resource", "cpu")], p);
+                }
+                if let Some(p) = o.usage.memory_pressure {
+                    l.put_with(&[("resource", "memory")], p);
+                }
+            },
+        ),
+        Family::units(
+            Counter,
+            "autoscaler_oom_kills",
+            "OOM kills in the unit's cgroup.",
+            |u, l| l.put_some(observed(u).map(|o| o.counters.oom_kills as f64)),
+        ),
+        Family::units(
+            Counter,
+            "autoscaler_actions",
+            "Scaling actions taken by this daemon since it started or as stored, by action and status.",
+            |u, l| {
+                for ((action, status), n) in &u.action_counts {
+                    l.put_with(
+                        &[("action", action.as_str()), ("status", status.as_str())],
+                        *n as f64,
+                    );
+                }
+            },
+        ),
+        Family::units(
+            Gauge,
+            "autoscaler_unit_available",
+            "1 when the unit can be read and managed.",
+            |u, l| l.put(flag(u.unit_error.is_none())),
+        ),
+        Family::units(
+            Gauge,
+            "autoscaler_mode",
+            "1 for the unit's current mode.",
+            |u, l| {
+                for m in Mode::ALL {
+                    l.put_with(&[("mode", m.as_str())], flag(u.config.mode() == m));
+                }
+            },
+        ),
+        Family::units(
+            Gauge,
+            "autoscaler_unit_failed",
+            "1 while a failed change is unacknowledged: the unit was disabled and stays so until its mode is set.",
+            |u, l| l.put(failure_gauges(u.last_failure.as_ref()).0),
+        ),
+        Family::units(
+            Gauge,
+            "autoscaler_rollback_failed",
+            "1 while the unacknowledged failure's rollback failed too: the unit may be left changed or stopped.",
+            |u, l| l.put(failure_gauges(u.last_failure.as_ref()).1),
+        ),
+        Family::units(
+            Gauge,
+            "autoscaler_bound_max_cpu_quota_percent",
+            "The highest CPUQuota the bounds allow on this host, in percent of one core.",
+            |u, l| l.put_some(u.bounds.as_ref().ok().map(|b| f64::from(b.cpu().1))),
+        ),
+        Family::units(
+            Gauge,
+            "autoscaler_bound_max_memory_bytes",
+            "The highest MemoryMax the bounds allow on this host.",
+            |u, l| l.put_some(u.bounds.as_ref().ok().map(|b| b.memory().1 as f64)),
+        ),
+        Family::units(
+            Gauge,
+            "autoscaler_bound_max_tasks",
+            "The highest TasksMax the bounds allow on this host.",
+            |u, l| l.put_some(u.bounds.as_ref().ok().map(|b| b.tasks().1 as f64)),
+        ),
+        Family::daemon(
+            Gauge,
+            "autoscaler_loop_duration_seconds",
+            "How long the last check took.",
+            |d| d.loop_stats.last_check_seconds,
+        ),
+        Family::daemon(
+            Gauge,
+            "autoscaler_loop_lag_seconds",
+            "How late the last check started after it was due.",
+            |d| d.loop_stats.last_lag_seconds,
+        ),
+        Family::daemon(
+            Gauge,
+            "autoscaler_loop_lag_max_seconds",
+            "The largest lag of any check since start.",
+            |d| d.loop_stats.max_lag_seconds,
+        ),
+        Family::daemon(
+            Counter,
+            "autoscaler_checks",
+            "Checks run since start.",
+            |d| d.loop_stats.checks as f64,
+        ),
+        Family::daemon(
+            Counter,
+            "autoscaler_apply_failures",
+            "Failed applies since start.",
+            |d| d.loop_stats.apply_failures as f64,
+        ),
+        Family::daemon(
+            Counter,
+            "autoscaler_store_errors",
+            "Store reads and write attempts that failed since start.",
+            |d| (d.loop_stats.store_errors + d.store.errors) as f64,
+        ),
+        Family::daemon(
+            Gauge,
+            "autoscaler_store_queued_writes",
+            "Writes waiting for the database (retried until stored).",
+            |d| d.store.queued as f64,
+        ),
+        Family::daemon(
+            Gauge,
+            "autoscaler_store_degraded",
+            "1 while the database refuses writes.",
+            |d| flag(d.store.is_degraded()),
+        ),
+        Family::daemon(
+            Counter,
+            "autoscaler_store_dropped_samples",
+            "Samples dropped because too many writes were waiting, since start.",
+            |d| d.store.dropped_samples as f64,
+        ),
+        Family::daemon(
+            Counter,
+            "autoscaler_store_lost_writes",
+            "Writes the database refused for a lasting reason, since start.",
+            |d| d.store.lost_writes as f64,
+        ),
+        Family::daemon(
+            Counter,
+            "autoscaler_clock_jumps",
+            "Times the wall clock jumped since start (rules go by the monotonic clock).",
+            |d| d.loop_stats.clock_jumps as f64,
+        ),
+        Family::units(
+            Counter,
+            "autoscaler_event_wakes",
+            "Times the kernel woke the unit's check (pressure, memory threshold, OOM), since start.",
+            |u, l| l.put(u.wakes as f64),
+        ),
+        Family::units(
+            Gauge,
+            "autoscaler_event_armed",
+            "1 when the kernel notification is armed for the unit, 0 when refused (checked at the interval instead).",
+            |u, l| {
+                for e in u.events.iter() {
+                    l.put_with(&[("source", e.source.name())], flag(e.armed));
+                }
+            },
+        ),
+    ]
+};
 
 #[utoipa::path(get, path = "/metrics", operation_id = "prometheus", tag = "meta",
     summary = "Prometheus metrics (OpenMetrics text): usage, limits, throttling, pressure, OOM kills, actions by action and status, loop duration and lag.",
