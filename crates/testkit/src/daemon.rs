@@ -9,6 +9,7 @@
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock, PoisonError, mpsc};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -50,8 +51,9 @@ impl Daemon {
         Daemon::start_wrapped(&[], bin, sandbox, args, env)
     }
 
-    /// Like [`Daemon::start_with_env`], run as `WRAPPER... BIN serve ...`: a wrapper that
-    /// `exec`s the daemon (so the child's pid is the daemon's), such as `unshare`.
+    /// Like [`Daemon::start_with_env`], run as `WRAPPER... setpriv --pdeathsig TERM -- BIN
+    /// serve ...`: a wrapper that `exec`s the daemon (so the child's pid is the daemon's),
+    /// such as `unshare`.
     pub fn start_wrapped(
         wrapper: &[&str],
         bin: &Path,
@@ -146,15 +148,19 @@ impl Daemon {
             .open(&self.log)
             .with_context(|| format!("opening {}", self.log.display()))?;
         let start_len = fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0) as usize;
+        // `setpriv` (util-linux) sets the parent-death signal and execs the daemon: a bench
+        // or test killed before its `Drop` runs takes its daemon with it.
         let mut cmd = match self.wrapper.split_first() {
             Some((first, rest)) => {
                 let mut c = Command::new(first);
-                c.args(rest).arg(&self.bin);
+                c.args(rest).arg("setpriv");
                 c
             }
-            None => Command::new(&self.bin),
+            None => Command::new("setpriv"),
         };
-        cmd.arg("serve")
+        cmd.args(["--pdeathsig", "TERM", "--"])
+            .arg(&self.bin)
+            .arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--db")
@@ -169,9 +175,7 @@ impl Daemon {
             cmd.env(k, v);
         }
         self.once.clear();
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", self.bin.display()))?;
+        let child = spawn_tied(cmd).with_context(|| format!("starting {}", self.bin.display()))?;
         self.child = Some(child);
         let log_path = self.log.clone();
         let url = wait_until(Duration::from_secs(20), "the daemon to listen", || {
@@ -242,6 +246,35 @@ impl Daemon {
         self.child = None;
         Ok(status.success())
     }
+}
+
+/// Spawns `cmd` from one thread that lives as long as the process. The parent-death signal
+/// fires when the thread that spawned a child ends, not the process, and tests restart their
+/// daemon from helper threads that end long before the daemon should.
+fn spawn_tied(cmd: Command) -> std::io::Result<Child> {
+    type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("testkit-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("starting the testkit's spawner thread");
+        Mutex::new(tx)
+    });
+    let (reply, answer) = mpsc::channel();
+    spawner
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .send((cmd, reply))
+        .map_err(|_| std::io::Error::other("the testkit's spawner thread is gone"))?;
+    answer
+        .recv()
+        .map_err(|_| std::io::Error::other("the testkit's spawner thread is gone"))?
 }
 
 impl Drop for Daemon {
@@ -368,5 +401,56 @@ impl Http {
             json,
             text: text.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn sleeper() -> Command {
+        let mut c = Command::new("setpriv");
+        c.args(["--pdeathsig", "TERM", "--", "sleep", "60"]);
+        c
+    }
+
+    /// The parent-death signal follows the spawning thread: spawned from a helper thread that
+    /// ends, a child dies with it (the control), unless the testkit's spawner spawned it.
+    #[test]
+    fn a_tied_child_outlives_the_thread_that_asked_for_it() {
+        let spawned = |tied: bool| {
+            std::thread::spawn(move || {
+                let child = if tied {
+                    spawn_tied(sleeper())
+                } else {
+                    sleeper().spawn()
+                }
+                .expect("spawning sleep");
+                // The thread lives on until `setpriv` has set the signal and run `sleep`, as
+                // a test's thread waits for its daemon to listen.
+                let comm = format!("/proc/{}/comm", child.id());
+                wait_until(Duration::from_secs(10), "setpriv to run sleep", || {
+                    let name = fs::read_to_string(&comm).unwrap_or_default();
+                    Ok((name.trim() == "sleep").then_some(()))
+                })
+                .expect("sleep");
+                child
+            })
+            .join()
+            .expect("the helper thread")
+        };
+        let mut control = spawned(false);
+        let mut tied = spawned(true);
+        let status = wait_exit(&mut control, Duration::from_secs(10), "the control to die")
+            .expect("the control dies with its thread");
+        assert_eq!(status.signal(), Some(15), "{status}");
+        let alive = tied.try_wait().expect("try_wait").is_none();
+        let _ = tied.kill();
+        let _ = tied.wait();
+        assert!(
+            alive,
+            "the tied child died with the thread that asked for it"
+        );
     }
 }
