@@ -51,11 +51,13 @@ fn main() -> anyhow::Result<()> {
     let marks = [1, 30, 60, 90, 120];
     let mut at_marks = Vec::new();
     let mut peak = (0, 0);
+    let mut last = (0, 0);
     for minute in 1..=minutes {
         let due = started + Duration::from_secs(minute * 60);
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
         let (rss, anon) = (rss_kib(pid)?, rss_anon_kib(pid)?);
         peak = peak.max((rss, anon));
+        last = (rss, anon);
         if marks.contains(&minute) {
             at_marks.push(format!("{:.1}", rss as f64 / 1024.0));
         }
@@ -72,9 +74,10 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
-    // The end's reading before the last scrape, and one just after it: a `GET /metrics` for
-    // every unit is the daemon's largest answer, so what it adds is worth its own column.
-    let (rss, anon) = (rss_kib(pid)?, rss_anon_kib(pid)?);
+    // The end's reading is the last minute's, taken before that minute's scrape, and one
+    // comes just after the last scrape: a `GET /metrics` for every unit is the daemon's
+    // largest answer, so what it adds is worth its own column.
+    let (rss, anon) = last;
     let m = metrics(&daemon)?;
     let scraped = (rss_kib(pid)?, rss_anon_kib(pid)?);
     let still = available(&m);
