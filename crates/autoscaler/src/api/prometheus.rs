@@ -2,7 +2,7 @@
 //!
 //! The snapshot is the only source, so what Prometheus sees is what the status endpoint says.
 //! The text is written and sent a family at a time: at 1000 units the exposition is about
-//! 2 MB, and building it whole (a registry of label sets, then the text) added about 9 MiB to
+//! 1.3 MB, and building it whole (a registry of label sets, then the text) added 9-10 MiB to
 //! the daemon's RSS at each scrape, more than the units' state grows in an hour. A family's
 //! samples for every unit are one chunk of the body (OpenMetrics keeps a family together).
 
