@@ -9,7 +9,7 @@
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock, PoisonError, mpsc};
+use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -253,7 +253,7 @@ impl Daemon {
 /// daemon from helper threads that end long before the daemon should.
 fn spawn_tied(cmd: Command) -> std::io::Result<Child> {
     type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    static SPAWNER: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
@@ -264,12 +264,10 @@ fn spawn_tied(cmd: Command) -> std::io::Result<Child> {
                 }
             })
             .expect("starting the testkit's spawner thread");
-        Mutex::new(tx)
+        tx
     });
     let (reply, answer) = mpsc::channel();
     spawner
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
         .send((cmd, reply))
         .map_err(|_| std::io::Error::other("the testkit's spawner thread is gone"))?;
     answer
